@@ -1,0 +1,153 @@
+"""The diffusion steps of one batch, in the order diffusers' Stable Diffusion pipelines run them.
+
+The operations mirror `StableDiffusionPipeline.__call__` so that, given the same latents, the pixels are the same;
+what differs is that noise comes from per-image generators (see modules.rng) and that each step reports to the
+job's state, which can stop the loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image
+
+from modules import rng
+from modules.runtime.state import GenerationState
+from modules.sd_models import LoadedModel
+
+# torchsde's Brownian interval reports float round-off at the last step (DPM++ SDE); the samples are unaffected.
+warnings.filterwarnings("ignore", message="Should have tb<=t1", module="torchsde")
+
+
+def encode_prompts(model: LoadedModel, prompts: list[str], negative_prompts: list[str], clip_skip: int):
+    """Text embeddings for classifier-free guidance: [negatives..., positives...].
+
+    `clip_skip` counts like the webui: 1 is the last layer, 2 the one before it (then the final layer norm).
+    """
+    if clip_skip == 1:  # exactly diffusers' own encoding
+        positive, negative = model.pipeline.encode_prompt(
+            prompts,
+            model.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+            negative_prompt=negative_prompts,
+        )
+        return torch.cat([negative, positive])
+    return torch.cat(
+        [encode_skipping_layers(model, negative_prompts, clip_skip), encode_skipping_layers(model, prompts, clip_skip)]
+    )
+
+
+def encode_skipping_layers(model: LoadedModel, prompts: list[str], clip_skip: int) -> torch.Tensor:
+    # diffusers' clip_skip path reaches for `text_encoder.text_model`, which transformers 5 no longer has.
+    tokenizer, text_encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
+    tokens = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    output = text_encoder(tokens.input_ids.to(model.device), output_hidden_states=True)
+    final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
+    return final_layer_norm(output.hidden_states[-clip_skip]).to(model.dtype)
+
+
+def initial_noise(latent_shape, seeds, subseeds, subseed_strength, seed_resize_from) -> torch.Tensor:
+    return torch.stack(
+        [
+            rng.image_noise(latent_shape, seed, subseed, subseed_strength, seed_resize_from)
+            for seed, subseed in zip(seeds, subseeds)
+        ]
+    )
+
+
+def step_kwargs(scheduler, generators: list[torch.Generator], eta: float | None) -> dict:
+    accepted = inspect.signature(scheduler.step).parameters
+    kwargs = {}
+    if "generator" in accepted:
+        kwargs["generator"] = generators
+    if "eta" in accepted and eta is not None:
+        kwargs["eta"] = eta
+    return kwargs
+
+
+def denoise(
+    model: LoadedModel,
+    scheduler,
+    latents,
+    timesteps,
+    embeddings,
+    cfg_scale: float,
+    step_seeds: list[int],
+    eta: float | None,
+    state: GenerationState,
+) -> torch.Tensor:
+    """The sampling loop. Per-image step noise comes from generators seeded from each image's seed."""
+    unet = model.pipeline.unet
+    generators = rng.step_generators(step_seeds)
+    if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE draws Brownian-tree noise, one tree per image
+        scheduler.noise_sampler_seed = [generator.initial_seed() for generator in generators]
+    extra = step_kwargs(scheduler, generators, eta)
+    state.sampling_steps = len(timesteps)
+    for timestep in timesteps:
+        state.raise_if_stopped()
+        model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
+        noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False)[0]
+        noise_uncond, noise_text = noise_pred.chunk(2)
+        noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
+        latents = scheduler.step(noise_pred, timestep, latents, **extra, return_dict=False)[0]
+        state.step_done(latents)
+    return latents
+
+
+def txt2img_latents(model: LoadedModel, scheduler, noise: torch.Tensor, steps: int):
+    """Timesteps and starting latents for text-to-image: pure noise scaled for the scheduler."""
+    scheduler.set_timesteps(steps, device=model.device)
+    latents = noise.to(model.device, model.dtype) * scheduler.init_noise_sigma
+    return scheduler.timesteps, latents
+
+
+def img2img_latents(
+    model: LoadedModel,
+    scheduler,
+    init_latents: torch.Tensor,
+    noise: torch.Tensor,
+    steps: int,
+    denoising_strength: float,
+):
+    """Timesteps and starting latents for image-to-image: the image's latents noised to the strength's timestep.
+
+    As in diffusers, `denoising_strength` of `steps` are run (strength 0 runs none and returns the image).
+    """
+    scheduler.set_timesteps(steps, device=model.device)
+    init_timestep = min(int(steps * denoising_strength), steps)
+    start = max(steps - init_timestep, 0) * scheduler.order
+    timesteps = scheduler.timesteps[start:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    if len(timesteps) == 0:
+        return timesteps, init_latents
+    noise = noise.to(model.device, model.dtype)
+    latent_timestep = timesteps[:1].repeat(init_latents.shape[0])
+    return timesteps, scheduler.add_noise(init_latents, noise, latent_timestep)
+
+
+def encode_images(model: LoadedModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
+    """VAE latents of the init images (the distribution's mode, so no randomness enters here)."""
+    pixels = model.pipeline.image_processor.preprocess(images, height=height, width=width)
+    pixels = pixels.to(model.device, model.dtype)
+    latents = model.pipeline.vae.encode(pixels).latent_dist.mode()
+    return latents * model.pipeline.vae.config.scaling_factor
+
+
+def decode_latents(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:
+    vae = model.pipeline.vae
+    pixels = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    return model.pipeline.image_processor.postprocess(pixels, output_type="pil")
+
+
+def latents_to_rgb_preview(latents: torch.Tensor) -> Image.Image:
+    """A cheap preview of the first image's latents (the first three channels, normalised), for progress UIs."""
+    channels = latents[0, :3].float().cpu()
+    channels = (channels - channels.min()) / (channels.max() - channels.min() + 1e-8)
+    return Image.fromarray((channels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))

@@ -1,0 +1,83 @@
+"""Saving images like the webui: `<outdir>/<date>/<NNNNN>-<seed>.png` with the infotext in a `parameters` chunk.
+
+Writes are atomic (a temp file in the same folder, then a hard link to the final name, which fails instead of
+overwriting) so no reader ever sees a half-written PNG and no existing file is replaced.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+_NUMBERED = re.compile(r"^(\d{5})-")
+
+
+def png_bytes(image: Image.Image, infotext: str | None) -> bytes:
+    """PNG bytes with the infotext as the `parameters` text chunk (no timestamp: same image, same bytes)."""
+    metadata = PngImagePlugin.PngInfo()
+    if infotext:
+        metadata.add_text("parameters", infotext)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=metadata)
+    return buffer.getvalue()
+
+
+def read_infotext(image: Image.Image) -> str | None:
+    return image.info.get("parameters")
+
+
+def next_image_number(folder: Path) -> int:
+    numbers = [int(match.group(1)) for name in os.listdir(folder) if (match := _NUMBERED.match(name))]
+    return max(numbers, default=-1) + 1
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically; FileExistsError if `path` exists (never overwrites)."""
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(descriptor, "wb") as temp_file:
+            temp_file.write(data)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        os.link(temp_name, path)
+    finally:
+        os.unlink(temp_name)
+
+
+def save_image(
+    image: Image.Image,
+    outdir: str | os.PathLike,
+    basename_suffix: str,
+    infotext: str | None,
+    today: datetime.date | None = None,
+) -> Path:
+    """Save under `outdir/<YYYY-MM-DD>/` as the next free `<NNNNN>-<suffix>.png`; returns the path."""
+    folder = Path(outdir) / (today or datetime.date.today()).isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    data = png_bytes(image, infotext)
+    number = next_image_number(folder)
+    while True:
+        path = folder / f"{number:05d}-{basename_suffix}.png"
+        try:
+            write_new_file(path, data)
+            return path
+        except FileExistsError:  # another writer took this number: take the next one
+            number += 1
+
+
+def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:
+    """Images in rows of `columns` (default: as square as possible), all cells the size of the first image."""
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    width, height = images[0].size
+    grid = Image.new("RGB", (columns * width, rows * height), "black")
+    for index, image in enumerate(images):
+        grid.paste(image, ((index % columns) * width, (index // columns) * height))
+    return grid

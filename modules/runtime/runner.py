@@ -1,0 +1,104 @@
+"""The execution boundary (milestone M10): every face's job goes `process_images(p)` -> `ProcessingRunner().run(
+ProcessingRequest(p))` -> `process_images_inner(p)`.
+
+The runner adds a lifecycle around the engine without changing what it returns:
+- prepare: hooks see the request before any work (logging, metrics, validation of their own);
+- execute: `process_images_inner(request.processing)`, one job at a time per process, in arrival order (FIFO), since
+  all jobs share the one loaded model;
+- finalize: hooks see the request and the result.
+Per-phase wall times (queue wait included) go into `request.phase_timings`, never into the result.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from modules.runtime.state import GenerationState
+
+
+@dataclass
+class ProcessingRequest:
+    processing: object  # modules.processing.StableDiffusionProcessing
+    phase_timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def state(self) -> GenerationState:
+        """The job's progress/interrupt state, carried by the processing object."""
+        return self.processing.state
+
+
+class FifoGate:
+    """A lock granted in arrival order (threading.Lock is not fair), with a count of waiting jobs."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._busy = False
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @contextmanager
+    def turn(self):
+        ticket = object()
+        with self._condition:
+            self._waiting.append(ticket)
+            self._condition.wait_for(lambda: not self._busy and self._waiting[0] is ticket)
+            self._waiting.popleft()
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._busy = False
+                self._condition.notify_all()
+
+
+# One model, one generation at a time: every runner in the process queues here.
+generation_queue = FifoGate()
+
+
+@dataclass
+class RunnerHooks:
+    on_prepare: list[Callable[[ProcessingRequest], None]] = field(default_factory=list)
+    on_finalize: list[Callable[[ProcessingRequest, object], None]] = field(default_factory=list)
+
+
+class ProcessingRunner:
+    def __init__(self, hooks: RunnerHooks | None = None):
+        self.hooks = hooks or RunnerHooks()
+
+    def run(self, request: ProcessingRequest):
+        """Return exactly what `process_images_inner(request.processing)` returns."""
+        from modules.processing import process_images_inner
+
+        queued_at = time.perf_counter()
+        with generation_queue.turn():
+            request.phase_timings["queue"] = time.perf_counter() - queued_at
+            with self._phase(request, "prepare"):
+                for hook in self.hooks.on_prepare:
+                    hook(request)
+            with self._phase(request, "execute"):
+                result = process_images_inner(request.processing)
+            with self._phase(request, "finalize"):
+                for hook in self.hooks.on_finalize:
+                    hook(request, result)
+        return result
+
+    @contextmanager
+    def _phase(self, request: ProcessingRequest, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            request.phase_timings[name] = time.perf_counter() - start

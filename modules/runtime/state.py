@@ -1,0 +1,99 @@
+"""Progress, interrupt and skip for one generation job.
+
+A face (notebook form, CLI, API) holds the job's state object: it reads progress from it, calls `interrupt()` or
+`skip()` from another thread, and may subscribe listeners (a tqdm bar, a progress widget) to its steps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+StepListener = Callable[["GenerationState"], None]
+
+
+class Interrupted(Exception):
+    """Raised inside the sampling loop to stop the job; the engine returns the images finished so far."""
+
+
+class Skipped(Exception):
+    """Raised inside the sampling loop to abandon the current batch and go on with the next."""
+
+
+@dataclass
+class GenerationState:
+    job_count: int = 0  # batches in the job (n_iter)
+    job_no: int = 0  # batches finished
+    sampling_steps: int = 0  # steps per batch
+    sampling_step: int = 0  # steps finished in the current batch
+    started_at: float | None = None
+    finished_at: float | None = None
+    current_latent: object = None  # last latents, for an optional preview
+    listeners: list[StepListener] = field(default_factory=list)
+    _interrupt: threading.Event = field(default_factory=threading.Event, repr=False)
+    _skip: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupt.is_set()
+
+    @property
+    def skipped(self) -> bool:
+        return self._skip.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None and self.finished_at is None
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the whole job done, 0..1."""
+        if self.job_count == 0 or self.sampling_steps == 0:
+            return 1.0 if self.finished_at is not None else 0.0
+        done = self.job_no * self.sampling_steps + self.sampling_step
+        return min(done / (self.job_count * self.sampling_steps), 1.0)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.running or self.progress <= 0:
+            return None
+        elapsed = time.perf_counter() - self.started_at
+        return elapsed / self.progress - elapsed
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
+
+    def skip(self) -> None:
+        self._skip.set()
+
+    def begin(self, job_count: int, sampling_steps: int) -> None:
+        self.job_count, self.sampling_steps = job_count, sampling_steps
+        self.job_no = self.sampling_step = 0
+        self.started_at, self.finished_at = time.perf_counter(), None
+        self._interrupt.clear()
+        self._skip.clear()
+
+    def begin_batch(self, job_no: int) -> None:
+        self.job_no, self.sampling_step = job_no, 0
+        self._skip.clear()
+
+    def raise_if_stopped(self) -> None:
+        """Called by the sampling loop before each step, so a batch whose last step is done is kept."""
+        if self.interrupted:
+            raise Interrupted
+        if self.skipped:
+            raise Skipped
+
+    def step_done(self, latents=None) -> None:
+        self.sampling_step += 1
+        self.current_latent = latents
+        for listener in self.listeners:
+            listener(self)
+
+    def end(self) -> None:
+        self.job_no = self.job_count
+        self.sampling_step = 0
+        self.finished_at = time.perf_counter()
+        self.current_latent = None

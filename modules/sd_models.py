@@ -1,0 +1,239 @@
+"""Which model, loaded how: resolve a checkpoint name, hash it, load it once, keep it, free it on switch.
+
+Checkpoints are the embedded default model, a diffusers folder (model_index.json), or a single-file checkpoint in
+the original Stable Diffusion layout (.safetensors; pickle files only with an explicit allow flag). Names are looked
+up as given, then in the models folder (SERENA_MODELS_DIR, default `models/Stable-diffusion`).
+
+The cache holds one model: generation is serialized by the runner, and a second model in memory is what makes a
+model switch leak.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import re
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from modules import devices
+
+DEFAULT_MODEL_NAME = "serena-default"
+SINGLE_FILE_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+_TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]$")
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def default_model_dir() -> Path:
+    from modules.default_model import DEFAULT_MODEL_DIR
+
+    return Path(DEFAULT_MODEL_DIR)
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("SERENA_MODELS_DIR", "models/Stable-diffusion"))
+
+
+def sha256_of_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    kind: str  # "diffusers" (a folder, the default model included) or "single_file"
+    name: str
+
+    @property
+    def is_pickle(self) -> bool:
+        return self.path.suffix.lower() in PICKLE_SUFFIXES
+
+    @cached_property
+    def sha256(self) -> str:
+        """The webui's hash for single files; for a folder, the same over its weight files in name order."""
+        files = [self.path] if self.kind == "single_file" else sorted(self.path.rglob("*.safetensors"))
+        stat_key = (str(self.path), sum(f.stat().st_size for f in files), max(f.stat().st_mtime_ns for f in files))
+        if stat_key not in _hash_cache:
+            _hash_cache[stat_key] = sha256_of_files(files)
+        return _hash_cache[stat_key]
+
+    @property
+    def shorthash(self) -> str:
+        return self.sha256[:10]
+
+    @property
+    def title(self) -> str:
+        """The webui's checkpoint title, "name [hash]"."""
+        return f"{self.name} [{self.shorthash}]"
+
+
+def default_checkpoint() -> CheckpointInfo:
+    return CheckpointInfo(default_model_dir(), "diffusers", DEFAULT_MODEL_NAME)
+
+
+def checkpoint_from_path(path: Path) -> CheckpointInfo | None:
+    if path.is_dir() and (path / "model_index.json").is_file():
+        return CheckpointInfo(path.resolve(), "diffusers", path.name)
+    if path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES + PICKLE_SUFFIXES:
+        return CheckpointInfo(path.resolve(), "single_file", path.stem)
+    return None
+
+
+def list_checkpoints(folder: Path | None = None) -> list[CheckpointInfo]:
+    """The default model, then every checkpoint in the models folder."""
+    folder = folder or models_dir()
+    found = [default_checkpoint()]
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            info = checkpoint_from_path(path)
+            if info is not None:
+                found.append(info)
+    return found
+
+
+def resolve_checkpoint(name: str | os.PathLike | None, folder: Path | None = None) -> CheckpointInfo:
+    """The checkpoint `name` refers to: None/"default", a path, a file or folder name in the models folder, or a
+    webui title "name [hash]". ValueError lists what is available."""
+    if name is None or str(name) in ("", "default", DEFAULT_MODEL_NAME):
+        return default_checkpoint()
+    text = _TITLE_HASH.sub("", str(name))
+    folder = folder or models_dir()
+    candidates = [Path(text)]
+    if not Path(text).is_absolute():
+        candidates.append(folder / text)
+        candidates += [folder / (text + suffix) for suffix in SINGLE_FILE_SUFFIXES + PICKLE_SUFFIXES]
+    for candidate in candidates:
+        info = checkpoint_from_path(candidate)
+        if info is not None:
+            return info
+    if Path(text).is_file():
+        raise ValueError(
+            f"sd_model_checkpoint: {text!r} is not a checkpoint; allowed: a diffusers folder with model_index.json "
+            f"or a file ending in {', '.join(SINGLE_FILE_SUFFIXES + PICKLE_SUFFIXES)}"
+        )
+    available = ", ".join(info.name for info in list_checkpoints(folder))
+    raise ValueError(f"sd_model_checkpoint: no model {str(name)!r}; available: {available} (or a path)")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded pipeline: its components are what the engine samples with."""
+
+    checkpoint: CheckpointInfo
+    pipeline: object  # diffusers.StableDiffusionPipeline
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.pipeline.vae.config.block_out_channels) - 1)
+
+    @property
+    def native_size(self) -> int:
+        """The size the model was trained at: its UNet's sample size in pixels."""
+        return int(self.pipeline.unet.config.sample_size) * self.vae_scale_factor
+
+
+def load_pipeline(checkpoint: CheckpointInfo, device: torch.device, dtype: torch.dtype, allow_pickle: bool):
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # the engine reports progress through GenerationState
+    transformers_logging.disable_progress_bar()
+    if checkpoint.kind == "single_file":
+        from modules.sd_single_file import load_single_file_pipeline
+
+        pipeline = load_single_file_pipeline(checkpoint.path, allow_pickle=allow_pickle, torch_dtype=dtype)
+    else:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            checkpoint.path,
+            local_files_only=True,
+            dtype=dtype,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(device)
+
+
+class ModelCache:
+    """Holds the one loaded model; a request for another frees it first."""
+
+    def __init__(self):
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._loaded
+
+    def holds(self, checkpoint: CheckpointInfo) -> bool:
+        return self._loaded is not None and self._loaded.checkpoint.path == checkpoint.path
+
+    def get(
+        self,
+        checkpoint: CheckpointInfo,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        allow_pickle: bool = False,
+    ) -> LoadedModel:
+        with self._lock:
+            current = self._loaded
+            if (
+                current is not None
+                and current.checkpoint.path == checkpoint.path
+                and ((device is None or current.device == device) and (dtype is None or current.dtype == dtype))
+            ):
+                return current
+            device = device or devices.default_device()
+            dtype = dtype or devices.default_dtype(device)
+            self._free()
+            pipeline = load_pipeline(checkpoint, device, dtype, allow_pickle)
+            self._loaded = LoadedModel(checkpoint, pipeline, device, dtype)
+            return self._loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free()
+
+    def _free(self) -> None:
+        if self._loaded is None:
+            return
+        device = self._loaded.device
+        self._loaded = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+model_cache = ModelCache()
+
+
+def load_model(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load (or reuse) a model and make it the current one."""
+    info = resolve_checkpoint(checkpoint)
+    return model_cache.get(
+        info,
+        torch.device(device) if device is not None else None,
+        devices.parse_dtype(dtype) if dtype is not None else None,
+        allow_pickle=allow_pickle,
+    )

@@ -1,0 +1,18 @@
+"""Shared test setup: one torch thread (output bytes depend on the thread count), outputs in tmp folders."""
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_workdir(tmp_path, monkeypatch):
+    """Relative output folders and styles.csv resolve inside the test's tmp folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SERENA_STYLES", raising=False)
+    monkeypatch.delenv("SERENA_MODELS_DIR", raising=False)
+    return tmp_path

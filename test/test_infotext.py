@@ -1,0 +1,54 @@
+from modules.infotext import create_infotext, parse_infotext
+
+WEBUI_INFOTEXT = """masterpiece, a cat, (fluffy:1.2)
+wearing a hat
+Negative prompt: blurry, lowres
+Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 3735928559, Size: 512x768, Model hash: 6ce0161689, \
+Model: v1-5-pruned-emaonly, Lora hashes: "add_detail: 7c6bad76eb54, other: 1234", Version: v1.6.0"""
+
+
+def test_create_writes_the_webui_layout():
+    text = create_infotext(
+        "a red circle",
+        "blurry",
+        {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7.0, "Seed": 1, "Size": "64x64", "Skipped": None},
+    )
+    assert (
+        text == "a red circle\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64"
+    )
+
+
+def test_values_with_commas_are_quoted_and_read_back():
+    text = create_infotext("p", "", {"Steps": 1, "Sampler": "Euler", "Seed": 2, "Note": 'a, b: "c"'})
+    assert 'Note: "a, b: \\"c\\""' in text
+    assert parse_infotext(text)["Note"] == 'a, b: "c"'
+
+
+def test_parses_a_webui_infotext_keeping_unknown_keys():
+    parsed = parse_infotext(WEBUI_INFOTEXT)
+    assert parsed["Prompt"] == "masterpiece, a cat, (fluffy:1.2)\nwearing a hat"
+    assert parsed["Negative prompt"] == "blurry, lowres"
+    assert parsed["Steps"] == "30"
+    assert parsed["Sampler"] == "DPM++ 2M Karras"
+    assert parsed["CFG scale"] == "6.5"
+    assert (parsed["Size-1"], parsed["Size-2"]) == ("512", "768")
+    assert parsed["Lora hashes"] == "add_detail: 7c6bad76eb54, other: 1234"
+    assert parsed["Version"] == "v1.6.0"
+
+
+def test_prompt_without_parameters_or_negative():
+    assert parse_infotext("just a prompt") == {"Prompt": "just a prompt", "Negative prompt": ""}
+
+
+def test_round_trip_of_our_own_infotext():
+    parameters = {
+        "Steps": 20,
+        "Sampler": "Euler a",
+        "CFG scale": 7.5,
+        "Seed": 5,
+        "Size": "32x32",
+        "Seed resize from": "64x64",
+    }
+    parsed = parse_infotext(create_infotext("a\nb", "c", parameters))
+    assert parsed["Prompt"] == "a\nb" and parsed["Negative prompt"] == "c"
+    assert parsed["CFG scale"] == "7.5" and parsed["Seed resize from-1"] == "64"

@@ -1,0 +1,224 @@
+"""Engine behaviour on the embedded default model: sizes, seeds, saving, progress, interrupt, skip, options."""
+
+import datetime
+import json
+import shutil
+
+import pytest
+from helpers import max_pixel_difference, png_of
+from PIL import Image
+
+from modules import sd_models
+from modules.default_model import DEFAULT_MODEL_DIR
+from modules.infotext import parse_infotext
+from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
+from modules.replay import processing_from_infotext
+
+
+def txt2img(**fields):
+    return StableDiffusionProcessingTxt2Img(**({"prompt": "a red square on a green background", "steps": 4} | fields))
+
+
+def test_unset_size_is_the_models_native_size():
+    model = sd_models.load_model()
+    result = process_images(txt2img(seed=1, do_not_save_samples=True))
+    assert result.images[0].size == (model.native_size, model.native_size)
+    assert (result.width, result.height) == (model.native_size, model.native_size)
+
+
+def test_other_sizes_are_generated_at_that_size():
+    result = process_images(txt2img(seed=1, width=48, height=24, do_not_save_samples=True))
+    assert result.images[0].size == (48, 24)
+    assert "Size: 48x24" in result.infotexts[0]
+
+
+def test_samples_and_grid_are_saved_like_the_webui(isolated_workdir):
+    result = process_images(txt2img(seed=20, batch_size=2, n_iter=2))
+    today = datetime.date.today().isoformat()
+    samples = sorted((isolated_workdir / "outputs/txt2img-images" / today).iterdir())
+    assert [path.name for path in samples] == ["00000-20.png", "00001-21.png", "00002-22.png", "00003-23.png"]
+    assert [path.name for path in (isolated_workdir / "outputs/txt2img-grids" / today).iterdir()] == ["00000-grid.png"]
+    assert result.paths[:4] == [str(path.relative_to(isolated_workdir)) for path in samples]
+    assert result.index_of_first_image == 1 and len(result.images) == 5
+    assert result.images[0].size == (2 * 32, 2 * 32)
+    for path, image in zip(samples, result.images[1:]):
+        assert path.read_bytes() == png_of(image)
+        assert "Seed: " + path.stem.split("-")[1] in Image.open(path).info["parameters"]
+
+
+def test_seeds_prompts_and_info_json():
+    result = process_images(
+        txt2img(
+            seed=5, batch_size=2, n_iter=2, prompt=["a", "b", "c", "d"], do_not_save_samples=True, do_not_save_grid=True
+        )
+    )
+    assert result.all_seeds == [5, 6, 7, 8]
+    assert result.all_prompts == ["a", "b", "c", "d"]
+    assert result.all_subseeds[0] == result.subseed
+    info = json.loads(result.js())
+    assert info["all_seeds"] == [5, 6, 7, 8] and info["infotexts"] == result.infotexts
+    assert result.info == result.infotexts[0] and result.info.startswith("a\n")
+    assert {"load_model", "encode_prompt", "sample", "decode"} <= set(result.timings)
+
+
+def test_random_seed_is_recorded_and_replays_to_the_same_bytes():
+    result = process_images(txt2img(seed=-1, do_not_save_samples=True))
+    assert 0 <= result.seed < 2**32
+    assert f"Seed: {result.seed}," in result.infotexts[0]
+    replayed = process_images(processing_from_infotext(result.infotexts[0])).images[0]
+    assert png_of(replayed) == png_of(result.images[0])
+
+
+def test_interrupt_returns_the_images_finished_so_far():
+    p = txt2img(seed=1, n_iter=3, do_not_save_samples=True, do_not_save_grid=True)
+
+    def interrupt_in_second_batch(state):
+        if state.job_no == 1 and state.sampling_step == 2:
+            state.interrupt()
+
+    p.state.listeners.append(interrupt_in_second_batch)
+    result = process_images(p)
+    assert result.interrupted
+    assert result.all_seeds == [1] and len(result.images) == 1
+    assert not p.state.running
+
+
+def test_skip_abandons_only_the_current_batch():
+    p = txt2img(seed=1, n_iter=3, do_not_save_samples=True, do_not_save_grid=True)
+    p.state.listeners.append(lambda state: state.skip() if state.job_no == 1 and state.sampling_step == 1 else None)
+    result = process_images(p)
+    assert result.all_seeds == [1, 3] and not result.interrupted
+
+
+def test_progress_reaches_every_step_and_ends_complete():
+    p = txt2img(seed=1, n_iter=2, steps=5, do_not_save_samples=True, do_not_save_grid=True)
+    seen = []
+    p.state.listeners.append(lambda state: seen.append((state.job_no, state.sampling_step, round(state.progress, 2))))
+    process_images(p)
+    assert seen == [(0, s, s / 10) for s in range(1, 6)] + [(1, s, (5 + s) / 10) for s in range(1, 6)]
+    assert p.state.progress == 1.0 and p.state.eta_seconds is None
+
+
+def test_override_settings_apply_webui_options():
+    plain = process_images(txt2img(seed=3, do_not_save_samples=True))
+    skipped = process_images(
+        txt2img(seed=3, override_settings={"CLIP_stop_at_last_layers": 2}, do_not_save_samples=True)
+    )
+    assert "Clip skip: 2" in skipped.infotexts[0] and "Clip skip" not in plain.infotexts[0]
+    assert max_pixel_difference(plain.images[0], skipped.images[0]) > 0
+
+
+def test_override_settings_do_not_change_the_callers_object(isolated_workdir):
+    p = txt2img(seed=3, override_settings={"samples_save": False})
+    process_images(p)
+    assert p.override_settings == {"samples_save": False} and p.do_not_save_samples is False
+    assert not (isolated_workdir / "outputs").exists()
+
+
+def test_styles_from_styles_csv_are_applied(isolated_workdir):
+    (isolated_workdir / "styles.csv").write_text("name,prompt,negative_prompt\nbold,{prompt} large,blurry\n")
+    result = process_images(txt2img(prompt="a circle", styles=["bold"], seed=1, do_not_save_samples=True))
+    assert result.all_prompts == ["a circle large"] and result.all_negative_prompts == ["blurry"]
+    assert result.infotexts[0].startswith("a circle large\nNegative prompt: blurry\n")
+
+
+def test_variation_seed_and_seed_resize_and_eta_are_written_to_the_infotext():
+    result = process_images(
+        txt2img(
+            seed=3,
+            subseed=4,
+            subseed_strength=0.25,
+            seed_resize_from_w=32,
+            seed_resize_from_h=32,
+            width=48,
+            height=48,
+            sampler_name="DDIM",
+            eta=0.5,
+            do_not_save_samples=True,
+        )
+    )
+    parsed = parse_infotext(result.infotexts[0])
+    assert (parsed["Variation seed"], parsed["Variation seed strength"]) == ("4", "0.25")
+    assert parsed["Seed resize from"] == "32x32" and parsed["Eta"] == "0.5"
+
+
+def test_seed_resize_changes_the_image_only_outside_the_copied_noise():
+    resized = process_images(
+        txt2img(seed=3, seed_resize_from_w=32, seed_resize_from_h=32, width=48, height=48, do_not_save_samples=True)
+    ).images[0]
+    plain = process_images(txt2img(seed=3, width=48, height=48, do_not_save_samples=True)).images[0]
+    assert max_pixel_difference(resized, plain) > 0
+
+
+@pytest.mark.parametrize("resize_mode", [0, 1, 2, 3])
+def test_img2img_resize_modes_produce_the_requested_size(resize_mode):
+    init = Image.new("RGB", (50, 30), (200, 40, 40))
+    result = process_images(
+        StableDiffusionProcessingImg2Img(
+            prompt="x",
+            init_images=[init],
+            resize_mode=resize_mode,
+            width=32,
+            height=24,
+            seed=1,
+            steps=4,
+            do_not_save_samples=True,
+        )
+    )
+    assert result.images[0].size == (32, 24)
+    assert "Denoising strength: 0.75" in result.infotexts[0]
+
+
+def test_img2img_with_zero_strength_runs_no_steps():
+    p = StableDiffusionProcessingImg2Img(
+        prompt="x",
+        init_images=[Image.new("RGB", (32, 32), "blue")],
+        denoising_strength=0.0,
+        seed=1,
+        steps=10,
+        do_not_save_samples=True,
+    )
+    seen = []
+    p.state.listeners.append(lambda state: seen.append(state.sampling_step))
+    assert len(process_images(p).images) == 1
+    assert seen == []
+
+
+def test_img2img_batch_uses_one_init_image_per_position():
+    inits = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")]
+
+    def img2img(images, seed, batch_size):
+        return process_images(
+            StableDiffusionProcessingImg2Img(
+                prompt="x",
+                init_images=images,
+                batch_size=batch_size,
+                seed=seed,
+                steps=4,
+                denoising_strength=0.3,
+                exact=True,
+                do_not_save_samples=True,
+                do_not_save_grid=True,
+            )
+        ).images
+
+    batch = img2img(inits, 1, 2)
+    assert png_of(batch[0]) == png_of(img2img(inits[:1], 1, 1)[0])
+    assert png_of(batch[1]) == png_of(img2img(inits[1:], 2, 1)[0])
+
+
+def test_model_is_cached_and_a_switch_frees_the_old_one(tmp_path):
+    import weakref
+
+    first = sd_models.load_model()
+    assert sd_models.load_model() is first
+    copy = tmp_path / "copy-model"
+    shutil.copytree(DEFAULT_MODEL_DIR, copy)
+    unet_ref = weakref.ref(first.pipeline.unet)
+    del first
+    other = sd_models.load_model(str(copy))
+    assert other.checkpoint.name == "copy-model"
+    assert unet_ref() is None
+    result = process_images(txt2img(seed=1, sd_model_checkpoint=str(copy), do_not_save_samples=True))
+    assert "Model: copy-model" in result.infotexts[0]
+    sd_models.load_model()

@@ -1,0 +1,68 @@
+import pytest
+
+from modules import sd_samplers
+
+REQUIRED = [
+    "Euler",
+    "Euler a",
+    "Heun",
+    "LMS",
+    "DPM2",
+    "DPM2 a",
+    "DPM++ 2M",
+    "DPM++ 2M SDE",
+    "DPM++ SDE",
+    "DDIM",
+    "PLMS",
+    "UniPC",
+    "LCM",
+]
+BASE_CONFIG = {
+    "_class_name": "PNDMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "skip_prk_steps": True,
+}
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_every_webui_sampler_builds_its_scheduler_with_the_models_betas(name):
+    scheduler = sd_samplers.create_scheduler(name, "Automatic", BASE_CONFIG)
+    assert type(scheduler).__name__ == sd_samplers.find_sampler(name).scheduler_class
+    assert scheduler.config.beta_end == 0.012 and scheduler.config.beta_schedule == "scaled_linear"
+
+
+def test_unknown_sampler_lists_the_valid_names():
+    with pytest.raises(ValueError, match="sampler_name: unknown sampler 'Eulerr'.*DPM\\+\\+ 2M SDE"):
+        sd_samplers.find_sampler("Eulerr")
+
+
+def test_aliases_and_case_are_accepted():
+    assert sd_samplers.find_sampler("k_dpmpp_2m").name == "DPM++ 2M"
+    assert sd_samplers.find_sampler("euler A").name == "Euler a"
+
+
+def test_karras_schedule_sets_the_scheduler_flag():
+    scheduler = sd_samplers.create_scheduler("DPM++ 2M", "Karras", BASE_CONFIG)
+    assert scheduler.config.use_karras_sigmas is True
+    assert scheduler.config.algorithm_type == "dpmsolver++"
+    exponential = sd_samplers.create_scheduler("Euler", "Exponential", BASE_CONFIG)
+    assert exponential.config.use_exponential_sigmas is True
+
+
+def test_schedule_type_not_supported_by_the_sampler_is_refused_with_the_valid_ones():
+    assert sd_samplers.supported_schedule_types("DDIM") == ["Automatic"]
+    with pytest.raises(
+        ValueError, match="scheduler: 'Karras' is not available with sampler 'DDIM'; valid for it: Automatic"
+    ):
+        sd_samplers.create_scheduler("DDIM", "Karras", BASE_CONFIG)
+    with pytest.raises(ValueError, match="scheduler: unknown schedule type 'Linear'; valid: Automatic, Karras"):
+        sd_samplers.check_schedule_type("Euler", "Linear")
+
+
+def test_legacy_sampler_names_split_into_sampler_and_schedule():
+    assert sd_samplers.split_legacy_sampler_name("DPM++ 2M Karras") == ("DPM++ 2M", "Karras")
+    assert sd_samplers.split_legacy_sampler_name("Euler a") == ("Euler a", "Automatic")
