@@ -18,6 +18,8 @@ from modules import rng
 from modules.runtime.state import GenerationState
 from modules.sd_models import LoadedModel
 
+PROMPT_CACHE_SIZE = 256
+
 # torchsde's Brownian interval reports float round-off at the last step (DPM++ SDE); the samples are unaffected.
 warnings.filterwarnings("ignore", message="Should have tb<=t1", module="torchsde")
 
@@ -25,31 +27,40 @@ warnings.filterwarnings("ignore", message="Should have tb<=t1", module="torchsde
 def encode_prompts(model: LoadedModel, prompts: list[str], negative_prompts: list[str], clip_skip: int):
     """Text embeddings for classifier-free guidance: [negatives..., positives...].
 
+    Each distinct text is encoded once, alone, and kept in the model's prompt cache: a sweep over seeds or CFG
+    re-encodes nothing, and an image's embedding does not depend on the other prompts in its batch.
+    """
+    return torch.cat([encode_text(model, text, clip_skip) for text in negative_prompts + prompts])
+
+
+def encode_text(model: LoadedModel, text: str, clip_skip: int) -> torch.Tensor:
+    """One prompt's embedding (1, tokens, dim), as diffusers' `encode_prompt` computes it.
+
     `clip_skip` counts like the webui: 1 is the last layer, 2 the one before it (then the final layer norm).
     """
-    if clip_skip == 1:  # exactly diffusers' own encoding
-        positive, negative = model.pipeline.encode_prompt(
-            prompts,
-            model.device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=True,
-            negative_prompt=negative_prompts,
-        )
-        return torch.cat([negative, positive])
-    return torch.cat(
-        [encode_skipping_layers(model, negative_prompts, clip_skip), encode_skipping_layers(model, prompts, clip_skip)]
-    )
-
-
-def encode_skipping_layers(model: LoadedModel, prompts: list[str], clip_skip: int) -> torch.Tensor:
-    # diffusers' clip_skip path reaches for `text_encoder.text_model`, which transformers 5 no longer has.
+    key = (text, clip_skip)
+    if key in model.prompt_cache:
+        return model.prompt_cache[key]
     tokenizer, text_encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
     tokens = tokenizer(
-        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        [text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
-    output = text_encoder(tokens.input_ids.to(model.device), output_hidden_states=True)
-    final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
-    return final_layer_norm(output.hidden_states[-clip_skip]).to(model.dtype)
+    use_mask = getattr(text_encoder.config, "use_attention_mask", False)  # absent from CLIP's config, as in diffusers
+    attention_mask = tokens.attention_mask.to(model.device) if use_mask else None
+    if clip_skip == 1:
+        embedding = text_encoder(tokens.input_ids.to(model.device), attention_mask=attention_mask)[0]
+    else:
+        output = text_encoder(
+            tokens.input_ids.to(model.device), attention_mask=attention_mask, output_hidden_states=True
+        )
+        # transformers 5's CLIPTextModel has the layer norm at the top level (older versions: under text_model).
+        final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
+        embedding = final_layer_norm(output.hidden_states[-clip_skip])
+    embedding = embedding.to(dtype=model.dtype, device=model.device)
+    if len(model.prompt_cache) >= PROMPT_CACHE_SIZE:
+        model.prompt_cache.pop(next(iter(model.prompt_cache)))  # drop the oldest
+    model.prompt_cache[key] = embedding
+    return embedding
 
 
 def initial_noise(latent_shape, seeds, subseeds, subseed_strength, seed_resize_from) -> torch.Tensor:
@@ -77,17 +88,25 @@ def denoise(
     latents,
     timesteps,
     embeddings,
-    cfg_scale: float,
+    cfg_scales: list[float],
     step_seeds: list[int],
     eta: float | None,
     state: GenerationState,
 ) -> torch.Tensor:
-    """The sampling loop. Per-image step noise comes from generators seeded from each image's seed."""
+    """The sampling loop. Per-image step noise comes from generators seeded from each image's seed.
+
+    `cfg_scales` has one value per image; a batch whose values are all equal uses a plain scalar, the exact
+    arithmetic of diffusers' pipeline.
+    """
     unet = model.pipeline.unet
     generators = rng.step_generators(step_seeds)
     if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE draws Brownian-tree noise, one tree per image
         scheduler.noise_sampler_seed = [generator.initial_seed() for generator in generators]
     extra = step_kwargs(scheduler, generators, eta)
+    if len(set(cfg_scales)) == 1:
+        cfg_scale = cfg_scales[0]
+    else:
+        cfg_scale = torch.tensor(cfg_scales, device=model.device, dtype=latents.dtype).view(-1, 1, 1, 1)
     state.sampling_steps = len(timesteps)
     for timestep in timesteps:
         state.raise_if_stopped()

@@ -32,13 +32,17 @@ OVERRIDABLE_SETTINGS = {
 
 @dataclass
 class StableDiffusionProcessing:
-    """One generation job. `width`/`height` None means the model's native size; `seed` -1 means random."""
+    """One generation job. `width`/`height` None means the model's native size; `seed` -1 means random.
+
+    `prompt`, `negative_prompt`, `seed`, `subseed` and `cfg_scale` also take a list with one value per image
+    (batch_size x n_iter): that is how a sweep runs cells that differ only in these as one batch.
+    """
 
     prompt: str | list[str] = ""
     negative_prompt: str | list[str] = ""
     styles: list[str] = field(default_factory=list)
-    seed: int = -1
-    subseed: int = -1
+    seed: int | list[int] = -1
+    subseed: int | list[int] = -1
     subseed_strength: float = 0.0
     seed_resize_from_h: int = -1
     seed_resize_from_w: int = -1
@@ -47,7 +51,7 @@ class StableDiffusionProcessing:
     batch_size: int = 1
     n_iter: int = 1
     steps: int = 20
-    cfg_scale: float = 7.0
+    cfg_scale: float | list[float] = 7.0
     width: int | None = None
     height: int | None = None
     eta: float | None = None
@@ -214,12 +218,20 @@ class ImageJob:
     negative_prompts: list[str]
     seeds: list[int]
     subseeds: list[int]
+    cfg_scales: list[float]
     seed_resize_from: tuple[int, int] | None  # latent (h, w), or None
 
     def batches(self, batch_size: int) -> list[range]:
         return [
             range(start, min(start + batch_size, len(self.seeds))) for start in range(0, len(self.seeds), batch_size)
         ]
+
+
+def per_image_seeds(seed: int | list[int], count: int) -> list[int]:
+    """A list gives each image its seed (-1 entries drawn at random); one seed gives image i seed + i."""
+    if isinstance(seed, list):
+        return [rng.resolve_seed(value) for value in seed]
+    return rng.image_seeds(rng.resolve_seed(seed), count)
 
 
 def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> ImageJob:
@@ -230,7 +242,6 @@ def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> Imag
     styled = [
         styles.apply_styles(prompt, negative, p.styles, available) for prompt, negative in zip(prompts, negatives)
     ]
-    first_seed, first_subseed = rng.resolve_seed(p.seed), rng.resolve_seed(p.subseed)
     resize_from = None
     if p.seed_resize_from_h > 0 and p.seed_resize_from_w > 0:
         factor = model.vae_scale_factor
@@ -240,8 +251,9 @@ def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> Imag
         height=p.height or model.native_size,
         prompts=[prompt for prompt, _ in styled],
         negative_prompts=[negative for _, negative in styled],
-        seeds=rng.image_seeds(first_seed, count),
-        subseeds=rng.image_seeds(first_subseed, count),
+        seeds=per_image_seeds(p.seed, count),
+        subseeds=per_image_seeds(p.subseed, count),
+        cfg_scales=p.cfg_scale if isinstance(p.cfg_scale, list) else [p.cfg_scale] * count,
         seed_resize_from=resize_from,
     )
 
@@ -256,7 +268,7 @@ def generation_parameters(
         "Steps": p.steps,
         "Sampler": p.sampler_name,
         "Schedule type": p.scheduler if p.scheduler != "Automatic" else None,
-        "CFG scale": p.cfg_scale,
+        "CFG scale": job.cfg_scales[index],
         "Seed": job.seeds[index],
         "Size": f"{job.width}x{job.height}",
         "Model hash": model.checkpoint.shorthash,
@@ -314,7 +326,15 @@ def sample_batch(
         timesteps, latents = diffusion.txt2img_latents(model, scheduler, noise, p.steps)
     with timings.phase("sample"):
         latents = diffusion.denoise(
-            model, scheduler, latents, timesteps, embeddings, p.cfg_scale, seeds, p.eta, p.state
+            model,
+            scheduler,
+            latents,
+            timesteps,
+            embeddings,
+            [job.cfg_scales[i] for i in indices],
+            seeds,
+            p.eta,
+            p.state,
         )
     with timings.phase("decode"):
         return diffusion.decode_latents(model, latents)
@@ -408,7 +428,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         height=job.height,
         sampler_name=p.sampler_name,
         scheduler=p.scheduler,
-        cfg_scale=p.cfg_scale,
+        cfg_scale=job.cfg_scales[first],
         steps=p.steps,
         batch_size=p.batch_size,
         all_prompts=[job.prompts[i] for i in kept_indices],

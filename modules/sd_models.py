@@ -15,7 +15,7 @@ import hashlib
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -134,6 +134,7 @@ class LoadedModel:
     pipeline: object  # diffusers.StableDiffusionPipeline
     device: torch.device
     dtype: torch.dtype
+    prompt_cache: dict = field(default_factory=dict, repr=False)  # (text, clip_skip) -> embedding
 
     @property
     def vae_scale_factor(self) -> int:

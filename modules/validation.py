@@ -52,6 +52,17 @@ def require_size(field: str, value, multiple: int = 8):
         )
 
 
+def require_per_image(field: str, value, count: int, check) -> None:
+    """A value, or a list with one value per image (batch_size x n_iter), each passing `check(field, item)`."""
+    if not isinstance(value, list):
+        check(field, value)
+        return
+    if len(value) != count:
+        raise ValueError(f"{field}: a list must have one value per image ({count}), got {len(value)}")
+    for index, item in enumerate(value):
+        check(f"{field}[{index}]", item)
+
+
 def require_prompt(field: str, value, count: int):
     if isinstance(value, str):
         return
@@ -75,8 +86,8 @@ def check_processing(p, available_styles: dict) -> None:
         raise ValueError(
             f"styles: unknown style {unknown_styles[0]!r}; available: {', '.join(available_styles) or 'none'}"
         )
-    require_seed("seed", p.seed)
-    require_seed("subseed", p.subseed)
+    require_per_image("seed", p.seed, count, require_seed)
+    require_per_image("subseed", p.subseed, count, require_seed)
     require_number("subseed_strength", p.subseed_strength, 0.0, 1.0)
     for field in ("seed_resize_from_h", "seed_resize_from_w"):
         value = getattr(p, field)
@@ -90,7 +101,7 @@ def check_processing(p, available_styles: dict) -> None:
     require_type("scheduler", p.scheduler, str, "a schedule type")
     sd_samplers.check_schedule_type(spec.name, p.scheduler)
     require_int("steps", p.steps, 1, MAX_STEPS)
-    require_number("cfg_scale", p.cfg_scale, 0.0, 50.0)
+    require_per_image("cfg_scale", p.cfg_scale, count, lambda name, value: require_number(name, value, 0.0, 50.0))
     for field in ("width", "height"):
         if getattr(p, field) is not None:
             require_size(field, getattr(p, field))

@@ -222,3 +222,36 @@ def test_model_is_cached_and_a_switch_frees_the_old_one(tmp_path):
     result = process_images(txt2img(seed=1, sd_model_checkpoint=str(copy), do_not_save_samples=True))
     assert "Model: copy-model" in result.infotexts[0]
     sd_models.load_model()
+
+
+def test_per_image_seeds_and_cfg_scales_run_as_one_batch():
+    """The sweep's batching: one job whose images differ in seed and CFG equals the single-image jobs."""
+    batch = process_images(
+        txt2img(seed=[5, 9], cfg_scale=[3.0, 7.5], batch_size=2, do_not_save_samples=True, do_not_save_grid=True)
+    )
+    assert batch.all_seeds == [5, 9]
+    assert "CFG scale: 3, Seed: 5," in batch.infotexts[0] and "CFG scale: 7.5, Seed: 9," in batch.infotexts[1]
+    for image, seed, cfg_scale in zip(batch.images, (5, 9), (3.0, 7.5)):
+        alone = process_images(txt2img(seed=seed, cfg_scale=cfg_scale, do_not_save_samples=True)).images[0]
+        assert max_pixel_difference(image, alone) <= 1
+    exact = process_images(
+        txt2img(
+            seed=[5, 9], cfg_scale=[3.0, 7.5], batch_size=2, exact=True, do_not_save_samples=True, do_not_save_grid=True
+        )
+    )
+    alone = process_images(txt2img(seed=9, cfg_scale=7.5, do_not_save_samples=True)).images[0]
+    assert png_of(exact.images[1]) == png_of(alone)
+
+
+def test_per_image_lists_must_match_the_image_count():
+    with pytest.raises(ValueError, match=r"cfg_scale: a list must have one value per image \(2\), got 3"):
+        txt2img(cfg_scale=[1.0, 2.0, 3.0], batch_size=2).validate()
+    with pytest.raises(ValueError, match=r"seed\[1\]: -7 is out of range"):
+        txt2img(seed=[1, -7], batch_size=2).validate()
+
+
+def test_prompt_encodings_are_cached_per_model():
+    model = sd_models.load_model()
+    model.prompt_cache.clear()
+    process_images(txt2img(prompt="cached prompt", seed=1, n_iter=2, do_not_save_samples=True))
+    assert set(model.prompt_cache) == {("cached prompt", 1), ("", 1)}

@@ -1,0 +1,59 @@
+"""Runner overhead: the same generation through process_images (runner) and process_images_inner (direct).
+
+Runs alternate (runner, direct, runner, ...) so drift on a shared machine hits both alike; the ratio is of the
+medians. Last line: runner_overhead_ratio=<x> (target <= 1.01).
+
+    python bench/runner_overhead.py [--runs 20] [--steps 20] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def measure(runs: int, steps: int) -> tuple[list[float], list[float]]:
+    from modules import sd_models
+    from modules.processing import StableDiffusionProcessingTxt2Img, process_images, process_images_inner
+
+    def job():
+        return StableDiffusionProcessingTxt2Img(
+            prompt="a red circle on a blue background", seed=1, steps=steps, do_not_save_samples=True
+        )
+
+    sd_models.load_model()
+    process_images(job())  # warm-up: first-call allocations are not the runner's cost
+    through_runner, direct = [], []
+    for _ in range(runs):
+        for run, times in ((process_images, through_runner), (process_images_inner, direct)):
+            start = time.perf_counter()
+            run(job())
+            times.append(time.perf_counter() - start)
+    return through_runner, direct
+
+
+def main(argv: list[str] | None = None) -> float:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    through_runner, direct = measure(args.runs, args.steps)
+    ratio = statistics.median(through_runner) / statistics.median(direct)
+    print(f"runs={args.runs} steps={args.steps} threads={args.threads}")
+    print(f"process_images median {statistics.median(through_runner) * 1000:.2f} ms")
+    print(f"process_images_inner median {statistics.median(direct) * 1000:.2f} ms")
+    print(f"runner_overhead_ratio={ratio:.4f}")
+    return ratio
+
+
+if __name__ == "__main__":
+    main()
