@@ -24,8 +24,14 @@ def max_difference(sampler: str, exact: bool, count: int = 8) -> int:
 
     def job(seed, batch_size):
         return StableDiffusionProcessingTxt2Img(
-            prompt="a green triangle on a white background", seed=seed, batch_size=batch_size, steps=20,
-            sampler_name=sampler, exact=exact, do_not_save_samples=True, do_not_save_grid=True,
+            prompt="a green triangle on a white background",
+            seed=seed,
+            batch_size=batch_size,
+            steps=20,
+            sampler_name=sampler,
+            exact=exact,
+            do_not_save_samples=True,
+            do_not_save_grid=True,
         )
 
     batch = process_images(job(100, count)).images

@@ -197,7 +197,7 @@ class Processed:
 
 
 class Timings(dict):
-    """Seconds spent per phase, summed over batches."""
+    """Seconds spent per phase, summed over batches (GPU work included: CUDA is synchronized at each phase end)."""
 
     @contextmanager
     def phase(self, name: str):
@@ -205,6 +205,8 @@ class Timings(dict):
         try:
             yield
         finally:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
             self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
@@ -279,6 +281,7 @@ def generation_parameters(
         "Denoising strength": getattr(p, "denoising_strength", None),
         "Clip skip": p.clip_skip if p.clip_skip > 1 else None,
         "Eta": p.eta,
+        "Fast path": model.fast_path.infotext_value() if model.fast_path else None,
     }
     return parameters | dict(p.extra_generation_params)
 

@@ -27,6 +27,7 @@ _KNOWN_KEYS = {
     "Denoising strength",
     "Clip skip",
     "Eta",
+    "Fast path",
 }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from modules import devices
+from modules import devices, fast_path
 
 DEFAULT_MODEL_NAME = "serena-default"
 SINGLE_FILE_SUFFIXES = (".safetensors",)
@@ -134,6 +134,7 @@ class LoadedModel:
     pipeline: object  # diffusers.StableDiffusionPipeline
     device: torch.device
     dtype: torch.dtype
+    fast_path: fast_path.FastPath | None = None
     prompt_cache: dict = field(default_factory=dict, repr=False)  # (text, clip_skip) -> embedding
 
     @property
@@ -146,7 +147,13 @@ class LoadedModel:
         return int(self.pipeline.unet.config.sample_size) * self.vae_scale_factor
 
 
-def load_pipeline(checkpoint: CheckpointInfo, device: torch.device, dtype: torch.dtype, allow_pickle: bool):
+def load_pipeline(
+    checkpoint: CheckpointInfo,
+    device: torch.device,
+    dtype: torch.dtype,
+    allow_pickle: bool,
+    speedups: fast_path.FastPath | None = None,
+):
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -167,7 +174,13 @@ def load_pipeline(checkpoint: CheckpointInfo, device: torch.device, dtype: torch
             requires_safety_checker=False,
         )
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
+    if speedups is not None and speedups.cpu_offload and device.type == "cuda":
+        fast_path.apply(pipeline, speedups, device)  # offload places the weights itself
+        return pipeline
+    pipeline.to(device)
+    if speedups is not None:
+        fast_path.apply(pipeline, speedups, device)
+    return pipeline
 
 
 class ModelCache:
@@ -190,20 +203,27 @@ class ModelCache:
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
         allow_pickle: bool = False,
+        speedups: fast_path.FastPath | None | str = "unchanged",
     ) -> LoadedModel:
+        """The loaded model for `checkpoint`, loading it (and freeing the previous one) unless it is the current one
+        with the requested device, dtype and fast path; unspecified ones keep what is loaded."""
         with self._lock:
             current = self._loaded
             if (
                 current is not None
                 and current.checkpoint.path == checkpoint.path
-                and ((device is None or current.device == device) and (dtype is None or current.dtype == dtype))
+                and (device is None or current.device == device)
+                and (dtype is None or current.dtype == dtype)
+                and (speedups == "unchanged" or current.fast_path == speedups)
             ):
                 return current
             device = device or devices.default_device()
             dtype = dtype or devices.default_dtype(device)
+            if speedups == "unchanged":
+                speedups = current.fast_path if current is not None else fast_path.from_environment()
             self._free()
-            pipeline = load_pipeline(checkpoint, device, dtype, allow_pickle)
-            self._loaded = LoadedModel(checkpoint, pipeline, device, dtype)
+            pipeline = load_pipeline(checkpoint, device, dtype, allow_pickle, speedups)
+            self._loaded = LoadedModel(checkpoint, pipeline, device, dtype, speedups)
             return self._loaded
 
     def clear(self) -> None:
@@ -229,12 +249,15 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     allow_pickle: bool = False,
+    speedups: fast_path.FastPath | None | str = "unchanged",
 ) -> LoadedModel:
-    """Load (or reuse) a model and make it the current one."""
+    """Load (or reuse) a model and make it the current one. `speedups`: a FastPath, None for the plain path, or
+    "unchanged" to keep the current model's choice (SERENA_FAST_PATH for the first load)."""
     info = resolve_checkpoint(checkpoint)
     return model_cache.get(
         info,
         torch.device(device) if device is not None else None,
         devices.parse_dtype(dtype) if dtype is not None else None,
         allow_pickle=allow_pickle,
+        speedups=speedups,
     )

@@ -1,8 +1,8 @@
 """pyproject.toml and environment.yml list the same packages, and the pins CI depends on hold."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
