@@ -37,6 +37,19 @@ def measure(runs: int, steps: int) -> tuple[list[float], list[float]]:
     return through_runner, direct
 
 
+def run(runs: int = 20, steps: int = 20) -> dict:
+    through_runner, direct = measure(runs, steps)
+    ratio = statistics.median(through_runner) / statistics.median(direct)
+    return {
+        "name": "runner_overhead",
+        "ratio": ratio,
+        "target": "<= 1.01",
+        "met": ratio <= 1.01,
+        "runner_ms": statistics.median(through_runner) * 1000,
+        "direct_ms": statistics.median(direct) * 1000,
+    }
+
+
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
@@ -46,13 +59,12 @@ def main(argv: list[str] | None = None) -> float:
     import torch
 
     torch.set_num_threads(args.threads)
-    through_runner, direct = measure(args.runs, args.steps)
-    ratio = statistics.median(through_runner) / statistics.median(direct)
+    result = run(args.runs, args.steps)
     print(f"runs={args.runs} steps={args.steps} threads={args.threads}")
-    print(f"process_images median {statistics.median(through_runner) * 1000:.2f} ms")
-    print(f"process_images_inner median {statistics.median(direct) * 1000:.2f} ms")
-    print(f"runner_overhead_ratio={ratio:.4f}")
-    return ratio
+    print(f"process_images median {result['runner_ms']:.2f} ms")
+    print(f"process_images_inner median {result['direct_ms']:.2f} ms")
+    print(f"runner_overhead_ratio={result['ratio']:.4f}")
+    return result["ratio"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,411 @@
+"""Parameter sweeps, the notebook-native X/Y/Z plot: one generation per distinct cell, then a labelled grid.
+
+    result = sweep(base, x=("cfg_scale", [3, 7, 12]), y=("steps", [10, 20]))
+    result.grid()          # labelled grid image
+    result.to_records()    # one dict per cell: parameters, timings, image hash
+
+An axis is `(name, values)`. The name is any processing field ("cfg_scale", "steps", "seed", "denoising_strength",
+...), "sampler" (sampler_name), "model" (sd_model_checkpoint), or "prompt_sr": the webui's Prompt S/R, whose
+first value is the text to search for and every value the text to put in its place in prompt and negative prompt.
+
+Every cell uses the same seed unless the seed is an axis (a base seed of -1 is resolved once, up front), and cells
+with identical parameters are generated once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from modules import images, rng
+from modules.processing import (
+    Processed,
+    StableDiffusionProcessing,
+    StableDiffusionProcessingTxt2Img,
+    process_images,
+)
+from modules.runtime.state import GenerationState
+from serena_kit import plots
+from serena_kit.grids import CELL_SIZE, labelled_grid, side_by_side
+
+AXIS_ALIASES = {"sampler": "sampler_name", "model": "sd_model_checkpoint"}
+PROMPT_SR = "prompt_sr"
+# One image per cell: these would change how many images a cell makes, not what it looks like.
+NOT_SWEEPABLE = {"batch_size", "n_iter", "state"}
+# Grid labels use the infotext's names where there is one.
+LABELS = {
+    "cfg_scale": "CFG scale",
+    "steps": "Steps",
+    "sampler_name": "Sampler",
+    "scheduler": "Schedule type",
+    "seed": "Seed",
+    "subseed": "Variation seed",
+    "subseed_strength": "Variation strength",
+    "denoising_strength": "Denoising",
+    "sd_model_checkpoint": "Model",
+    "clip_skip": "Clip skip",
+    "width": "Width",
+    "height": "Height",
+    "eta": "Eta",
+}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept parameter: `name` as the caller wrote it, `field` the processing field it sets."""
+
+    name: str
+    field: str
+    values: tuple
+
+    def changes(self, p: StableDiffusionProcessing, value) -> dict:
+        """The processing-field changes that put this axis at `value`."""
+        if self.field != PROMPT_SR:
+            return {self.field: value}
+        search = self.values[0]
+        return {
+            "prompt": p.prompt.replace(search, value),
+            "negative_prompt": p.negative_prompt.replace(search, value),
+        }
+
+    def label(self, value) -> str:
+        if self.field == PROMPT_SR:
+            return str(value)  # the webui labels Prompt S/R cells with the replacement text alone
+        if self.field == "sd_model_checkpoint":
+            return "Model: " + (Path(value).name if value else "default")
+        return f"{LABELS.get(self.field, self.field)}: {value}"
+
+
+def sweepable_fields(base: StableDiffusionProcessing) -> list[str]:
+    return [f.name for f in dataclasses.fields(base) if f.name not in NOT_SWEEPABLE]
+
+
+def parse_axis(position: str, spec, base: StableDiffusionProcessing) -> Axis | None:
+    """`(name, values)` (or an Axis) -> Axis, with a ValueError naming the axis for what cannot be swept."""
+    if spec is None or isinstance(spec, Axis):
+        return spec
+    if not (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str)):
+        raise TypeError(f"{position}: expected (parameter name, list of values), got {spec!r}")
+    name, values = spec
+    values = list(values) if isinstance(values, Iterable) and not isinstance(values, (str, bytes)) else []
+    values = [value.item() if isinstance(value, np.generic) else value for value in values]  # numpy -> Python
+    if not values:
+        raise ValueError(f"{position}: {name!r} needs a non-empty list of values, got {spec[1]!r}")
+    target = AXIS_ALIASES.get(name, name)
+    fields = sweepable_fields(base)
+    if target != PROMPT_SR and target not in fields:
+        valid = ", ".join([*AXIS_ALIASES, PROMPT_SR, *fields])
+        raise ValueError(f"{position}: {name!r} cannot be swept; valid: {valid}")
+    if target == PROMPT_SR:
+        check_prompt_search(position, base, values)
+    if target in ("seed", "subseed"):  # a random seed in an axis is drawn once, so its cells can be compared
+        values = [rng.resolve_seed(value) if value == -1 else value for value in values]
+    return Axis(name, target, tuple(values))
+
+
+def check_prompt_search(position: str, base: StableDiffusionProcessing, values) -> None:
+    if not all(isinstance(value, str) for value in values):
+        raise TypeError(f"{position}: prompt_sr values must be strings, got {list(values)!r}")
+    if not isinstance(base.prompt, str) or not isinstance(base.negative_prompt, str):
+        raise TypeError(f"{position}: prompt_sr needs a single prompt string, not a list")
+    if values[0] not in base.prompt and values[0] not in base.negative_prompt:
+        raise ValueError(f"{position}: prompt_sr search text {values[0]!r} is not in the prompt or negative prompt")
+
+
+def with_fixed_seeds(base: StableDiffusionProcessing, axes: list[Axis]) -> StableDiffusionProcessing:
+    """Resolve a random (-1) seed and variation seed once, so every cell starts from the same noise."""
+    swept = {axis.field for axis in axes}
+    changes = {name: rng.resolve_seed(-1) for name in ("seed", "subseed") if getattr(base, name) == -1}
+    return dataclasses.replace(base, **{name: value for name, value in changes.items() if name not in swept})
+
+
+def frozen(value):
+    """A hashable stand-in for a field value; images by their pixels."""
+    if isinstance(value, Image.Image):
+        return ("image", value.mode, value.size, hashlib.sha256(value.tobytes()).hexdigest())
+    if isinstance(value, dict):
+        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(item) for item in value)
+    return value
+
+
+def parameter_key(p: StableDiffusionProcessing) -> tuple:
+    """Equal keys mean equal generations: the class and every compared field."""
+    return (type(p).__name__,) + tuple((f.name, frozen(getattr(p, f.name))) for f in dataclasses.fields(p) if f.compare)
+
+
+def plan_cells(base: StableDiffusionProcessing, axes: list[Axis | None]) -> tuple[list[tuple], list]:
+    """Every cell's processing object, z-major then y then x, with equal ones merged.
+
+    Returns (positions, distinct): per cell its (x, y, z) values, the index of its object in `distinct`, and
+    whether it is the first cell with that object.
+    """
+    x_axis, y_axis, z_axis = axes
+    positions, distinct, index_of_key = [], [], {}
+    for z in axis_values(z_axis):
+        for y in axis_values(y_axis):
+            for x in axis_values(x_axis):
+                p = dataclasses.replace(base, state=GenerationState())  # each cell reports its own progress
+                for axis, value in ((x_axis, x), (y_axis, y), (z_axis, z)):
+                    if axis:  # applied in turn, so two prompt_sr axes both take effect
+                        p = dataclasses.replace(p, **axis.changes(p, value))
+                key = parameter_key(p)
+                first = key not in index_of_key
+                if first:
+                    index_of_key[key] = len(distinct)
+                    distinct.append(p)
+                positions.append(((x, y, z), index_of_key[key], first))
+    return positions, distinct
+
+
+def run_distinct(processings: list[StableDiffusionProcessing]) -> list[Processed]:
+    """Generate each distinct cell, one `process_images` call each, grouped by model so a model loads once."""
+    order = sorted(range(len(processings)), key=lambda i: str(processings[i].sd_model_checkpoint or ""))
+    results: list[Processed | None] = [None] * len(processings)
+    for index in order:
+        results[index] = process_images(processings[index])
+    return results
+
+
+# Fields a batch may vary image by image (the engine takes one value per image for these).
+PER_IMAGE_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "cfg_scale")
+MAX_BATCH = 16
+
+
+def batch_key(p: StableDiffusionProcessing) -> tuple:
+    """Cells with equal keys can share one batch: everything but the per-image fields is the same."""
+    return (type(p).__name__,) + tuple(
+        (f.name, frozen(getattr(p, f.name)))
+        for f in dataclasses.fields(p)
+        if f.compare and f.name not in PER_IMAGE_FIELDS
+    )
+
+
+def run_batched(processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH) -> list[Processed]:
+    """The default sweep execution: cells that share size, steps, sampler, model (all but prompt, seeds and CFG)
+    run as one batch with per-image noise and per-image CFG, then each cell gets its own Processed.
+
+    In exact mode (`exact=True` on the base) the engine samples a batch one image at a time, so cells are
+    byte-identical to single calls; otherwise they may differ from them by 1/255 (see README).
+    """
+    groups: dict[tuple, list[int]] = {}
+    for index, p in enumerate(processings):
+        groups.setdefault(batch_key(p), []).append(index)
+    results: list[Processed | None] = [None] * len(processings)
+    ordered = sorted(groups.values(), key=lambda members: str(processings[members[0]].sd_model_checkpoint or ""))
+    for members in ordered:
+        for start in range(0, len(members), max_batch):
+            chunk = members[start : start + max_batch]
+            batch = dataclasses.replace(
+                processings[chunk[0]],
+                **{name: [getattr(processings[i], name) for i in chunk] for name in PER_IMAGE_FIELDS},
+                batch_size=len(chunk),
+                n_iter=1,
+                do_not_save_grid=True,
+                state=GenerationState(),
+            )
+            cells = [processings[i] for i in chunk]
+            for index, processed in zip(chunk, split_processed(process_images(batch), cells)):
+                results[index] = processed
+    return results
+
+
+def split_processed(batch: Processed, cells: list[StableDiffusionProcessing]) -> list[Processed]:
+    """One Processed per cell of a batch; timings are the batch's divided evenly (the cost per image)."""
+    count = len(batch.all_seeds)
+    share = {phase: seconds / count for phase, seconds in batch.timings.items()}
+    first = batch.index_of_first_image
+    return [
+        dataclasses.replace(
+            batch,
+            images=[batch.images[first + i]],
+            prompt=batch.all_prompts[i],
+            negative_prompt=batch.all_negative_prompts[i],
+            seed=batch.all_seeds[i],
+            subseed=batch.all_subseeds[i],
+            cfg_scale=cells[i].cfg_scale,
+            batch_size=1,
+            all_prompts=[batch.all_prompts[i]],
+            all_negative_prompts=[batch.all_negative_prompts[i]],
+            all_seeds=[batch.all_seeds[i]],
+            all_subseeds=[batch.all_subseeds[i]],
+            infotexts=[batch.infotexts[first + i]],
+            index_of_first_image=0,
+            paths=[batch.paths[i]] if len(batch.paths) > i else [],
+            timings=dict(share),
+        )
+        for i in range(count)
+    ]
+
+
+@dataclass
+class SweepCell:
+    x: object  # this cell's axis values (None for an unused axis)
+    y: object
+    z: object
+    processing: StableDiffusionProcessing = dataclasses.field(repr=False)
+    processed: Processed = dataclasses.field(repr=False)
+    generated: bool = True  # False: an identical earlier cell made this image
+
+    @property
+    def image(self) -> Image.Image:
+        return self.processed.images[self.processed.index_of_first_image]
+
+    @property
+    def seconds(self) -> float:
+        """Engine time for the generation that made this image (model load included)."""
+        return sum(self.processed.timings.values())
+
+    def png_sha256(self) -> str:
+        return hashlib.sha256(images.png_bytes(self.image, self.image.info.get("parameters"))).hexdigest()
+
+
+@dataclass
+class SweepResult:
+    x: Axis | None
+    y: Axis | None
+    z: Axis | None
+    cells: list[SweepCell]  # z-major, then y, then x
+
+    def __repr__(self) -> str:
+        axes = ", ".join(
+            f"{position}={axis.name} {list(axis.values)}"
+            for position, axis in (("x", self.x), ("y", self.y), ("z", self.z))
+            if axis
+        )
+        return f"SweepResult({axes}; {len(self.cells)} cells, {self.generated_count} generated)"
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [cell.image for cell in self.cells]
+
+    @property
+    def generated_count(self) -> int:
+        return sum(cell.generated for cell in self.cells)
+
+    def cell(self, x=None, y=None, z=None) -> SweepCell:
+        """The cell at these axis values."""
+        for cell in self.cells:
+            if (cell.x, cell.y, cell.z) == (x, y, z):
+                return cell
+        raise KeyError(f"no cell at x={x!r}, y={y!r}, z={z!r}")
+
+    def grids(self, cell_size: int = CELL_SIZE) -> list[Image.Image]:
+        """One labelled grid per z value: x values across, y values down."""
+        xs, ys, zs = axis_values(self.x), axis_values(self.y), axis_values(self.z)
+        result = []
+        for z_index, z in enumerate(zs):
+            first = z_index * len(ys) * len(xs)  # cells run z-major, then y, then x
+            rows = [
+                [self.cells[first + y_index * len(xs) + x_index].image for x_index in range(len(xs))]
+                for y_index in range(len(ys))
+            ]
+            result.append(
+                labelled_grid(
+                    rows,
+                    column_labels=[self.x.label(x) for x in xs] if self.x else [],
+                    row_labels=[self.y.label(y) for y in ys] if self.y else [],
+                    title=self.z.label(z) if self.z else "",
+                    cell_size=cell_size,
+                )
+            )
+        return result
+
+    def grid(self, cell_size: int = CELL_SIZE) -> Image.Image:
+        """The labelled grid; with a z axis, its grids side by side."""
+        return side_by_side(self.grids(cell_size))
+
+    def to_records(self) -> list[dict]:
+        """One dict per cell, for tables: axis values, the parameters the engine used, timings, image hash."""
+        records = []
+        for cell in self.cells:
+            processed = cell.processed
+            record = {
+                axis.name: value for axis, value in zip((self.x, self.y, self.z), (cell.x, cell.y, cell.z)) if axis
+            }
+            record |= {
+                "prompt": processed.prompt,
+                "negative_prompt": processed.negative_prompt,
+                "seed": processed.seed,
+                "sampler_name": processed.sampler_name,
+                "scheduler": processed.scheduler,
+                "steps": processed.steps,
+                "cfg_scale": processed.cfg_scale,
+                "width": processed.width,
+                "height": processed.height,
+                "denoising_strength": processed.denoising_strength,
+                "subseed": processed.subseed,
+                "subseed_strength": processed.subseed_strength,
+                "model": processed.sd_model_name,
+                "generated": cell.generated,
+                "seconds": cell.seconds,
+                "sample_seconds": processed.timings.get("sample", 0.0),
+                "png_sha256": cell.png_sha256(),
+                "infotext": processed.infotexts[processed.index_of_first_image],
+            }
+            records.append(record)
+        return records
+
+    def plot(
+        self, metric: str | Callable[[Image.Image], float], against: str | None = None, by: str | None = None, ax=None
+    ):
+        """Plot `metric` (a record column such as "seconds", an image metric name from serena_kit.plots, or a
+        function of the image) against an axis (default: x), one line per value of `by` (default: y)."""
+        against = against or (self.x.name if self.x else None)
+        if against is None:
+            raise ValueError("against: this sweep has no x axis; name the parameter to plot against")
+        if by is None and self.y is not None and self.y.name != against:
+            by = self.y.name
+        records = self.to_records()
+        values = plots.metric_values(metric, records, self.images)
+        return plots.plot_metric(records, values, plots.metric_name(metric), against, by, ax=ax)
+
+
+def axis_values(axis: Axis | None) -> tuple:
+    return axis.values if axis else (None,)
+
+
+def sweep(
+    base: StableDiffusionProcessing | dict,
+    x: tuple | Axis | None = None,
+    y: tuple | Axis | None = None,
+    z: tuple | Axis | None = None,
+    *,
+    save: bool = False,
+    execute: Callable[[list[StableDiffusionProcessing]], list[Processed]] = run_batched,
+) -> SweepResult:
+    """Generate every combination of the axis values on top of `base` (a processing object, or a dict of its
+    fields for txt2img). One image per cell; images are saved only with `save=True` (to base's outpath_samples).
+    Every cell is validated before anything is generated. Cells run batched (`run_batched`); set `exact=True` on
+    the base for cells byte-identical to single calls, or pass `execute=run_distinct` for one call per cell."""
+    if isinstance(base, dict):
+        base = StableDiffusionProcessingTxt2Img(**base)
+    if not isinstance(base, StableDiffusionProcessing):
+        raise TypeError(
+            f"base: expected a StableDiffusionProcessing or a dict of its fields, got {type(base).__name__}"
+        )
+    axes = {position: parse_axis(position, spec, base) for position, spec in (("x", x), ("y", y), ("z", z))}
+    used = [axis for axis in axes.values() if axis]
+    fields = [axis.field for axis in used if axis.field != PROMPT_SR]
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"sweep: a parameter appears on two axes ({', '.join(fields)})")
+    base = dataclasses.replace(
+        with_fixed_seeds(base, used), batch_size=1, n_iter=1, do_not_save_samples=not save, do_not_save_grid=True
+    )
+
+    positions, distinct = plan_cells(base, [axes["x"], axes["y"], axes["z"]])
+    for p in distinct:
+        p.validate()
+    results = execute(distinct)
+    cells = [
+        SweepCell(*values, processing=distinct[index], processed=results[index], generated=first)
+        for values, index, first in positions
+    ]
+    return SweepResult(axes["x"], axes["y"], axes["z"], cells)
