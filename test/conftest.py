@@ -16,3 +16,13 @@ def isolated_workdir(tmp_path, monkeypatch):
     monkeypatch.delenv("SERENA_STYLES", raising=False)
     monkeypatch.delenv("SERENA_MODELS_DIR", raising=False)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def plain_path_after_each_test():
+    """A test that switched the fast path on must not leave it on for the next (it changes pixels)."""
+    yield
+    from modules import sd_models
+
+    if sd_models.model_cache.loaded is not None and sd_models.model_cache.loaded.fast_path is not None:
+        sd_models.model_cache.clear()

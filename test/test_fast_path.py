@@ -1,6 +1,5 @@
 """The fast path is opt-in, recorded in the infotext when it can change pixels, and stays close to the plain path."""
 
-import pytest
 from helpers import max_pixel_difference
 
 from modules import fast_path, sd_models
@@ -13,18 +12,12 @@ def job():
     )
 
 
-@pytest.fixture
-def plain_model_afterwards():
-    yield
-    sd_models.load_model(speedups=None)
-
-
 def test_plain_path_has_no_fast_path_key():
     sd_models.load_model(speedups=None)
     assert "Fast path" not in process_images(job()).infotexts[0]
 
 
-def test_fused_qkv_is_recorded_and_close_to_the_plain_path(plain_model_afterwards):
+def test_fused_qkv_is_recorded_and_close_to_the_plain_path():
     plain = process_images(job()).images[0]
     model = sd_models.load_model(speedups=fast_path.FastPath(compile_unet=False, vae_slicing=True))
     assert model.fast_path.infotext_value() == "fused-qkv+vae-slicing"
@@ -33,7 +26,7 @@ def test_fused_qkv_is_recorded_and_close_to_the_plain_path(plain_model_afterward
     assert max_pixel_difference(plain, fast.images[0]) <= 2
 
 
-def test_same_fast_path_reuses_the_loaded_model(plain_model_afterwards):
+def test_same_fast_path_reuses_the_loaded_model():
     options = fast_path.FastPath(compile_unet=False, fuse_qkv=False, channels_last=True)
     first = sd_models.load_model(speedups=options)
     assert sd_models.load_model(speedups=options) is first
