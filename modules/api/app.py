@@ -1,0 +1,243 @@
+"""The AUTOMATIC1111-compatible REST API: the webui's /sdapi/v1 paths, fields and response shapes over Serena's engine.
+
+`create_app(...)` builds one app and everything it holds (folders, limits, options, jobs); nothing is module-global.
+Generation endpoints build a StableDiffusionProcessing (modules.api.requests) and call `process_images` in a worker
+thread, so the event loop keeps answering /progress, /interrupt and /skip while the runner's process-wide FIFO queue
+runs one job at a time. Each response carries exactly its own job's images and seeds.
+
+Errors: 422 for malformed requests (`field` names the first bad one), 400 `{"error", "field", "detail"}` for values
+the engine or the server's limits refuse, 401 without valid credentials (when auth is on), 413 for bodies over the
+request limit, 503 when the queue is full, 500 when a generation fails (the server keeps running).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from modules import diffusion, images, infotext, sd_models, sd_samplers
+from modules.api import models, requests
+from modules.api.requests import ApiError, ApiLimits, ServerOptions
+from modules.api.security import BasicAuth, RequestSizeLimit
+from modules.processing import process_images
+from modules.runtime.state import GenerationState
+
+
+def encode_png(image: Image.Image) -> str:
+    """Base64 PNG with the image's infotext: the bytes the engine saves."""
+    return base64.b64encode(images.png_bytes(image, image.info.get("parameters"))).decode("ascii")
+
+
+class Jobs:
+    """The app's queued and running jobs, in arrival order, so /progress, /interrupt and /skip reach the running one."""
+
+    def __init__(self, max_queued: int):
+        self.max_queued = max_queued
+        self.closing = False
+        self._states: list[GenerationState] = []
+        self._lock = threading.Lock()
+
+    async def run(self, p):
+        """Queue `p` and wait for its result in a worker thread; the event loop stays free."""
+        with self._lock:
+            if len(self._states) >= self.max_queued:
+                raise ApiError(503, "queue full", None, f"{len(self._states)} jobs are queued; try again later")
+            self._states.append(p.state)
+        p.state.listeners.append(lambda state: state.interrupt() if self.closing else None)
+        return await run_in_threadpool(self._run, p)
+
+    def _run(self, p):
+        try:
+            return process_images(p)
+        except Exception as error:
+            raise ApiError(500, type(error).__name__, None, str(error)) from error
+        finally:
+            with self._lock:
+                self._states.remove(p.state)
+
+    def running(self) -> GenerationState | None:
+        with self._lock:
+            return next((state for state in self._states if state.running), None)
+
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(not state.running for state in self._states)
+
+    def close(self) -> None:
+        """Stop every job at its next step, the running one and those still waiting (their images so far return)."""
+        self.closing = True
+        with self._lock:
+            for state in self._states:
+                state.interrupt()
+
+    def progress(self, skip_current_image: bool) -> models.ProgressResponse:
+        state = self.running() or GenerationState()
+        current_image = None
+        if not skip_current_image and state.current_latent is not None:
+            preview = diffusion.latents_to_rgb_preview(state.current_latent)  # cheap: at latent resolution
+            current_image = base64.b64encode(images.png_bytes(preview, None)).decode("ascii")
+        batch = f"Batch {state.job_no + 1} out of {state.job_count}" if state.running else ""
+        return models.ProgressResponse(
+            progress=state.progress if state.running else 0.0,
+            eta_relative=state.eta_seconds or 0.0,
+            state={
+                "skipped": state.skipped,
+                "interrupted": state.interrupted,
+                "job": batch,
+                "job_count": state.job_count,
+                "job_no": state.job_no,
+                "sampling_step": state.sampling_step,
+                "sampling_steps": state.sampling_steps,
+                "queued": self.waiting(),
+            },
+            current_image=current_image,
+            textinfo=f"{batch}, step {state.sampling_step} of {state.sampling_steps}" if state.running else None,
+        )
+
+
+def create_app(
+    outdir: str | Path = "outputs",
+    models_dir: str | Path | None = None,
+    auth: dict[str, str] | None = None,
+    limits: ApiLimits | None = None,
+) -> FastAPI:
+    """The API app.
+
+    outdir: where `save_images` writes (`<outdir>/txt2img-images/<date>/...`, like the webui); clients cannot choose.
+    models_dir: the only folder `sd_model_checkpoint` may pick models from (default SERENA_MODELS_DIR or
+        models/Stable-diffusion), besides the embedded default model.
+    auth: {user: password} for HTTP basic auth on every endpoint (see security.parse_api_auth); None: no auth.
+    limits: see ApiLimits.
+    """
+    outdir = Path(outdir).resolve()
+    limits = limits or ApiLimits()
+    options = ServerOptions(Path(models_dir or sd_models.models_dir()).resolve())
+    jobs = Jobs(limits.max_queued_jobs)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        jobs.close()
+
+    app = FastAPI(
+        title="Serena API",
+        description="AUTOMATIC1111-compatible /sdapi/v1 endpoints over Serena's engine.",
+        lifespan=lifespan,
+    )
+    app.state.auth = bool(auth)
+    app.add_middleware(RequestSizeLimit, max_bytes=limits.max_request_bytes)
+    if auth:
+        app.add_middleware(BasicAuth, credentials=dict(auth))
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return JSONResponse(error.content(), error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, error: RequestValidationError):
+        errors = error.errors()
+        content = {"error": "invalid request", "field": field_of(errors), "detail": jsonable(errors)}
+        return JSONResponse(content, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        content = {"error": HTTPStatus(error.status_code).phrase.lower(), "field": None, "detail": error.detail}
+        return JSONResponse(content, error.status_code, headers=error.headers)
+
+    @app.post("/sdapi/v1/txt2img", response_model=models.TextToImageResponse)
+    async def txt2img(request: models.StableDiffusionTxt2ImgAPI):
+        p = await run_in_threadpool(requests.txt2img_processing, request, options, limits, outdir)
+        processed = await jobs.run(p)
+        return models.TextToImageResponse(
+            images=[encode_png(image) for image in processed.images] if request.send_images else [],
+            parameters=request.model_dump(),
+            info=processed.js(),
+        )
+
+    @app.post("/sdapi/v1/img2img", response_model=models.ImageToImageResponse)
+    async def img2img(request: models.StableDiffusionImg2ImgProcessingAPI):
+        p = await run_in_threadpool(requests.img2img_processing, request, options, limits, outdir)
+        processed = await jobs.run(p)
+        parameters = request.model_dump()
+        if not request.include_init_images:
+            parameters["init_images"] = None
+        return models.ImageToImageResponse(
+            images=[encode_png(image) for image in processed.images] if request.send_images else [],
+            parameters=parameters,
+            info=processed.js(),
+        )
+
+    @app.post("/sdapi/v1/png-info", response_model=models.PNGInfoResponse)
+    def png_info(request: models.PNGInfoRequest):
+        image = requests.decode_image(request.image, "image", limits)
+        text = images.read_infotext(image) or ""
+        items = {key: value for key, value in image.info.items() if key != "parameters" and isinstance(value, str)}
+        return models.PNGInfoResponse(info=text, items=items, parameters=infotext.parse_infotext(text) if text else {})
+
+    @app.get("/sdapi/v1/progress", response_model=models.ProgressResponse)
+    async def progress(skip_current_image: bool = False):
+        return jobs.progress(skip_current_image)
+
+    @app.post("/sdapi/v1/interrupt")
+    async def interrupt():
+        if state := jobs.running():
+            state.interrupt()
+        return {}
+
+    @app.post("/sdapi/v1/skip")
+    async def skip():
+        if state := jobs.running():
+            state.skip()
+        return {}
+
+    @app.get("/sdapi/v1/samplers", response_model=list[models.SamplerItem])
+    async def samplers():
+        return [
+            models.SamplerItem(name=spec.name, aliases=list(spec.aliases), options={}) for spec in sd_samplers.SAMPLERS
+        ]
+
+    @app.get("/sdapi/v1/schedulers", response_model=list[models.SchedulerItem])
+    async def schedulers():
+        return [models.SchedulerItem(name=label.lower(), label=label) for label in sd_samplers.SCHEDULE_TYPES]
+
+    @app.get("/sdapi/v1/sd-models", response_model=list[models.SDModelItem])
+    def sd_models_list():  # hashes each file once per process: in a worker thread, not on the event loop
+        return [
+            models.SDModelItem(
+                title=info.title, model_name=info.name, hash=info.shorthash, sha256=info.sha256, filename=str(info.path)
+            )
+            for info in requests.allowed_checkpoints(options.models_dir)
+        ]
+
+    @app.get("/sdapi/v1/options")
+    def get_options() -> dict:
+        return options.as_dict()
+
+    @app.post("/sdapi/v1/options")
+    def set_options(values: dict) -> None:
+        options.update(values)
+
+    return app
+
+
+def field_of(errors: list[dict]) -> str | None:
+    """The first bad field of a pydantic error list, "init_images[0]" style; None when the body itself is bad."""
+    location = errors[0]["loc"][1:] if errors else ()  # after "body"
+    if not location:
+        return None
+    return str(location[0]) + "".join(f"[{part}]" for part in location[1:] if isinstance(part, int))
+
+
+def jsonable(errors: list[dict]) -> list[dict]:
+    """Pydantic errors without the echoed input (it may be a huge base64 string) or exception objects."""
+    return [{key: error[key] for key in ("type", "loc", "msg") if key in error} for error in errors]

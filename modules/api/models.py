@@ -1,0 +1,212 @@
+"""The API's wire format: request and response models with the webui's names, defaults and shapes.
+
+Requests are strict (JSON types as declared) and refuse fields the webui does not have (422). Webui fields that
+Serena does not implement are accepted only where webui clients commonly send them: `IGNORED_FIELDS` at any value,
+`NO_OP_VALUES` only at the values that change nothing (anything else is refused with 400 naming the field).
+
+One deliberate difference from the webui: `width`/`height` default to null, the loaded model's native size (512 for
+SD 1.x, 32 for the embedded model), instead of 512.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Fields a webui client sends with every request; Serena has nothing they would change, whatever their value.
+IGNORED_FIELDS = (
+    "s_min_uncond",
+    "s_churn",
+    "s_tmax",
+    "s_tmin",
+    "s_noise",
+    "do_not_save_samples",  # the webui API also replaces both with `not save_images`
+    "do_not_save_grid",
+    "override_settings_restore_afterwards",  # override_settings never outlive their request here
+    "disable_extra_networks",
+    "comments",
+    "force_task_id",
+    "script_args",  # only read with a script_name
+    "refiner_switch_at",  # only read with a refiner_checkpoint
+    "firstphase_width",
+    "firstphase_height",
+    "hr_scale",
+    "hr_upscaler",
+    "hr_second_pass_steps",
+    "hr_resize_x",
+    "hr_resize_y",
+    "hr_checkpoint_name",
+    "hr_sampler_name",
+    "hr_scheduler",
+    "hr_prompt",
+    "hr_negative_prompt",
+    "image_cfg_scale",  # instruct-pix2pix models only
+    "mask_blur",
+    "mask_blur_x",
+    "mask_blur_y",
+    "mask_round",
+    "inpainting_fill",
+    "inpaint_full_res",
+    "inpaint_full_res_padding",
+    "inpainting_mask_invert",
+)
+
+# Webui features Serena does not have: accepted only at the values that leave them off.
+NO_OP_VALUES: dict[str, tuple] = {
+    "restore_faces": (None, False),
+    "tiling": (None, False),
+    "enable_hr": (False,),
+    "refiner_checkpoint": (None, "", "None"),
+    "script_name": (None, ""),
+    "alwayson_scripts": ({},),
+    "infotext": (None, ""),
+    "outpath_samples": (None,),  # the server decides where images are saved
+    "outpath_grids": (None,),
+    "mask": (None, ""),
+    "latent_mask": (None, ""),
+    "initial_noise_multiplier": (None, 1.0),
+}
+
+
+class StableDiffusionTxt2ImgProcessingAPI(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str | list[str] = ""
+    negative_prompt: str | list[str] = ""
+    styles: list[str] | None = None
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    seed_enable_extras: bool = True
+    sampler_name: str | None = None
+    sampler_index: str = "Euler"
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int | None = Field(None, description="null: the model's native size")
+    height: int | None = Field(None, description="null: the model's native size")
+    eta: float | None = None
+    override_settings: dict[str, Any] | None = None
+    send_images: bool = True
+    save_images: bool = False
+
+    # Accepted for webui clients; see IGNORED_FIELDS and NO_OP_VALUES.
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    s_min_uncond: float | None = None
+    s_churn: float | None = None
+    s_tmax: float | None = None
+    s_tmin: float | None = None
+    s_noise: float | None = None
+    override_settings_restore_afterwards: bool = True
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float | None = None
+    disable_extra_networks: bool = False
+    comments: dict[str, Any] | None = None
+    outpath_samples: str | None = None
+    outpath_grids: str | None = None
+    script_name: str | None = None
+    script_args: list = Field(default_factory=list)
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    force_task_id: str | None = None
+    infotext: str | None = None
+
+
+class StableDiffusionTxt2ImgAPI(StableDiffusionTxt2ImgProcessingAPI):
+    """txt2img adds the webui's hires. fix fields (accepted while enable_hr is false)."""
+
+    enable_hr: bool = False
+    denoising_strength: float | None = None  # hires. fix only
+    firstphase_width: int = 0
+    firstphase_height: int = 0
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+
+
+class StableDiffusionImg2ImgProcessingAPI(StableDiffusionTxt2ImgProcessingAPI):
+    init_images: list[str] | None = Field(None, description="base64 images (PNG, JPEG, WebP, ...), data URLs allowed")
+    denoising_strength: float = 0.75
+    resize_mode: int = 0
+    include_init_images: bool = False
+
+    # Inpainting and instruct-pix2pix fields, accepted for webui clients; see IGNORED_FIELDS and NO_OP_VALUES.
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    latent_mask: str | None = None
+    mask_blur: int | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+
+
+class TextToImageResponse(BaseModel):
+    images: list[str] | None = Field(None, description="The generated images, base64 PNG with the infotext.")
+    parameters: dict
+    info: str = Field(description="JSON: all_seeds, all_subseeds, infotexts, ...")
+
+
+class ImageToImageResponse(TextToImageResponse):
+    pass
+
+
+class PNGInfoRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    image: str = Field(description="a base64 image (data URL allowed)")
+
+
+class PNGInfoResponse(BaseModel):
+    info: str = Field(description="the infotext, empty when the image has none")
+    items: dict = Field(description="the image's other text chunks")
+    parameters: dict = Field(description="the infotext parsed like the webui's parser")
+
+
+class ProgressResponse(BaseModel):
+    progress: float
+    eta_relative: float
+    state: dict
+    current_image: str | None = None
+    textinfo: str | None = None
+
+
+class SamplerItem(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, str]
+
+
+class SchedulerItem(BaseModel):
+    name: str
+    label: str
+    aliases: list[str] | None = None
+    default_rho: float = -1
+    need_inner_model: bool = False
+
+
+class SDModelItem(BaseModel):
+    title: str
+    model_name: str
+    hash: str | None = None
+    sha256: str | None = None
+    filename: str
+    config: str | None = None

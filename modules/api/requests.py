@@ -1,0 +1,252 @@
+"""From an API request to a processing object: the server's limits, options and checkpoint allowlist, init images.
+
+Everything here runs before a job is queued, so a bad request costs no generation time. Errors are ApiError with the
+HTTP status, a short error kind, the request field at fault and a one-line detail.
+
+What a client can reach is the server's choice: `sd_model_checkpoint` names only the default model or a checkpoint
+inside the server's models folder (by name, file name or title: never a path, and never through a symlink leading out
+of the folder); images are saved, only with `save_images`, under the server's output folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from modules import sd_models, sd_samplers, validation
+from modules.api import models
+from modules.processing import OVERRIDABLE_SETTINGS, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
+
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,")
+_FIELD_MESSAGE = re.compile(r"^([\w.]+(?:\[\d+\])?): (.*)$", re.DOTALL)
+_TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]$")
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """What one request may ask of the server; a request over a limit is refused with 400 naming it."""
+
+    max_width: int = 1024
+    max_height: int = 1024
+    max_images: int = 16  # batch_size * n_iter
+    max_steps: int = 150
+    max_prompt_chars: int = 20_000  # each prompt and negative prompt (the text encoder reads 75 tokens at a time)
+    max_init_image_bytes: int = 16 * 2**20  # one decoded image (img2img, png-info)
+    max_init_image_pixels: int = 2048 * 2048
+    max_request_bytes: int = 64 * 2**20  # a whole request body (413 above it)
+    max_queued_jobs: int = 16  # running and waiting together (503 above it)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, field: str | None, detail: str):
+        super().__init__(detail)
+        self.status, self.error, self.field, self.detail = status, error, field, detail
+
+    def content(self) -> dict:
+        return {"error": self.error, "field": self.field, "detail": self.detail}
+
+
+def invalid(field: str | None, detail: str) -> ApiError:
+    return ApiError(400, "invalid parameter", field, detail)
+
+
+def over_limit(field: str, detail: str) -> ApiError:
+    return ApiError(400, "limit exceeded", field, detail)
+
+
+def engine_error(error: Exception, override_settings: dict | None) -> ApiError:
+    """An engine ValueError/TypeError ("field: message") as a 400 naming the request's field."""
+    match = _FIELD_MESSAGE.match(str(error))
+    if match is None:
+        return invalid(None, str(error))
+    field, detail = match.groups()
+    for option in override_settings or {}:  # the engine names the processing field an option set
+        if OVERRIDABLE_SETTINGS.get(option) == field:
+            field = f"override_settings.{option}"
+    return invalid(field, f"{field}: {detail}")
+
+
+def decode_image(text: str, field: str, limits: ApiLimits) -> Image.Image:
+    """A base64 (or data URL) image; 400 when it is not one or is over the limits. URLs are never fetched."""
+    if text.startswith(("http://", "https://", "file:")):
+        raise invalid(field, f"{field}: URLs are not fetched; send the image itself as base64")
+    text = "".join(_DATA_URL.sub("", text, count=1).split())
+    if len(text) * 3 // 4 > limits.max_init_image_bytes:
+        raise over_limit(field, f"{field}: image is over this server's limit of {limits.max_init_image_bytes} bytes")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(field, f"{field}: not valid base64") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            if image.width * image.height > limits.max_init_image_pixels:
+                raise over_limit(
+                    field,
+                    f"{field}: {image.width}x{image.height} is over this server's limit of "
+                    f"{limits.max_init_image_pixels} pixels",
+                )
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise invalid(field, f"{field}: not a readable image ({', '.join(IMAGE_FORMATS)})") from None
+    return image
+
+
+def schedule_type(name: str | None) -> str:
+    """The webui takes a schedule type's label ("Karras") or name ("karras"); null is "Automatic"."""
+    if name is None:
+        return "Automatic"
+    return next((label for label in sd_samplers.SCHEDULE_TYPES if label.lower() == name.lower()), name)
+
+
+def allowed_checkpoints(models_dir: Path) -> list[sd_models.CheckpointInfo]:
+    """The default model, then the checkpoints whose real path is inside the models folder."""
+    folder = models_dir.resolve()
+    listed = sd_models.list_checkpoints(models_dir)
+    return [listed[0]] + [info for info in listed[1:] if info.path.is_relative_to(folder)]
+
+
+def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointInfo | None:
+    """The allowed checkpoint `name` refers to, None for the default model; 400 for anything else."""
+    if name is None or name in ("", "default", sd_models.DEFAULT_MODEL_NAME):
+        return None
+    if not isinstance(name, str):
+        raise invalid(field, f"{field}: expected a checkpoint name, got {type(name).__name__}")
+    checkpoints = allowed_checkpoints(models_dir)
+    bare = _TITLE_HASH.sub("", name)
+    for info in checkpoints[1:]:
+        if bare in (info.name, info.path.name):
+            return info
+    if bare == checkpoints[0].name:
+        return None
+    available = ", ".join(info.name for info in checkpoints)
+    raise invalid(field, f"{field}: no model {name!r} in the models folder; available: {available}")
+
+
+class ServerOptions:
+    """The webui options a client may read and set (/sdapi/v1/options): defaults for every later generation."""
+
+    def __init__(self, models_dir: Path):
+        self.models_dir = models_dir
+        self.checkpoint: sd_models.CheckpointInfo | None = None  # None: the default model
+        self.values: dict = {"CLIP_stop_at_last_layers": 1, "eta_ddim": None}
+
+    def as_dict(self) -> dict:
+        checkpoint = self.checkpoint or sd_models.default_checkpoint()
+        return {"sd_model_checkpoint": checkpoint.title, **self.values}
+
+    def update(self, values: dict) -> None:
+        """Check every option, then set them all; the model loads with the next generation."""
+        settable = ("sd_model_checkpoint", *self.values)
+        for key, value in values.items():
+            if key not in settable:
+                raise invalid(key, f"{key}: unknown or read-only option; settable: {', '.join(settable)}")
+            try:
+                if key == "CLIP_stop_at_last_layers":
+                    validation.require_int(key, value, 1, 12)
+                elif key == "eta_ddim" and value is not None:
+                    validation.require_number(key, value, 0.0, 1.0)
+            except (TypeError, ValueError) as error:
+                raise invalid(key, str(error)) from None
+        checkpoint = self.checkpoint
+        if "sd_model_checkpoint" in values:
+            checkpoint = find_checkpoint(values["sd_model_checkpoint"], self.models_dir, "sd_model_checkpoint")
+        self.checkpoint = checkpoint
+        self.values.update({key: value for key, value in values.items() if key != "sd_model_checkpoint"})
+
+    def override_settings(self, requested: dict | None) -> dict:
+        """The engine's override_settings for one request: these options, then the request's own, with the
+        checkpoint as a checked path."""
+        requested = requested or {}
+        settings = {key: value for key, value in self.values.items() if value is not None} | requested
+        checkpoint = self.checkpoint
+        if "sd_model_checkpoint" in requested:
+            field = "override_settings.sd_model_checkpoint"
+            checkpoint = find_checkpoint(requested["sd_model_checkpoint"], self.models_dir, field)
+        settings["sd_model_checkpoint"] = str(checkpoint.path) if checkpoint else None
+        return settings
+
+
+def check_request(request: models.StableDiffusionTxt2ImgProcessingAPI, limits: ApiLimits) -> None:
+    """Refuse webui features Serena lacks and anything over the server's limits."""
+    for field, allowed in models.NO_OP_VALUES.items():
+        if field in type(request).model_fields and (value := getattr(request, field)) not in allowed:
+            detail = f"{field}: {json.dumps(value)[:80]} is not supported by Serena; leave it out or send "
+            raise ApiError(400, "not supported", field, detail + json.dumps(allowed[0]))
+    for field in ("prompt", "negative_prompt"):
+        texts = [getattr(request, field)] if isinstance(getattr(request, field), str) else getattr(request, field)
+        if any(len(text) > limits.max_prompt_chars for text in texts):
+            raise over_limit(field, f"{field}: longer than this server's limit of {limits.max_prompt_chars} characters")
+    for field, limit in (("width", limits.max_width), ("height", limits.max_height), ("steps", limits.max_steps)):
+        value = getattr(request, field)
+        if value is not None and value > limit:
+            raise over_limit(field, f"{field}: {value} is over this server's limit of {limit}")
+    count = request.batch_size * request.n_iter
+    if request.batch_size > 0 and request.n_iter > 0 and count > limits.max_images:
+        detail = f"n_iter: batch_size * n_iter = {count} images is over this server's limit of {limits.max_images}"
+        raise over_limit("n_iter", detail)
+
+
+def processing_fields(request, kind: str, options: ServerOptions, outdir: Path) -> dict:
+    """The processing fields both txt2img and img2img take, with the webui API's rules for them."""
+    names = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_h")
+    names += ("seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta")
+    fields = {name: getattr(request, name) for name in names}
+    if not request.seed_enable_extras:  # the webui's switch for variation seeds and seed resize
+        fields |= {"subseed": -1, "subseed_strength": 0.0, "seed_resize_from_h": -1, "seed_resize_from_w": -1}
+    return fields | {
+        "styles": list(request.styles or []),
+        "sampler_name": request.sampler_name or request.sampler_index,
+        "scheduler": schedule_type(request.scheduler),
+        "override_settings": options.override_settings(request.override_settings),
+        "do_not_save_samples": not request.save_images,
+        "do_not_save_grid": not request.save_images,
+        "outpath_samples": str(outdir / f"{kind}-images"),
+        "outpath_grids": str(outdir / f"{kind}-grids"),
+    }
+
+
+def validated(p, request):
+    try:
+        p.validate()
+    except (TypeError, ValueError) as error:
+        raise engine_error(error, request.override_settings) from None
+    return p
+
+
+def txt2img_processing(
+    request: models.StableDiffusionTxt2ImgAPI, options: ServerOptions, limits: ApiLimits, outdir: Path
+) -> StableDiffusionProcessingTxt2Img:
+    check_request(request, limits)
+    return validated(
+        StableDiffusionProcessingTxt2Img(**processing_fields(request, "txt2img", options, outdir)), request
+    )
+
+
+def img2img_processing(
+    request: models.StableDiffusionImg2ImgProcessingAPI, options: ServerOptions, limits: ApiLimits, outdir: Path
+) -> StableDiffusionProcessingImg2Img:
+    check_request(request, limits)
+    fields = processing_fields(request, "img2img", options, outdir)
+    if not request.init_images:
+        raise invalid("init_images", "init_images: at least one base64 image is required for img2img")
+    if len(request.init_images) > max(request.batch_size, 1):
+        raise invalid("init_images", "init_images: give 1 image or batch_size images")
+    init_images = [decode_image(text, f"init_images[{i}]", limits) for i, text in enumerate(request.init_images)]
+    p = StableDiffusionProcessingImg2Img(
+        **fields,
+        init_images=init_images,
+        denoising_strength=request.denoising_strength,
+        resize_mode=request.resize_mode,
+    )
+    return validated(p, request)

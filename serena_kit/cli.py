@@ -1,0 +1,395 @@
+"""`serena`, the command-line face. Generating commands build a processing object and call `process_images`.
+
+stdout carries only results (the written file paths, one per line, or the listing asked for), so it pipes; the
+progress bar and messages go to stderr. Exit codes: 0 success, 1 runtime failure, 2 bad input (one line naming the
+option), 130 interrupted by Ctrl-C (the images finished before it are saved and printed first; a second Ctrl-C
+aborts at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Processing fields whose CLI option is not simply "--" + the field name with dashes.
+OPTION_FOR_FIELD = {
+    "sampler_name": "--sampler",
+    "sd_model_checkpoint": "--model",
+    "outpath_samples": "--outdir",
+    "outpath_grids": "--outdir",
+    "init_images": "--init-image",
+    "styles": "--style",
+    "do_not_save_grid": "--no-grid",
+}
+_FIELD_MESSAGE = re.compile(r"^(\w+)(\[\d+\])?: (.*)$", re.DOTALL)
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line naming the option, exit code 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def option_error(error: Exception) -> UsageError:
+    """An engine validation error ("steps: ...") as a usage error naming the CLI option ("--steps: ...")."""
+    match = _FIELD_MESSAGE.match(str(error))
+    if match is None:
+        return UsageError(str(error))
+    field, index, detail = match.groups()
+    option = OPTION_FOR_FIELD.get(field, "--" + field.replace("_", "-"))
+    return UsageError(f"{option}{index or ''}: {detail}")
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# Generation ---------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bar(state, enabled: bool):
+    """A tqdm bar on stderr over all steps of the job, fed by the job's step listener from its first step on."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    bars = []
+
+    def update(state):
+        total = state.job_count * state.sampling_steps
+        if not bars:
+            bars.append(tqdm(total=total, file=sys.stderr, unit="step", dynamic_ncols=True))
+        bars[0].total = total
+        bars[0].update(state.job_no * state.sampling_steps + state.sampling_step - bars[0].n)
+
+    state.listeners.append(update)
+    try:
+        yield
+    finally:
+        state.listeners.remove(update)
+        for bar in bars:
+            bar.close()
+
+
+@contextmanager
+def interrupt_on_ctrl_c(state):
+    """Ctrl-C while sampling interrupts the job (the engine keeps the finished images); before sampling starts, or a
+    second time, it aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        if not state.running or state.interrupted:
+            raise KeyboardInterrupt
+        print("\nserena: interrupted; keeping the finished images (Ctrl-C again to abort)", file=sys.stderr)
+        state.interrupt()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def generate(p, args):
+    """Validate (usage errors name the option), run with a progress bar and Ctrl-C handling, print the paths."""
+    from modules.processing import process_images
+
+    try:
+        p.validate()
+    except (TypeError, ValueError) as error:
+        raise option_error(error) from None
+    with progress_bar(p.state, not args.quiet), interrupt_on_ctrl_c(p.state):
+        result = process_images(p)
+    for path in result.paths:
+        print(path, flush=True)
+    return result
+
+
+def exit_status(p, result) -> int:
+    if result.interrupted:
+        count = len(result.all_seeds)
+        print(f"serena: interrupted after {count} of {p.batch_size * p.n_iter} images", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def output_folders(outdir: str, kind: str) -> dict:
+    return {
+        "outpath_samples": str(Path(outdir) / f"{kind}-images"),
+        "outpath_grids": str(Path(outdir) / f"{kind}-grids"),
+    }
+
+
+def generation_fields(args, kind: str) -> dict:
+    return {
+        "prompt": args.prompt,
+        "negative_prompt": args.negative_prompt,
+        "styles": args.style or [],
+        "seed": args.seed,
+        "subseed": args.subseed,
+        "subseed_strength": args.subseed_strength,
+        "sampler_name": args.sampler,
+        "scheduler": args.scheduler,
+        "batch_size": args.batch_size,
+        "n_iter": args.n_iter,
+        "steps": args.steps,
+        "cfg_scale": args.cfg_scale,
+        "width": args.width,
+        "height": args.height,
+        "clip_skip": args.clip_skip,
+        "eta": args.eta,
+        "sd_model_checkpoint": args.model,
+        "exact": args.exact,
+        "do_not_save_grid": args.no_grid,
+    } | output_folders(args.outdir, kind)
+
+
+def load_image(path: str, option: str = "--init-image"):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise UsageError(f"{option}: cannot read {path!r}: {one_line(error)}") from None
+
+
+def read_infotext(path: str) -> str:
+    from PIL import Image
+
+    from modules.images import read_infotext as infotext_of
+
+    try:
+        with Image.open(path) as image:
+            text = infotext_of(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UsageError(f"{path}: cannot read the image: {one_line(error)}") from None
+    if not text:
+        raise UsageError(f"{path}: the image has no generation parameters (no 'parameters' text chunk)")
+    return text
+
+
+def txt2img_command(args) -> int:
+    from modules.processing import StableDiffusionProcessingTxt2Img
+
+    p = StableDiffusionProcessingTxt2Img(**generation_fields(args, "txt2img"))
+    return exit_status(p, generate(p, args))
+
+
+def img2img_command(args) -> int:
+    from modules.processing import StableDiffusionProcessingImg2Img
+
+    p = StableDiffusionProcessingImg2Img(
+        **generation_fields(args, "img2img"),
+        init_images=[load_image(path) for path in args.init_image],
+        denoising_strength=args.denoising_strength,
+        resize_mode=args.resize_mode,
+    )
+    return exit_status(p, generate(p, args))
+
+
+def replay_command(args) -> int:
+    from modules.replay import processing_from_infotext
+
+    text = read_infotext(args.file)
+    init_images = [load_image(path) for path in args.init_image] if args.init_image else None
+    kind = "img2img" if init_images else "txt2img"
+    try:
+        p = processing_from_infotext(
+            text, init_images, do_not_save_samples=False, exact=args.exact, **output_folders(args.outdir, kind)
+        )
+        p.validate()  # a bad value comes from the file, not from an option
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"{args.file}: {one_line(error)}") from None
+    result = generate(p, args)
+    status = exit_status(p, result)
+    if args.verify and status == EXIT_OK:
+        same = Path(args.file).read_bytes() == Path(result.paths[0]).read_bytes()
+        print(f"serena: replay {'is byte-identical to' if same else 'differs from'} {args.file}", file=sys.stderr)
+        return EXIT_OK if same else EXIT_FAILURE
+    return status
+
+
+def png_info_command(args) -> int:
+    text = read_infotext(args.file)
+    if args.json:
+        from modules.infotext import parse_infotext
+
+        print(json.dumps(parse_infotext(text), ensure_ascii=False, indent=2))
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def samplers_command(args) -> int:
+    from modules import sd_samplers
+
+    for spec in sd_samplers.SAMPLERS:
+        print(f"{spec.name}\t{', '.join(sd_samplers.supported_schedule_types(spec.name))}")
+    return EXIT_OK
+
+
+def models_command(args) -> int:
+    from modules import sd_models
+
+    folder = Path(args.models_dir) if args.models_dir else None
+    for info in sd_models.list_checkpoints(folder):
+        print(f"{info.title}\t{info.path}")
+    return EXIT_OK
+
+
+def serve_command(args) -> int:
+    from modules.api.app import create_app
+    from modules.api.requests import ApiLimits
+    from modules.api.security import parse_api_auth
+    from modules.api.server import serve
+
+    try:
+        auth = parse_api_auth(args.api_auth) if args.api_auth else None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    limits = ApiLimits(
+        max_width=args.max_size,
+        max_height=args.max_size,
+        max_images=args.max_images,
+        max_steps=args.max_steps,
+        max_request_bytes=args.max_request_mb * 2**20,
+    )
+    app = create_app(outdir=args.outdir, models_dir=args.models_dir, auth=auth, limits=limits)
+    try:
+        serve(app, host=args.host, port=args.port, log_level=args.log_level)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: stopping a server is success
+        pass
+    return EXIT_OK
+
+
+# Arguments ----------------------------------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "positive integer"  # argparse names the type in its message
+
+
+def build_parser() -> ArgumentParser:
+    common = ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's, OMP_NUM_THREADS)")
+
+    generation = ArgumentParser(add_help=False)
+    generation.add_argument("--prompt", default="", help="the prompt (default: empty)")
+    generation.add_argument("--negative-prompt", default="")
+    generation.add_argument("--style", action="append", help="a style from styles.csv (repeatable)")
+    generation.add_argument("--steps", type=int, default=20)
+    generation.add_argument("--cfg-scale", type=float, default=7.0)
+    generation.add_argument("--sampler", default="Euler a", help="a sampler name, see 'serena samplers'")
+    generation.add_argument("--scheduler", default="Automatic", help="schedule type: Automatic, Karras, Exponential")
+    generation.add_argument("--seed", type=int, default=-1, help="-1: random (the chosen seed is in the infotext)")
+    generation.add_argument("--subseed", type=int, default=-1, help="variation seed")
+    generation.add_argument("--subseed-strength", type=float, default=0.0, help="variation strength 0..1")
+    generation.add_argument("--width", type=int, help="default: the model's native size")
+    generation.add_argument("--height", type=int, help="default: the model's native size")
+    generation.add_argument("--batch-size", type=int, default=1)
+    generation.add_argument("--n-iter", type=int, default=1, help="number of batches")
+    generation.add_argument("--clip-skip", type=int, default=1)
+    generation.add_argument("--eta", type=float, help="noise multiplier for DDIM-like samplers")
+    generation.add_argument("--model", help="checkpoint: a path, or a name in the models folder (default: embedded)")
+    generation.add_argument("--outdir", default="outputs", help="outputs root (default: outputs)")
+    generation.add_argument("--exact", action="store_true", help="one image at a time: bytes independent of batch")
+    generation.add_argument("--no-grid", action="store_true", help="do not save a grid of the batch")
+    generation.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    parser = ArgumentParser(
+        prog="serena",
+        description="Serena: Stable Diffusion from the command line. Written file paths go to stdout, one per line.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    txt2img = commands.add_parser("txt2img", parents=[common, generation], help="generate images from a prompt")
+    txt2img.set_defaults(run=txt2img_command)
+
+    img2img = commands.add_parser("img2img", parents=[common, generation], help="generate from init images")
+    img2img.add_argument("--init-image", action="append", required=True, metavar="FILE", help="repeatable")
+    img2img.add_argument("--denoising-strength", type=float, default=0.75)
+    img2img.add_argument("--resize-mode", type=int, default=0, help="0 resize, 1 crop, 2 fill, 3 latent upscale")
+    img2img.set_defaults(run=img2img_command)
+
+    replay = commands.add_parser("replay", parents=[common], help="regenerate an image from its infotext")
+    replay.add_argument("file", metavar="FILE.png")
+    replay.add_argument("--init-image", action="append", metavar="FILE", help="for an img2img infotext")
+    replay.add_argument("--outdir", default="outputs")
+    replay.add_argument("--exact", action="store_true")
+    replay.add_argument("--verify", action="store_true", help="exit 1 unless the new file is byte-identical")
+    replay.add_argument("--quiet", action="store_true")
+    replay.set_defaults(run=replay_command)
+
+    png_info = commands.add_parser("png-info", parents=[common], help="print an image's generation parameters")
+    png_info.add_argument("file", metavar="FILE.png")
+    png_info.add_argument("--json", action="store_true", help="parsed, as JSON")
+    png_info.set_defaults(run=png_info_command)
+
+    samplers = commands.add_parser("samplers", parents=[common], help="list samplers and their schedule types")
+    samplers.set_defaults(run=samplers_command)
+
+    models = commands.add_parser("models", parents=[common], help="list checkpoints (title, path)")
+    models.add_argument("--models-dir", help="default: SERENA_MODELS_DIR or models/Stable-diffusion")
+    models.set_defaults(run=models_command)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the AUTOMATIC1111-compatible REST API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--api-auth", metavar="USER:PASS[,USER:PASS]", help="HTTP basic auth on every endpoint")
+    serve.add_argument("--outdir", default="outputs", help="where save_images writes (default: outputs)")
+    serve.add_argument("--models-dir", help="the only folder clients may pick checkpoints from")
+    serve.add_argument("--max-size", type=positive_int, default=1024, help="max width and height")
+    serve.add_argument("--max-images", type=positive_int, default=16, help="max batch_size * n_iter per request")
+    serve.add_argument("--max-steps", type=positive_int, default=150)
+    serve.add_argument("--max-request-mb", type=positive_int, default=64, help="max request body size")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(run=serve_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return args.run(args)
+    except SystemExit as exit:  # --help
+        return exit.code if isinstance(exit.code, int) else EXIT_OK
+    except BrokenPipeError:  # the reader stopped early (`serena samplers | head -1`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except UsageError as error:
+        print(f"serena: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nserena: aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        print(f"serena: error: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILURE
