@@ -11,7 +11,7 @@ import io
 import math
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
@@ -40,15 +40,17 @@ def next_image_number(folder: Path) -> int:
 
 def write_new_file(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically; FileExistsError if `path` exists (never overwrites)."""
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    # os.open with mode 0o666 (not mkstemp's 0o600) so the file gets the usual umask-based permissions.
+    temp_path = path.parent / f".tmp-{secrets.token_hex(8)}{path.suffix}"
+    descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as temp_file:
             temp_file.write(data)
             temp_file.flush()
             os.fsync(temp_file.fileno())
-        os.link(temp_name, path)
+        os.link(temp_path, path)
     finally:
-        os.unlink(temp_name)
+        os.unlink(temp_path)
 
 
 def save_image(

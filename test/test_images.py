@@ -50,3 +50,12 @@ def test_grid_places_images_in_rows():
     assert grid.size == (8, 8)
     assert grid.getpixel((5, 1)) == (0, 128, 0) and grid.getpixel((1, 5)) == (0, 0, 255)
     assert images.image_grid(cells * 3).size == (12, 12)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = images.save_image(Image.new("RGB", (8, 8)), tmp_path, "1", None)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
