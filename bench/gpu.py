@@ -134,9 +134,11 @@ def raw_diffusers(folder: Path, batch: int, args, dtype, device, inference_mode:
 
 
 def serena_job(batch: int, args, seed: int = 0):
+    """The job on the benchmark's model (named: a job without a checkpoint runs the embedded default model)."""
     from modules.processing import StableDiffusionProcessingTxt2Img
 
     return StableDiffusionProcessingTxt2Img(
+        sd_model_checkpoint=str(args.model_folder),
         prompt=PROMPT,
         seed=seed,
         batch_size=batch,
@@ -160,6 +162,10 @@ def serena(batch: int, args, device) -> dict:
     reset_peak(device)
     result = process_images(serena_job(batch, args))
     timings = result.timings
+    log(
+        f"  batch {batch}: {args.steps / (timings['encode_prompt'] + timings['sample']):.2f} it/s "
+        f"(first call {warm_up:.1f} s), model {result.sd_model_name}"
+    )
     return {
         "seconds": timings["encode_prompt"] + timings["sample"],
         "decode_seconds": timings["decode"],
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     report: dict = {"device": card, "torch": torch.__version__, "size": args.size, "steps": args.steps, "rows": []}
     with tempfile.TemporaryDirectory() as temp:
-        folder = Path(temp) / "sd15-random"
+        folder = args.model_folder = Path(temp) / "sd15-random"
         build_random_pipeline(folder, args.tiny, dtype, device)
         default_model = sd_models.load_model(str(folder), device=device, dtype=dtype, speedups=None)
         report["vae_decode_ms_per_image"] = vae_decode_ms(default_model, args.size, device)
