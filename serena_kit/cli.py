@@ -368,6 +368,9 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--max-request-mb", type=positive_int, default=64, help="max request body size")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(run=serve_command)
+    from serena_kit.sweep_spec import add_sweep_command
+
+    add_sweep_command(commands, parents=[common])
     return parser
 
 

@@ -10,12 +10,17 @@ first value is the text to search for and every value the text to put in its pla
 
 Every cell uses the same seed unless the seed is an axis (a base seed of -1 is resolved once, up front), and cells
 with identical parameters are generated once.
+
+With `outdir=` each image is written to that folder as it arrives, with a manifest line, and a rerun skips the cells
+already there (serena_kit.sweep_output); `executor="ray"` runs the cells on Ray actors (serena_kit.distributed).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +36,7 @@ from modules.processing import (
     process_images,
 )
 from modules.runtime.state import GenerationState
-from serena_kit import plots
+from serena_kit import plots, sweep_output
 from serena_kit.grids import CELL_SIZE, labelled_grid, side_by_side
 
 AXIS_ALIASES = {"sampler": "sampler_name", "model": "sd_model_checkpoint"}
@@ -86,7 +91,14 @@ def sweepable_fields(base: StableDiffusionProcessing) -> list[str]:
     return [f.name for f in dataclasses.fields(base) if f.name not in NOT_SWEEPABLE]
 
 
-def parse_axis(position: str, spec, base: StableDiffusionProcessing) -> Axis | None:
+def draw_seed(key: str) -> int:
+    """A fresh random seed for the -1 at `key` ("seed", "x[2]", ...); an output directory remembers its draws."""
+    return rng.resolve_seed(-1)
+
+
+def parse_axis(
+    position: str, spec, base: StableDiffusionProcessing, draw: Callable[[str], int] = draw_seed
+) -> Axis | None:
     """`(name, values)` (or an Axis) -> Axis, with a ValueError naming the axis for what cannot be swept."""
     if spec is None or isinstance(spec, Axis):
         return spec
@@ -105,7 +117,7 @@ def parse_axis(position: str, spec, base: StableDiffusionProcessing) -> Axis | N
     if target == PROMPT_SR:
         check_prompt_search(position, base, values)
     if target in ("seed", "subseed"):  # a random seed in an axis is drawn once, so its cells can be compared
-        values = [rng.resolve_seed(value) if value == -1 else value for value in values]
+        values = [draw(f"{position}[{index}]") if value == -1 else value for index, value in enumerate(values)]
     return Axis(name, target, tuple(values))
 
 
@@ -118,11 +130,13 @@ def check_prompt_search(position: str, base: StableDiffusionProcessing, values) 
         raise ValueError(f"{position}: prompt_sr search text {values[0]!r} is not in the prompt or negative prompt")
 
 
-def with_fixed_seeds(base: StableDiffusionProcessing, axes: list[Axis]) -> StableDiffusionProcessing:
+def with_fixed_seeds(
+    base: StableDiffusionProcessing, axes: list[Axis], draw: Callable[[str], int] = draw_seed
+) -> StableDiffusionProcessing:
     """Resolve a random (-1) seed and variation seed once, so every cell starts from the same noise."""
     swept = {axis.field for axis in axes}
-    changes = {name: rng.resolve_seed(-1) for name in ("seed", "subseed") if getattr(base, name) == -1}
-    return dataclasses.replace(base, **{name: value for name, value in changes.items() if name not in swept})
+    drawn = [name for name in ("seed", "subseed") if getattr(base, name) == -1 and name not in swept]
+    return dataclasses.replace(base, **{name: draw(name) for name in drawn})
 
 
 def frozen(value):
@@ -165,12 +179,19 @@ def plan_cells(base: StableDiffusionProcessing, axes: list[Axis | None]) -> tupl
     return positions, distinct
 
 
-def run_distinct(processings: list[StableDiffusionProcessing]) -> list[Processed]:
+# An executor runs the distinct cells and returns their results in order. One that also takes `on_result` reports
+# each cell as it finishes, `on_result(index, processed)`, so a sweep with an output directory writes it at once.
+OnResult = Callable[[int, Processed], None]
+
+
+def run_distinct(processings: list[StableDiffusionProcessing], on_result: OnResult | None = None) -> list[Processed]:
     """Generate each distinct cell, one `process_images` call each, grouped by model so a model loads once."""
     order = sorted(range(len(processings)), key=lambda i: str(processings[i].sd_model_checkpoint or ""))
     results: list[Processed | None] = [None] * len(processings)
     for index in order:
         results[index] = process_images(processings[index])
+        if on_result:
+            on_result(index, results[index])
     return results
 
 
@@ -188,33 +209,52 @@ def batch_key(p: StableDiffusionProcessing) -> tuple:
     )
 
 
-def run_batched(processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH) -> list[Processed]:
+def plan_batches(processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH) -> list[list[int]]:
+    """The cells' indices in batches: cells with equal `batch_key`, at most `max_batch` each, grouped by model."""
+    groups: dict[tuple, list[int]] = {}
+    for index, p in enumerate(processings):
+        groups.setdefault(batch_key(p), []).append(index)
+    ordered = sorted(groups.values(), key=lambda members: str(processings[members[0]].sd_model_checkpoint or ""))
+    return [members[start : start + max_batch] for members in ordered for start in range(0, len(members), max_batch)]
+
+
+def batch_processing(cells: list[StableDiffusionProcessing]) -> StableDiffusionProcessing:
+    """One job for cells of one batch: the first cell's fields, with one prompt, seed and CFG per image."""
+    return dataclasses.replace(
+        cells[0],
+        **{name: [getattr(p, name) for p in cells] for name in PER_IMAGE_FIELDS},
+        batch_size=len(cells),
+        n_iter=1,
+        do_not_save_grid=True,
+        state=GenerationState(),
+    )
+
+
+def run_batched(
+    processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH, on_result: OnResult | None = None
+) -> list[Processed]:
     """The default sweep execution: cells that share size, steps, sampler, model (all but prompt, seeds and CFG)
     run as one batch with per-image noise and per-image CFG, then each cell gets its own Processed.
 
     In exact mode (`exact=True` on the base) the engine samples a batch one image at a time, so cells are
     byte-identical to single calls; otherwise they may differ from them by 1/255 (see README).
     """
-    groups: dict[tuple, list[int]] = {}
-    for index, p in enumerate(processings):
-        groups.setdefault(batch_key(p), []).append(index)
     results: list[Processed | None] = [None] * len(processings)
-    ordered = sorted(groups.values(), key=lambda members: str(processings[members[0]].sd_model_checkpoint or ""))
-    for members in ordered:
-        for start in range(0, len(members), max_batch):
-            chunk = members[start : start + max_batch]
-            batch = dataclasses.replace(
-                processings[chunk[0]],
-                **{name: [getattr(processings[i], name) for i in chunk] for name in PER_IMAGE_FIELDS},
-                batch_size=len(chunk),
-                n_iter=1,
-                do_not_save_grid=True,
-                state=GenerationState(),
-            )
-            cells = [processings[i] for i in chunk]
-            for index, processed in zip(chunk, split_processed(process_images(batch), cells)):
-                results[index] = processed
+    for chunk in plan_batches(processings, max_batch):
+        cells = [processings[i] for i in chunk]
+        for index, processed in zip(chunk, split_processed(process_images(batch_processing(cells)), cells)):
+            results[index] = processed
+            if on_result:
+                on_result(index, processed)
     return results
+
+
+def run_executor(execute: Callable, processings: list[StableDiffusionProcessing], on_result: OnResult | None):
+    """Call an executor, passing `on_result` when it takes one."""
+    parameters = inspect.signature(execute).parameters
+    if on_result is not None and "on_result" in parameters:
+        return execute(processings, on_result=on_result)
+    return execute(processings)
 
 
 def split_processed(batch: Processed, cells: list[StableDiffusionProcessing]) -> list[Processed]:
@@ -253,6 +293,7 @@ class SweepCell:
     processing: StableDiffusionProcessing = dataclasses.field(repr=False)
     processed: Processed = dataclasses.field(repr=False)
     generated: bool = True  # False: an identical earlier cell made this image
+    resumed: bool = False  # True: read back from the sweep's output directory, not generated by this run
 
     @property
     def image(self) -> Image.Image:
@@ -289,6 +330,11 @@ class SweepResult:
     @property
     def generated_count(self) -> int:
         return sum(cell.generated for cell in self.cells)
+
+    @property
+    def resumed_count(self) -> int:
+        """Distinct images read back from the output directory instead of generated."""
+        return sum(cell.generated and cell.resumed for cell in self.cells)
 
     def cell(self, x=None, y=None, z=None) -> SweepCell:
         """The cell at these axis values."""
@@ -379,33 +425,84 @@ def sweep(
     z: tuple | Axis | None = None,
     *,
     save: bool = False,
-    execute: Callable[[list[StableDiffusionProcessing]], list[Processed]] = run_batched,
+    execute: Callable[[list[StableDiffusionProcessing]], list[Processed]] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    outdir: str | os.PathLike | None = None,
 ) -> SweepResult:
     """Generate every combination of the axis values on top of `base` (a processing object, or a dict of its
     fields for txt2img). One image per cell; images are saved only with `save=True` (to base's outpath_samples).
     Every cell is validated before anything is generated. Cells run batched (`run_batched`); set `exact=True` on
-    the base for cells byte-identical to single calls, or pass `execute=run_distinct` for one call per cell."""
+    the base for cells byte-identical to single calls, or pass `execute=run_distinct` for one call per cell.
+
+    `outdir`: write each image there as it arrives, with a manifest line; rerunning with the same outdir skips the
+    cells already there (see serena_kit.sweep_output). `executor="ray"`: run the cells on Ray actors; `ray_address`
+    None starts a local Ray, "auto" or "ray://host:port" joins a cluster; `workers` actors (default: as many as
+    the cluster holds) with `gpus_per_worker` GPUs each (default 1; 0 for CPU workers). See serena_kit.distributed.
+    """
+    execute = choose_executor(
+        execute, executor, save, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker
+    )
     if isinstance(base, dict):
         base = StableDiffusionProcessingTxt2Img(**base)
     if not isinstance(base, StableDiffusionProcessing):
         raise TypeError(
             f"base: expected a StableDiffusionProcessing or a dict of its fields, got {type(base).__name__}"
         )
-    axes = {position: parse_axis(position, spec, base) for position, spec in (("x", x), ("y", y), ("z", z))}
+    seeds = sweep_output.RandomSeeds.read(outdir) if outdir is not None else None  # a rerun draws the same -1s
+    draw = seeds.draw if seeds else draw_seed
+    axes = {position: parse_axis(position, spec, base, draw) for position, spec in (("x", x), ("y", y), ("z", z))}
     used = [axis for axis in axes.values() if axis]
     fields = [axis.field for axis in used if axis.field != PROMPT_SR]
     if len(set(fields)) != len(fields):
         raise ValueError(f"sweep: a parameter appears on two axes ({', '.join(fields)})")
     base = dataclasses.replace(
-        with_fixed_seeds(base, used), batch_size=1, n_iter=1, do_not_save_samples=not save, do_not_save_grid=True
+        with_fixed_seeds(base, used, draw), batch_size=1, n_iter=1, do_not_save_samples=not save, do_not_save_grid=True
     )
 
     positions, distinct = plan_cells(base, [axes["x"], axes["y"], axes["z"]])
     for p in distinct:
         p.validate()
-    results = execute(distinct)
+    if outdir is None:
+        results, resumed = run_executor(execute, distinct, None), [False] * len(distinct)
+    else:
+        with sweep_output.SweepOutput(outdir, seeds) as output:
+            labels = axis_labels(axes, positions, len(distinct))
+            results, resumed = output.run(distinct, labels, lambda todo, report: run_executor(execute, todo, report))
     cells = [
-        SweepCell(*values, processing=distinct[index], processed=results[index], generated=first)
+        SweepCell(*values, distinct[index], results[index], generated=first, resumed=resumed[index])
         for values, index, first in positions
     ]
     return SweepResult(axes["x"], axes["y"], axes["z"], cells)
+
+
+def choose_executor(execute, executor: str, save: bool, **ray_options) -> Callable:
+    """The function that runs the distinct cells: `execute`, `run_batched`, or a Ray executor from the options."""
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor: expected 'local' or 'ray', got {executor!r}")
+    given = [name for name, value in ray_options.items() if value is not None]
+    if executor == "local":
+        if given:
+            raise ValueError(f"{given[0]}: only with executor='ray'")
+        return execute or run_batched
+    if execute is not None:
+        raise ValueError("execute: pass an execute function or executor='ray', not both")
+    if save:
+        raise ValueError("save: Ray workers do not save; pass outdir= and the sweep writes each image as it arrives")
+    from serena_kit.distributed import RayExecutor
+
+    options = {name: value for name, value in ray_options.items() if value is not None}
+    if "ray_address" in options:
+        options["address"] = options.pop("ray_address")
+    return RayExecutor(**options)
+
+
+def axis_labels(axes: dict[str, Axis | None], positions: list[tuple], count: int) -> list[dict]:
+    """For each distinct cell, {axis name: value} at the first cell that uses it (for the manifest)."""
+    labels: list[dict] = [{} for _ in range(count)]
+    for values, index, first in positions:
+        if first:
+            labels[index] = {axis.name: value for axis, value in zip(axes.values(), values) if axis}
+    return labels

@@ -20,7 +20,7 @@ def conda_pip_requirements():
 
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     project = pyproject()["project"]
-    extras = [requirement for name in ("test",) for requirement in project["optional-dependencies"][name]]
+    extras = [requirement for name in ("test", "ray") for requirement in project["optional-dependencies"][name]]
     assert conda_pip_requirements() == sorted(project["dependencies"] + extras)
 
 

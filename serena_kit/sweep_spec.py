@@ -1,0 +1,174 @@
+"""Sweep specs: a sweep written down in YAML, run by `serena sweep SPEC.yaml [--ray ADDRESS]` or `run_spec(path)`.
+
+    base:                               # processing fields, as for sweep(); init_images (paths) make it img2img
+      prompt: a red circle on a blue background
+      steps: 20
+      seed: 21
+      exact: true
+    x: {name: cfg_scale, values: [3, 7, 12]}    # or [cfg_scale, [3, 7, 12]]
+    y: {name: seed, values: [1, 2, 3]}
+    z: {name: steps, values: [10, 20]}          # x, y and z are each optional
+    outdir: sweeps/cfg-by-seed          # required; relative paths start at the spec file's folder
+    grid: grid.png                      # the labelled grid, written into outdir (default grid.png; false: none)
+    executor: ray                       # default local
+    ray: {address: auto, workers: 8, gpus_per_worker: 1, batch_size: 8}   # for executor ray, all optional
+
+Rerunning a spec resumes it: the cells already in outdir are read back, only the missing ones are generated.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from modules.images import png_bytes
+from modules.processing import StableDiffusionProcessing, StableDiffusionProcessingImg2Img
+from serena_kit.sweep_output import replace_file
+from serena_kit.sweeps import SweepResult, sweep
+
+TOP_LEVEL_KEYS = ("base", "x", "y", "z", "outdir", "grid", "executor", "ray")
+RAY_KEYS = ("address", "workers", "gpus_per_worker", "cpus_per_worker", "batch_size", "max_attempts")
+
+
+@dataclass
+class SweepSpec:
+    base: StableDiffusionProcessing | dict
+    axes: dict[str, tuple]  # position -> (name, values)
+    outdir: Path
+    grid: str | None = "grid.png"
+    executor: str = "local"
+    ray: dict = field(default_factory=dict)
+
+
+def load_spec(path: str | os.PathLike) -> SweepSpec:
+    """Read and check a spec file; ValueError/TypeError name the key at fault."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise TypeError("expected a mapping with base, x, y, z, outdir, ...")
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    folder = path.resolve().parent
+    if not data.get("outdir"):
+        raise ValueError("outdir: required (the folder the images and the manifest go to)")
+    base = data.get("base") or {}
+    if not isinstance(base, dict):
+        raise TypeError(f"base: expected a mapping of processing fields, got {base!r}")
+    if "init_images" in base:
+        init = base["init_images"]
+        paths = [init] if isinstance(init, str) else list(init)
+        base = StableDiffusionProcessingImg2Img(**(base | {"init_images": [open_image(folder / p) for p in paths]}))
+    ray = data.get("ray") or {}
+    if not isinstance(ray, dict) or set(ray) - set(RAY_KEYS):
+        raise ValueError(f"ray: expected a mapping with keys among {', '.join(RAY_KEYS)}, got {ray!r}")
+    grid = data.get("grid", "grid.png")
+    axes = {position: parse_axis_spec(position, data[position]) for position in ("x", "y", "z") if data.get(position)}
+    return SweepSpec(
+        base=base,
+        axes=axes,
+        outdir=folder / data["outdir"],
+        grid=str(grid) if grid else None,
+        executor=str(data.get("executor", "local")),
+        ray=dict(ray),
+    )
+
+
+def parse_axis_spec(position: str, spec) -> tuple:
+    if isinstance(spec, dict) and set(spec) == {"name", "values"}:
+        return spec["name"], spec["values"]
+    if isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str):
+        return spec[0], spec[1]
+    raise ValueError(f"{position}: expected {{name: PARAMETER, values: [...]}} or [PARAMETER, [...]], got {spec!r}")
+
+
+def open_image(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
+def run_spec(
+    spec: str | os.PathLike | SweepSpec,
+    *,
+    ray_address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    outdir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Run (or resume) a spec. A `ray_address` (or `workers`/`gpus_per_worker`) runs it on Ray whatever the spec's
+    executor; the arguments override the spec's `ray:` options, `outdir` its outdir. Writes the grid if asked."""
+    if not isinstance(spec, SweepSpec):
+        spec = load_spec(spec)
+    outdir = Path(outdir) if outdir is not None else spec.outdir
+    overrides = {"address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    on_ray = spec.executor == "ray" or bool(overrides)
+    if on_ray:
+        from serena_kit.distributed import RayExecutor
+
+        execute = RayExecutor(**(spec.ray | overrides), progress=progress)
+        result = sweep(spec.base, **spec.axes, outdir=outdir, execute=execute)
+    else:
+        if spec.executor != "local":
+            raise ValueError(f"executor: expected local or ray, got {spec.executor!r}")
+        result = sweep(spec.base, **spec.axes, outdir=outdir)
+    if spec.grid:
+        replace_file(outdir / spec.grid, png_bytes(result.grid(), None))  # derived from the cells: replaced
+    return result
+
+
+# The CLI's `serena sweep` ------------------------------------------------------------------------------------------
+
+
+def add_sweep_command(commands, parents: list) -> None:
+    """Register `serena sweep` on the CLI's subparsers."""
+    command = commands.add_parser(
+        "sweep", parents=parents, help="run or resume a sweep spec (YAML), locally or on a Ray cluster"
+    )
+    command.add_argument("spec", metavar="SPEC.yaml")
+    command.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, ray://HOST:10001, or local (a new one)")
+    command.add_argument("--workers", type=int, help="Ray actors (default: as many as the cluster holds)")
+    command.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 1; 0 for CPU actors)")
+    command.add_argument("--outdir", help="override the spec's outdir")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+    command.set_defaults(run=sweep_command)
+
+
+def sweep_command(args) -> int:
+    """Prints each cell's file, one per line, then the grid's; a summary goes to stderr."""
+    from serena_kit.cli import EXIT_OK, UsageError, one_line
+
+    try:
+        spec = load_spec(args.spec)
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as error:
+        raise UsageError(f"{args.spec}: {one_line(error)}") from None
+    try:
+        result = run_spec(
+            spec,
+            ray_address=args.ray,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            outdir=args.outdir,
+            progress=not args.quiet,
+        )
+    except (ValueError, TypeError) as error:  # every cell is checked before anything runs
+        raise UsageError(f"{args.spec}: {one_line(error)}") from None
+    files = dict.fromkeys(cell.processed.paths[0] for cell in result.cells)
+    for path in files:
+        print(path, flush=True)
+    outdir = Path(args.outdir) if args.outdir else spec.outdir
+    if spec.grid:
+        print(outdir / spec.grid, flush=True)
+    fresh = result.generated_count - result.resumed_count
+    print(
+        f"serena: {len(result.cells)} cells, {fresh} generated, {result.resumed_count} already in {outdir}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
