@@ -98,7 +98,7 @@ def test_a_random_base_seed_is_drawn_once_for_every_cell():
 
 
 def test_a_seed_axis_gives_each_column_its_seed_and_draws_random_ones_once():
-    result = sk.sweep(BASE, x=("seed", [5, 6, -1]), y=("cfg_scale", [3, 8]))
+    result = sk.sweep(BASE | {"exact": True}, x=("seed", [5, 6, -1]), y=("cfg_scale", [3, 8]))
     drawn = result.x.values[2]
     assert result.x.values[:2] == (5, 6) and drawn != -1
     assert [cell.processed.seed for cell in result.cells] == [5, 6, drawn, 5, 6, drawn]

@@ -1,0 +1,90 @@
+"""Seeded procedural dataset: one filled shape on a plain background, with its caption.
+
+Colours come from a fixed, well separated RGB palette so that generated images can be scored by nearest palette
+colour (see ``scoring.py``). Shapes are axis-aligned, so the fill ratio of their bounding box identifies them:
+square 1, circle pi/4, triangle 1/2.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from modules.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
+
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 70, 230),
+    "yellow": (245, 220, 30),
+    "white": (250, 250, 250),
+    "black": (15, 15, 15),
+    "orange": (250, 135, 15),
+    "purple": (135, 40, 185),
+}
+assert tuple(PALETTE) == COLOUR_WORDS
+SHAPES = SHAPE_WORDS
+
+IMAGE_SIZE = 32
+MIN_SHAPE_SIZE = 12
+MAX_SHAPE_SIZE = 24
+# Shapes keep this many pixels clear of the image edge so the border always shows the background.
+MARGIN = 2
+SUPERSAMPLING = 4
+
+
+@dataclass(frozen=True)
+class Sample:
+    shape: str
+    colour: str
+    background: str
+    size: float
+    left: float
+    top: float
+
+    @property
+    def caption(self) -> str:
+        return caption_for(self.shape, self.colour, self.background)
+
+
+def caption_for(shape: str, colour: str, background: str) -> str:
+    return f"a {colour} {shape} on a {background} background"
+
+
+def random_sample(rng: np.random.Generator, image_size: int = IMAGE_SIZE) -> Sample:
+    colour, background = rng.choice(len(COLOUR_WORDS), size=2, replace=False)
+    max_size = min(MAX_SHAPE_SIZE, image_size - 2 * MARGIN)
+    size = rng.uniform(MIN_SHAPE_SIZE, max_size)
+    left, top = rng.uniform(MARGIN, image_size - MARGIN - size, size=2)
+    return Sample(
+        shape=SHAPES[rng.integers(len(SHAPES))],
+        colour=COLOUR_WORDS[colour],
+        background=COLOUR_WORDS[background],
+        size=float(size),
+        left=float(left),
+        top=float(top),
+    )
+
+
+def render(sample: Sample, image_size: int = IMAGE_SIZE) -> Image.Image:
+    """Draw at SUPERSAMPLING x resolution and box-filter down, which anti-aliases the edges."""
+    scale = SUPERSAMPLING
+    canvas = Image.new("RGB", (image_size * scale, image_size * scale), PALETTE[sample.background])
+    draw = ImageDraw.Draw(canvas)
+    x0, y0 = sample.left * scale, sample.top * scale
+    x1, y1 = x0 + sample.size * scale, y0 + sample.size * scale
+    fill = PALETTE[sample.colour]
+    if sample.shape == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=fill)
+    elif sample.shape == "square":
+        draw.rectangle((x0, y0, x1, y1), fill=fill)
+    else:
+        draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=fill)
+    return canvas.resize((image_size, image_size), Image.Resampling.BOX)
+
+
+def batch(rng: np.random.Generator, count: int, image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, list[Sample]]:
+    """``count`` random samples as a float32 NCHW array in [-1, 1] (the VAE's input range) and their metadata."""
+    samples = [random_sample(rng, image_size) for _ in range(count)]
+    pixels = np.stack([np.asarray(render(sample, image_size)) for sample in samples])
+    return (pixels.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2), samples

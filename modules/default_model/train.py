@@ -1,0 +1,251 @@
+"""Train the default model from scratch on the procedural shapes dataset.
+
+    python -m modules.default_model.train [--out DIR] [--threads 2] [--quick]
+
+Two phases, seeded and reproducible for a given thread count: the VAE alone (L1 + L2 reconstruction weighted up on
+shape outlines, tiny KL), then the UNet and text encoder together on frozen-VAE latents, with caption dropout so
+classifier-free guidance works.
+The pipeline is written with EMA weights to DEFAULT_MODEL_DIR (or --out).
+"""
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from modules.default_model import DEFAULT_MODEL_DIR, architecture, dataset
+from modules.default_model.build import assemble_pipeline, build_tokenizer, save_pipeline
+
+
+class ExponentialMovingAverage:
+    def __init__(self, parameters: list[torch.nn.Parameter], decay: float):
+        self.parameters = parameters
+        self.shadow = [parameter.detach().clone() for parameter in parameters]
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        # Warm-up so the average is not dominated by the random initialisation in short runs.
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [parameter.detach() for parameter in self.parameters], 1 - decay)
+
+    @torch.no_grad()
+    def copy_to_parameters(self) -> None:
+        for parameter, average in zip(self.parameters, self.shadow):
+            parameter.copy_(average)
+
+
+class ProgressLog:
+    def __init__(self, phase: str, total_steps: int, every: int):
+        self.phase, self.total_steps, self.every = phase, total_steps, every
+        self.start = time.perf_counter()
+        self.losses: list[float] = []
+
+    def step(self, step: int, loss: float, **extra: float) -> None:
+        self.losses.append(loss)
+        if step % self.every and step != self.total_steps:
+            return
+        elapsed = time.perf_counter() - self.start
+        remaining = elapsed / step * (self.total_steps - step)
+        details = "".join(f" {name} {value:.3g}" for name, value in extra.items())
+        print(
+            f"[{self.phase}] step {step}/{self.total_steps} loss {np.mean(self.losses):.4f}{details}"
+            f" | {elapsed / step:.3f} s/step, {elapsed / 60:.1f} min elapsed, ~{remaining / 60:.1f} min left",
+            flush=True,
+        )
+        self.losses.clear()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def image_batch(rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, list[str]]:
+    pixels, samples = dataset.batch(rng, batch_size)
+    return torch.from_numpy(pixels).to(device), [sample.caption for sample in samples]
+
+
+def edge_mask(pixels: torch.Tensor) -> torch.Tensor:
+    """1 where the 3x3 neighbourhood is not flat: shape outlines, a small share of pixels that decide the shape."""
+    local_range = F.max_pool2d(pixels, 3, 1, 1) + F.max_pool2d(-pixels, 3, 1, 1)
+    return (local_range.amax(dim=1, keepdim=True) > 0.05).float()
+
+
+def train_vae(vae: AutoencoderKL, args: argparse.Namespace, rng: np.random.Generator, device: torch.device) -> float:
+    """Train the autoencoder; returns the latent scaling factor (1 / std of latents), as SD's 0.18215."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.vae_steps)
+    log = ProgressLog("vae", args.vae_steps, args.log_every)
+    vae.train()
+    for step in range(1, args.vae_steps + 1):
+        pixels, _ = image_batch(rng, args.vae_batch_size, device)
+        posterior = vae.encode(pixels).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        error = (reconstruction - pixels).abs()
+        weights = 1.0 + args.vae_edge_weight * edge_mask(pixels)
+        reconstruction_loss = ((error + error.square()) * weights).mean()
+        kl_loss = posterior.kl().mean() / pixels[0].numel()
+        loss = reconstruction_loss + args.kl_weight * kl_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        log.step(step, reconstruction_loss.item(), kl=kl_loss.item())
+    vae.eval()
+    vae.requires_grad_(False)
+    with torch.no_grad():
+        pixels, _ = image_batch(rng, 512, device)
+        latents = vae.encode(pixels).latent_dist.sample()
+    scaling_factor = float(1.0 / latents.std())
+    print(f"[vae] done in {log.elapsed() / 60:.1f} min, latent std {latents.std():.4f}", flush=True)
+    return scaling_factor
+
+
+def tokenize(tokenizer: CLIPTokenizer, captions: list[str], device: torch.device) -> torch.Tensor:
+    return tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids.to(device)
+
+
+@dataclass
+class LatentPool:
+    """Scaled VAE posteriors of a fixed set of dataset images with their caption token ids."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    input_ids: torch.Tensor
+
+
+@torch.no_grad()
+def encode_latent_pool(
+    vae: AutoencoderKL, tokenizer: CLIPTokenizer, rng: np.random.Generator, size: int, device: torch.device
+) -> LatentPool:
+    """Encoding once up front spares the denoiser's training loop a VAE encoder pass per step."""
+    start = time.perf_counter()
+    means, stds, captions = [], [], []
+    for first in range(0, size, 256):
+        pixels, batch_captions = image_batch(rng, min(256, size - first), device)
+        posterior = vae.encode(pixels).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+        captions += batch_captions
+    scale = vae.config.scaling_factor
+    pool = LatentPool(torch.cat(means) * scale, torch.cat(stds) * scale, tokenize(tokenizer, captions, device))
+    print(f"[unet] encoded {size} training images in {time.perf_counter() - start:.0f} s", flush=True)
+    return pool
+
+
+def train_denoiser(
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    vae: AutoencoderKL,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> None:
+    noise_scheduler = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
+    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
+    parameters = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=args.unet_lr, weight_decay=1e-2)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.unet_steps)
+    ema = ExponentialMovingAverage(parameters, args.ema_decay)
+    pool = encode_latent_pool(vae, tokenizer, rng, args.latent_pool_size, device)
+    empty_caption_ids = tokenize(tokenizer, [""], device)[0]
+    log = ProgressLog("unet", args.unet_steps, args.log_every)
+    unet.train()
+    text_encoder.train()
+    for step in range(1, args.unet_steps + 1):
+        index = torch.from_numpy(rng.integers(0, args.latent_pool_size, args.batch_size)).to(device)
+        latents = pool.mean[index] + pool.std[index] * torch.randn_like(pool.mean[index])
+        input_ids = pool.input_ids[index]
+        # Empty captions teach the unconditional prediction that classifier-free guidance needs.
+        dropped = torch.from_numpy(rng.random(args.batch_size) < args.caption_dropout).to(device)
+        input_ids = torch.where(dropped[:, None], empty_caption_ids, input_ids)
+        noise = torch.randn_like(latents)
+        # Offset noise lets the model change the mean colour of an image, which plain noise barely reaches.
+        noise += args.noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=device)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=device)
+        noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
+        encoder_hidden_states = text_encoder(input_ids).last_hidden_state
+        prediction = unet(noisy_latents, timesteps, encoder_hidden_states).sample
+        per_sample_loss = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
+        # Min-SNR weighting: stops the nearly noise-free timesteps from dominating the gradient.
+        snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
+        loss = (per_sample_loss * torch.clamp(snr, max=args.min_snr_gamma) / snr).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        ema.update()
+        log.step(step, per_sample_loss.mean().item(), lr=scheduler.get_last_lr()[0])
+    ema.copy_to_parameters()
+    unet.eval()
+    text_encoder.eval()
+    print(f"[unet] done in {log.elapsed() / 60:.1f} min", flush=True)
+
+
+QUICK_SETTINGS = {"vae_steps": 300, "unet_steps": 600, "latent_pool_size": 5000}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output pipeline folder")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="torch device (the shipped model is trained on CPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help=f"short trial run: {QUICK_SETTINGS}")
+    parser.add_argument("--vae-steps", type=int, default=2000)
+    parser.add_argument("--vae-batch-size", type=int, default=32)
+    parser.add_argument("--vae-lr", type=float, default=2e-3)
+    parser.add_argument("--kl-weight", type=float, default=1e-6)
+    parser.add_argument("--vae-edge-weight", type=float, default=4.0, help="extra loss weight on shape outlines")
+    parser.add_argument("--unet-steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--latent-pool-size", type=int, default=40000, help="distinct training images for the UNet")
+    parser.add_argument("--unet-lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--caption-dropout", type=float, default=0.1)
+    parser.add_argument("--noise-offset", type=float, default=0.1)
+    parser.add_argument("--min-snr-gamma", type=float, default=5.0)
+    parser.add_argument("--log-every", type=int, default=100)
+    args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK_SETTINGS.items():
+            setattr(args, name, value)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    device = torch.device(args.device)
+    start = time.perf_counter()
+
+    tokenizer = build_tokenizer()
+    vae = architecture.build_vae(args.seed).to(device)
+    unet = architecture.build_unet(args.seed + 1).to(device)
+    text_encoder = architecture.build_text_encoder(tokenizer, args.seed + 2).to(device)
+
+    vae.register_to_config(scaling_factor=train_vae(vae, args, rng, device))
+    train_denoiser(unet, text_encoder, tokenizer, vae, args, rng, device)
+
+    pipeline = assemble_pipeline(vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu())
+    out_dir = save_pipeline(pipeline, args.out)
+    print(f"wrote {out_dir}; total {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
