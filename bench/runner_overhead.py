@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.timing import alternate  # noqa: E402
 
 
 def measure(runs: int, steps: int) -> tuple[list[float], list[float]]:
@@ -28,13 +29,8 @@ def measure(runs: int, steps: int) -> tuple[list[float], list[float]]:
 
     sd_models.load_model()
     process_images(job())  # warm-up: first-call allocations are not the runner's cost
-    through_runner, direct = [], []
-    for _ in range(runs):
-        for run, times in ((process_images, through_runner), (process_images_inner, direct)):
-            start = time.perf_counter()
-            run(job())
-            times.append(time.perf_counter() - start)
-    return through_runner, direct
+    through_runner, direct = alternate([lambda: process_images(job()), lambda: process_images_inner(job())], runs)
+    return through_runner, direct  # seconds per run, each path
 
 
 def run(runs: int = 20, steps: int = 20) -> dict:

@@ -4,7 +4,7 @@ CPU with the default model)."""
 
 from __future__ import annotations
 
-import time
+from bench.timing import alternate
 
 SEEDS = [1, 2, 3, 4]
 CFG_SCALES = [3.0, 5.0, 7.0, 9.0]
@@ -16,16 +16,16 @@ def run(repeats: int = 3) -> dict:
 
     serena_kit.load_model()
     serena_kit.txt2img(BASE["prompt"], seed=0, steps=2, do_not_save_samples=True)  # warm-up
-    sweep_times, single_times = [], []
-    for _ in range(repeats):  # alternate so machine noise hits both
-        start = time.perf_counter()
+
+    def sweep():
         serena_kit.sweep(BASE, x=("cfg_scale", CFG_SCALES), y=("seed", SEEDS))
-        sweep_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
+
+    def singles():
         for seed in SEEDS:
             for cfg_scale in CFG_SCALES:
                 serena_kit.txt2img(BASE["prompt"], seed=seed, cfg_scale=cfg_scale, steps=20, do_not_save_samples=True)
-        single_times.append(time.perf_counter() - start)
+
+    sweep_times, single_times = alternate([sweep, singles], repeats)
     speedup = min(single_times) / min(sweep_times)
     return {
         "name": "sweep_throughput",

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
+
+from bench.timing import alternate
 
 PROMPT = "a red circle on a blue background"
 
@@ -35,12 +36,7 @@ def run(runs: int = 10, steps: int = 20) -> dict:
         return serena_kit.txt2img(PROMPT, seed=1, steps=steps, sampler_name="DPM++ 2M").images[0]
 
     identical = np.array_equal(np.asarray(raw()), np.asarray(serena()))  # also the warm-up
-    serena_times, raw_times = [], []
-    for _ in range(runs):
-        for call, times in ((serena, serena_times), (raw, raw_times)):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
+    serena_times, raw_times = alternate([serena, raw], runs)
     ratio = statistics.median(serena_times) / statistics.median(raw_times)
     return {
         "name": "serena_vs_diffusers",

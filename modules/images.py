@@ -38,19 +38,41 @@ def next_image_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
-def write_new_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically; FileExistsError if `path` exists (never overwrites)."""
-    # os.open with mode 0o666 (not mkstemp's 0o600) so the file gets the usual umask-based permissions.
-    temp_path = path.parent / f".tmp-{secrets.token_hex(8)}{path.suffix}"
+def write_temp_file(folder: Path, suffix: str, data: bytes) -> Path:
+    """`data` in a new hidden file in `folder` (the same file system as the final name), flushed to disk.
+
+    os.open with mode 0o666 (not mkstemp's 0o600) so the file gets the usual umask-based permissions.
+    """
+    temp_path = folder / f".tmp-{secrets.token_hex(8)}{suffix}"
     descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as temp_file:
             temp_file.write(data)
             temp_file.flush()
             os.fsync(temp_file.fileno())
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    return temp_path
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically; FileExistsError if `path` exists (never overwrites)."""
+    temp_path = write_temp_file(path.parent, path.suffix, data)
+    try:
         os.link(temp_path, path)
     finally:
         os.unlink(temp_path)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically, replacing it: for files derived from others (a sweep's grid, its seeds)."""
+    temp_path = write_temp_file(path.parent, path.suffix, data)
+    try:
+        os.replace(temp_path, path)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
 
 
 def save_image(

@@ -24,7 +24,6 @@ import datetime
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,23 +118,8 @@ class RandomSeeds:
 
     def save(self) -> None:
         if self.changed:
-            replace_file(self.path, json.dumps(self.seeds, indent=1, sort_keys=True).encode("utf-8"))
+            images.replace_file(self.path, json.dumps(self.seeds, indent=1, sort_keys=True).encode("utf-8"))
             self.changed = False
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically, replacing it: for files derived from the cells (the grid, the seeds)."""
-    temp_path = path.parent / f".tmp-{secrets.token_hex(8)}{path.suffix}"
-    descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask-based permissions
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
 
 
 class SweepOutput:

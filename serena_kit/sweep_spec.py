@@ -26,9 +26,8 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from modules.images import png_bytes
+from modules.images import png_bytes, replace_file
 from modules.processing import StableDiffusionProcessing, StableDiffusionProcessingImg2Img
-from serena_kit.sweep_output import replace_file
 from serena_kit.sweeps import SweepResult, sweep
 
 TOP_LEVEL_KEYS = ("base", "x", "y", "z", "outdir", "grid", "executor", "ray")
