@@ -19,11 +19,6 @@ class SamplerSpec:
     config_overrides: dict = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
 
-    @property
-    def is_stochastic(self) -> bool:
-        """Ancestral and SDE samplers draw fresh noise at every step."""
-        return self.name.endswith(" a") or "SDE" in self.name or self.name == "LCM"
-
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("Euler", "EulerDiscreteScheduler", aliases=("k_euler",)),
