@@ -2,13 +2,15 @@
 
     python -m modules.default_model.train [--out DIR] [--threads 2] [--quick]
 
-Two phases, seeded and reproducible for a given thread count: the VAE alone (L1 + L2 reconstruction weighted up on
-shape outlines, tiny KL), then the UNet and text encoder together on frozen-VAE latents, with caption dropout so
-classifier-free guidance works.
+Three phases, seeded and reproducible for a given thread count: the VAE alone (L1 + L2 reconstruction weighted up on
+shape outlines, tiny KL); the UNet and text encoder together on frozen-VAE latents, with caption dropout so
+classifier-free guidance works; then guidance calibration, which distils that model into one whose guided
+prediction at the webui's default CFG 7 equals the first model's at the CFG where it works best (2.5).
 The pipeline is written with EMA weights to DEFAULT_MODEL_DIR (or --out).
 """
 
 import argparse
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from modules.default_model import DEFAULT_MODEL_DIR, architecture, dataset
 from modules.default_model.build import assemble_pipeline, build_tokenizer, save_pipeline
+from modules.processing import StableDiffusionProcessing
 
 
 class ExponentialMovingAverage:
@@ -143,44 +146,63 @@ def encode_latent_pool(
     return pool
 
 
+@dataclass
+class NoisyBatch:
+    noisy_latents: torch.Tensor
+    noise: torch.Tensor
+    timesteps: torch.Tensor
+    input_ids: torch.Tensor
+
+
+def noisy_batch(
+    pool: LatentPool, noise_scheduler: DDPMScheduler, batch_size: int, noise_offset: float, rng: np.random.Generator
+) -> NoisyBatch:
+    device = pool.mean.device
+    index = torch.from_numpy(rng.integers(0, len(pool.mean), batch_size)).to(device)
+    latents = pool.mean[index] + pool.std[index] * torch.randn_like(pool.mean[index])
+    noise = torch.randn_like(latents)
+    # Offset noise lets the model change the mean colour of an image, which plain noise barely reaches.
+    noise += noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=device)
+    noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
+    return NoisyBatch(noisy_latents, noise, timesteps, pool.input_ids[index])
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR weighting: stops the nearly noise-free timesteps from dominating the gradient."""
+    snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
+    return torch.clamp(snr, max=gamma) / snr
+
+
 def train_denoiser(
     unet: UNet2DConditionModel,
     text_encoder: CLIPTextModel,
     tokenizer: CLIPTokenizer,
-    vae: AutoencoderKL,
+    pool: LatentPool,
     args: argparse.Namespace,
     rng: np.random.Generator,
-    device: torch.device,
 ) -> None:
+    device = pool.mean.device
     noise_scheduler = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.unet_lr, weight_decay=1e-2)
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.unet_steps)
     ema = ExponentialMovingAverage(parameters, args.ema_decay)
-    pool = encode_latent_pool(vae, tokenizer, rng, args.latent_pool_size, device)
     empty_caption_ids = tokenize(tokenizer, [""], device)[0]
     log = ProgressLog("unet", args.unet_steps, args.log_every)
     unet.train()
     text_encoder.train()
     for step in range(1, args.unet_steps + 1):
-        index = torch.from_numpy(rng.integers(0, args.latent_pool_size, args.batch_size)).to(device)
-        latents = pool.mean[index] + pool.std[index] * torch.randn_like(pool.mean[index])
-        input_ids = pool.input_ids[index]
+        batch = noisy_batch(pool, noise_scheduler, args.batch_size, args.noise_offset, rng)
+        input_ids = batch.input_ids
         # Empty captions teach the unconditional prediction that classifier-free guidance needs.
         dropped = torch.from_numpy(rng.random(args.batch_size) < args.caption_dropout).to(device)
         input_ids = torch.where(dropped[:, None], empty_caption_ids, input_ids)
-        noise = torch.randn_like(latents)
-        # Offset noise lets the model change the mean colour of an image, which plain noise barely reaches.
-        noise += args.noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=device)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=device)
-        noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
         encoder_hidden_states = text_encoder(input_ids).last_hidden_state
-        prediction = unet(noisy_latents, timesteps, encoder_hidden_states).sample
-        per_sample_loss = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
-        # Min-SNR weighting: stops the nearly noise-free timesteps from dominating the gradient.
-        snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
-        loss = (per_sample_loss * torch.clamp(snr, max=args.min_snr_gamma) / snr).mean()
+        prediction = unet(batch.noisy_latents, batch.timesteps, encoder_hidden_states).sample
+        per_sample_loss = F.mse_loss(prediction, batch.noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample_loss * min_snr_weights(alphas_cumprod, batch.timesteps, args.min_snr_gamma)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -194,7 +216,68 @@ def train_denoiser(
     print(f"[unet] done in {log.elapsed() / 60:.1f} min", flush=True)
 
 
-QUICK_SETTINGS = {"vae_steps": 300, "unet_steps": 600, "latent_pool_size": 5000}
+def calibrate_guidance(
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    pool: LatentPool,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> None:
+    """Distil the trained model (teacher) into one whose guidance at the webui's default CFG works best.
+
+    Classifier-free guidance computes u + w (c - u). This teacher follows its captions best around CFG 2-3 and
+    overshoots at the webui's default 7 (colours drift, backgrounds bleed). The student keeps the teacher's
+    unconditional prediction u_T and learns a weaker caption direction, so that its guided prediction at CFG w
+    (--calibrated-cfg, 7) equals the teacher's at CFG g (--teacher-cfg): u_S + w (c_S - u_S) = u_T + g (c_T - u_T).
+    Then the default CFG lands where the teacher is best, and CFG 1 is visibly weaker, as with real checkpoints.
+    """
+    device = pool.mean.device
+    guidance_scale = args.calibrated_cfg
+    teacher_unet, teacher_text_encoder = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder)
+    teacher_text_encoder.requires_grad_(False)
+    noise_scheduler = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
+    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
+    parameters = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=args.calibration_lr, weight_decay=1e-2)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.calibration_steps)
+    ema = ExponentialMovingAverage(parameters, args.ema_decay)
+    empty_caption_ids = tokenize(tokenizer, [""], device)[0].expand(args.calibration_batch_size, -1)
+    log = ProgressLog("calibration", args.calibration_steps, args.log_every)
+    unet.train()
+    text_encoder.train()
+    for step in range(1, args.calibration_steps + 1):
+        batch = noisy_batch(pool, noise_scheduler, args.calibration_batch_size, args.noise_offset, rng)
+        input_ids = torch.cat([empty_caption_ids, batch.input_ids])
+        noisy_latents = batch.noisy_latents.repeat(2, 1, 1, 1)
+        timesteps = batch.timesteps.repeat(2)
+        with torch.no_grad():
+            teacher = teacher_unet(noisy_latents, timesteps, teacher_text_encoder(input_ids).last_hidden_state).sample
+            teacher_unconditional, teacher_conditional = teacher.chunk(2)
+            target = teacher_unconditional + args.teacher_cfg * (teacher_conditional - teacher_unconditional)
+        unconditional, conditional = unet(
+            noisy_latents, timesteps, text_encoder(input_ids).last_hidden_state
+        ).sample.chunk(2)
+        # The loss is on the guided prediction itself: an error in c_S - u_S is multiplied by w when sampling.
+        guided = unconditional + guidance_scale * (conditional - unconditional)
+        per_sample_loss = (unconditional - teacher_unconditional).square().mean(dim=(1, 2, 3)) + (
+            guided - target
+        ).square().mean(dim=(1, 2, 3))
+        loss = (per_sample_loss * min_snr_weights(alphas_cumprod, batch.timesteps, args.min_snr_gamma)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        ema.update()
+        log.step(step, per_sample_loss.mean().item(), lr=scheduler.get_last_lr()[0])
+    ema.copy_to_parameters()
+    unet.eval()
+    text_encoder.eval()
+    print(f"[calibration] done in {log.elapsed() / 60:.1f} min", flush=True)
+
+
+QUICK_SETTINGS = {"vae_steps": 300, "unet_steps": 600, "calibration_steps": 200, "latent_pool_size": 5000}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -209,7 +292,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-6)
     parser.add_argument("--vae-edge-weight", type=float, default=4.0, help="extra loss weight on shape outlines")
-    parser.add_argument("--unet-steps", type=int, default=6000)
+    parser.add_argument("--unet-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--latent-pool-size", type=int, default=40000, help="distinct training images for the UNet")
     parser.add_argument("--unet-lr", type=float, default=1e-3)
@@ -218,6 +301,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--caption-dropout", type=float, default=0.1)
     parser.add_argument("--noise-offset", type=float, default=0.1)
     parser.add_argument("--min-snr-gamma", type=float, default=5.0)
+    parser.add_argument("--calibration-steps", type=int, default=1000)
+    parser.add_argument("--calibration-batch-size", type=int, default=32, help="captions per step, each run twice")
+    parser.add_argument("--calibration-lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--calibrated-cfg",
+        type=float,
+        default=StableDiffusionProcessing.cfg_scale,
+        help="CFG at which the final model reproduces the teacher at --teacher-cfg (default: the engine's default)",
+    )
+    parser.add_argument("--teacher-cfg", type=float, default=2.5, help="the CFG at which the teacher works best")
     parser.add_argument("--log-every", type=int, default=100)
     args = parser.parse_args(argv)
     if args.quick:
@@ -240,7 +333,9 @@ def main() -> None:
     text_encoder = architecture.build_text_encoder(tokenizer, args.seed + 2).to(device)
 
     vae.register_to_config(scaling_factor=train_vae(vae, args, rng, device))
-    train_denoiser(unet, text_encoder, tokenizer, vae, args, rng, device)
+    pool = encode_latent_pool(vae, tokenizer, rng, args.latent_pool_size, device)
+    train_denoiser(unet, text_encoder, tokenizer, pool, args, rng)
+    calibrate_guidance(unet, text_encoder, tokenizer, pool, args, rng)
 
     pipeline = assemble_pipeline(vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu())
     out_dir = save_pipeline(pipeline, args.out)

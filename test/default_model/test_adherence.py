@@ -23,15 +23,15 @@ CASES = [
 ]
 
 
-def generate(cfg_scale: float):
+def generate(**fields):
     job = StableDiffusionProcessingTxt2Img(
         prompt=[dataset.caption_for(shape, colour, background) for shape, colour, background, _ in CASES],
         seed=[seed for *_, seed in CASES],
-        cfg_scale=cfg_scale,
         batch_size=len(CASES),
         steps=20,
         do_not_save_samples=True,
         do_not_save_grid=True,
+        **fields,
     )
     return process_images(job).images
 
@@ -44,27 +44,30 @@ def rates(images) -> dict[str, float]:
     return {criterion: float(np.mean([match[criterion] for match in matches])) for criterion in matches[0]}
 
 
-# The committed model follows prompts best around CFG 3; at the webui's default 7 it over-saturates (see
-# docs/default_model.md), so the adherence floor is checked at 3.
-RECOMMENDED_CFG = 3.0
-
-
 @pytest.fixture(scope="module")
-def recommended_cfg_rates():
-    return rates(generate(RECOMMENDED_CFG))
+def default_cfg_rates():
+    """At the webui's default CFG (7), which the model's training calibrates guidance for."""
+    return rates(generate())
 
 
-def test_colour_and_background_adherence_at_the_recommended_cfg(recommended_cfg_rates):
-    assert recommended_cfg_rates["colour"] >= 0.9, recommended_cfg_rates
-    assert recommended_cfg_rates["background"] >= 0.9, recommended_cfg_rates
+def test_colour_and_background_adherence_at_the_default_cfg(default_cfg_rates):
+    assert default_cfg_rates["colour"] >= 0.9, default_cfg_rates
+    assert default_cfg_rates["background"] >= 0.9, default_cfg_rates
 
 
-def test_without_the_prompt_the_model_does_not_follow_it(recommended_cfg_rates):
+def test_cfg_1_follows_the_prompt_visibly_less_than_the_default_cfg(default_cfg_rates):
+    weak = rates(generate(cfg_scale=1.0))
+    assert weak["colour"] + weak["background"] < 0.75 * (
+        default_cfg_rates["colour"] + default_cfg_rates["background"]
+    ), (weak, default_cfg_rates)
+
+
+def test_without_the_prompt_the_model_does_not_follow_it(default_cfg_rates):
     """CFG 0 keeps only the unconditional prediction: the prompt (hence guidance) is what makes adherence."""
-    unconditional = rates(generate(0.0))
+    unconditional = rates(generate(cfg_scale=0.0))
     assert unconditional["colour"] + unconditional["background"] < 0.6 * (
-        recommended_cfg_rates["colour"] + recommended_cfg_rates["background"]
-    ), (unconditional, recommended_cfg_rates)
+        default_cfg_rates["colour"] + default_cfg_rates["background"]
+    ), (unconditional, default_cfg_rates)
 
 
 def test_img2img_at_low_strength_keeps_the_input_background():
@@ -76,7 +79,6 @@ def test_img2img_at_low_strength_keeps_the_input_background():
                 prompt=dataset.caption_for(sample.shape, sample.colour, sample.background),
                 init_images=[dataset.render(sample)],
                 denoising_strength=0.3,
-                cfg_scale=RECOMMENDED_CFG,
                 seed=index,
                 steps=20,
                 do_not_save_samples=True,

@@ -68,7 +68,7 @@ def test_evaluation_set_has_at_least_96_cases_over_every_shape_and_colour():
     assert all(case.colour != case.background for case in cases)
 
 
-def test_training_command_runs_end_to_end_in_a_few_steps(tmp_path, monkeypatch):
+def test_training_command_runs_end_to_end_in_a_few_steps(tmp_path, monkeypatch, capsys):
     out = tmp_path / "model"
     monkeypatch.setattr(
         sys,
@@ -87,6 +87,10 @@ def test_training_command_runs_end_to_end_in_a_few_steps(tmp_path, monkeypatch):
             "2",
             "--batch-size",
             "4",
+            "--calibration-steps",
+            "2",
+            "--calibration-batch-size",
+            "4",
             "--latent-pool-size",
             "8",
             "--warmup-steps",
@@ -96,6 +100,8 @@ def test_training_command_runs_end_to_end_in_a_few_steps(tmp_path, monkeypatch):
         ],
     )
     train.main()
+    log = capsys.readouterr().out
+    assert "[vae] done" in log and "[unet] done" in log and "[calibration] done" in log, log
     from diffusers import StableDiffusionPipeline
 
     pipeline = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
