@@ -12,6 +12,7 @@ The pipeline is written with EMA weights to DEFAULT_MODEL_DIR (or --out).
 import argparse
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +175,46 @@ def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma
     return torch.clamp(snr, max=gamma) / snr
 
 
+def fit_denoiser(
+    phase: str,
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    pool: LatentPool,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    per_sample_loss: Callable[[NoisyBatch], torch.Tensor],
+) -> None:
+    """The loop both denoiser phases share (AdamW, cosine schedule, min-SNR weights, EMA); each supplies its loss."""
+    noise_scheduler = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
+    alphas_cumprod = noise_scheduler.alphas_cumprod.to(pool.mean.device)
+    parameters = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-2)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, steps)
+    ema = ExponentialMovingAverage(parameters, args.ema_decay)
+    log = ProgressLog(phase, steps, args.log_every)
+    unet.train()
+    text_encoder.train()
+    for step in range(1, steps + 1):
+        batch = noisy_batch(pool, noise_scheduler, batch_size, args.noise_offset, rng)
+        losses = per_sample_loss(batch)
+        loss = (losses * min_snr_weights(alphas_cumprod, batch.timesteps, args.min_snr_gamma)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        ema.update()
+        log.step(step, losses.mean().item(), lr=scheduler.get_last_lr()[0])
+    ema.copy_to_parameters()
+    unet.eval()
+    text_encoder.eval()
+    print(f"[{phase}] done in {log.elapsed() / 60:.1f} min", flush=True)
+
+
 def train_denoiser(
     unet: UNet2DConditionModel,
     text_encoder: CLIPTextModel,
@@ -183,37 +224,28 @@ def train_denoiser(
     rng: np.random.Generator,
 ) -> None:
     device = pool.mean.device
-    noise_scheduler = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
-    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
-    parameters = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=args.unet_lr, weight_decay=1e-2)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.unet_steps)
-    ema = ExponentialMovingAverage(parameters, args.ema_decay)
     empty_caption_ids = tokenize(tokenizer, [""], device)[0]
-    log = ProgressLog("unet", args.unet_steps, args.log_every)
-    unet.train()
-    text_encoder.train()
-    for step in range(1, args.unet_steps + 1):
-        batch = noisy_batch(pool, noise_scheduler, args.batch_size, args.noise_offset, rng)
-        input_ids = batch.input_ids
+
+    def noise_prediction_loss(batch: NoisyBatch) -> torch.Tensor:
         # Empty captions teach the unconditional prediction that classifier-free guidance needs.
         dropped = torch.from_numpy(rng.random(args.batch_size) < args.caption_dropout).to(device)
-        input_ids = torch.where(dropped[:, None], empty_caption_ids, input_ids)
+        input_ids = torch.where(dropped[:, None], empty_caption_ids, batch.input_ids)
         encoder_hidden_states = text_encoder(input_ids).last_hidden_state
         prediction = unet(batch.noisy_latents, batch.timesteps, encoder_hidden_states).sample
-        per_sample_loss = F.mse_loss(prediction, batch.noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample_loss * min_snr_weights(alphas_cumprod, batch.timesteps, args.min_snr_gamma)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
-        ema.update()
-        log.step(step, per_sample_loss.mean().item(), lr=scheduler.get_last_lr()[0])
-    ema.copy_to_parameters()
-    unet.eval()
-    text_encoder.eval()
-    print(f"[unet] done in {log.elapsed() / 60:.1f} min", flush=True)
+        return F.mse_loss(prediction, batch.noise, reduction="none").mean(dim=(1, 2, 3))
+
+    fit_denoiser(
+        "unet",
+        unet,
+        text_encoder,
+        pool,
+        args,
+        rng,
+        steps=args.unet_steps,
+        lr=args.unet_lr,
+        batch_size=args.batch_size,
+        per_sample_loss=noise_prediction_loss,
+    )
 
 
 def calibrate_guidance(
@@ -232,22 +264,11 @@ def calibrate_guidance(
     (--calibrated-cfg, 7) equals the teacher's at CFG g (--teacher-cfg): u_S + w (c_S - u_S) = u_T + g (c_T - u_T).
     Then the default CFG lands where the teacher is best, and CFG 1 is visibly weaker, as with real checkpoints.
     """
-    device = pool.mean.device
-    guidance_scale = args.calibrated_cfg
-    teacher_unet, teacher_text_encoder = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder)
-    teacher_text_encoder.requires_grad_(False)
-    noise_scheduler = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
-    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
-    parameters = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=args.calibration_lr, weight_decay=1e-2)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.calibration_steps)
-    ema = ExponentialMovingAverage(parameters, args.ema_decay)
-    empty_caption_ids = tokenize(tokenizer, [""], device)[0].expand(args.calibration_batch_size, -1)
-    log = ProgressLog("calibration", args.calibration_steps, args.log_every)
-    unet.train()
-    text_encoder.train()
-    for step in range(1, args.calibration_steps + 1):
-        batch = noisy_batch(pool, noise_scheduler, args.calibration_batch_size, args.noise_offset, rng)
+    teacher_unet = copy.deepcopy(unet).requires_grad_(False)
+    teacher_text_encoder = copy.deepcopy(text_encoder).requires_grad_(False)
+    empty_caption_ids = tokenize(tokenizer, [""], pool.mean.device)[0].expand(args.calibration_batch_size, -1)
+
+    def guided_prediction_loss(batch: NoisyBatch) -> torch.Tensor:
         input_ids = torch.cat([empty_caption_ids, batch.input_ids])
         noisy_latents = batch.noisy_latents.repeat(2, 1, 1, 1)
         timesteps = batch.timesteps.repeat(2)
@@ -259,22 +280,23 @@ def calibrate_guidance(
             noisy_latents, timesteps, text_encoder(input_ids).last_hidden_state
         ).sample.chunk(2)
         # The loss is on the guided prediction itself: an error in c_S - u_S is multiplied by w when sampling.
-        guided = unconditional + guidance_scale * (conditional - unconditional)
-        per_sample_loss = (unconditional - teacher_unconditional).square().mean(dim=(1, 2, 3)) + (
-            guided - target
-        ).square().mean(dim=(1, 2, 3))
-        loss = (per_sample_loss * min_snr_weights(alphas_cumprod, batch.timesteps, args.min_snr_gamma)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
-        ema.update()
-        log.step(step, per_sample_loss.mean().item(), lr=scheduler.get_last_lr()[0])
-    ema.copy_to_parameters()
-    unet.eval()
-    text_encoder.eval()
-    print(f"[calibration] done in {log.elapsed() / 60:.1f} min", flush=True)
+        guided = unconditional + args.calibrated_cfg * (conditional - unconditional)
+        return (unconditional - teacher_unconditional).square().mean(dim=(1, 2, 3)) + (guided - target).square().mean(
+            dim=(1, 2, 3)
+        )
+
+    fit_denoiser(
+        "calibration",
+        unet,
+        text_encoder,
+        pool,
+        args,
+        rng,
+        steps=args.calibration_steps,
+        lr=args.calibration_lr,
+        batch_size=args.calibration_batch_size,
+        per_sample_loss=guided_prediction_loss,
+    )
 
 
 QUICK_SETTINGS = {"vae_steps": 300, "unet_steps": 600, "calibration_steps": 200, "latent_pool_size": 5000}
