@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+import modules  # noqa: E402, F401  (the kernel caps, before torch: some benchmarks compare pixels)
+
 
 def benchmarks() -> dict:
     from bench import cold_start, model_switch, runner_overhead, sweep_throughput, vs_diffusers

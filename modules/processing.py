@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from modules import diffusion, images, infotext, rng, sd_models, sd_samplers, styles, validation
+from modules import determinism, diffusion, images, infotext, rng, sd_models, sd_samplers, styles, validation
 from modules.runtime.state import GenerationState, Interrupted, Skipped
 
 # override_settings keys (the webui's option names) -> processing fields.
@@ -151,6 +151,7 @@ class Processed:
     paths: list[str] = field(default_factory=list)  # saved files: samples then grid
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    kernels: dict = field(default_factory=dict)  # what besides the job decides the bytes (determinism.job_kernels)
 
     @property
     def info(self) -> str:
@@ -191,6 +192,7 @@ class Processed:
                 "clip_skip",
                 "interrupted",
                 "timings",
+                "kernels",
             )
         }
         return json.dumps(data, ensure_ascii=False)
@@ -282,6 +284,7 @@ def generation_parameters(
         "Clip skip": p.clip_skip if p.clip_skip > 1 else None,
         "Eta": p.eta,
         "Fast path": model.fast_path.infotext_value() if model.fast_path else None,
+        "Kernels": determinism.infotext_value(model.device),
     }
     return parameters | dict(p.extra_generation_params)
 
@@ -385,7 +388,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     paths: list[str] = []
     state.begin(job_count=len(batches), sampling_steps=p.steps)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), determinism.generation_kernels(model.device):
             for batch_no, indices in enumerate(batches):
                 state.begin_batch(batch_no)
                 try:
@@ -452,4 +455,5 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         paths=paths,
         interrupted=state.interrupted,
         timings=dict(timings),
+        kernels=determinism.job_kernels(model.device),
     )

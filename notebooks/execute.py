@@ -6,9 +6,9 @@
 Run it with the project's venv when outputs change on purpose (new default weights, a changed engine), review
 the diff (`git diff --stat notebooks/`, and the printed image hashes), then commit the notebooks.
 
-Outputs are made the way CI re-makes them: this interpreter's kernel, one thread, the CPU, the embedded default
-model on the plain path (SERENA_MODEL, SERENA_DTYPE and SERENA_FAST_PATH are ignored here), so the image hashes
-printed in the notebooks match CI's.
+Outputs are made the way CI re-makes them: this interpreter's kernel, portable CPU kernels (whatever
+SERENA_CPU_KERNELS says), one thread, the CPU, the embedded default model on the plain path (SERENA_MODEL,
+SERENA_DTYPE and SERENA_FAST_PATH are ignored here), so the image hashes printed in the notebooks match CI's.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from modules import determinism
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parent
 PINNED_ENVIRONMENT = {
-    "OMP_NUM_THREADS": "1",  # pixels depend on the thread count; the notebooks also call torch.set_num_threads(1)
+    "OMP_NUM_THREADS": "1",  # what the notebooks' own timings assume; portable bytes do not depend on it
     "MKL_NUM_THREADS": "1",
     "SERENA_DEVICE": "cpu",
     "TRANSFORMERS_VERBOSITY": "error",
@@ -35,8 +37,8 @@ CELL_TIMEOUT_S = 600
 
 def pin_kernel_environment() -> None:
     """The kernel inherits this process's environment."""
-    os.environ.update(PINNED_ENVIRONMENT)
-    for name in ("SERENA_MODEL", "SERENA_DTYPE", "SERENA_FAST_PATH"):  # other models, or options that move pixels
+    os.environ.update(PINNED_ENVIRONMENT | determinism.PORTABLE_ENVIRONMENT)
+    for name in ("SERENA_MODEL", "SERENA_DTYPE", "SERENA_FAST_PATH", determinism.MODE_VARIABLE):  # other models, or options that move pixels
         os.environ.pop(name, None)
 
 

@@ -15,8 +15,11 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
+
+import modules  # noqa: F401  (portable CPU kernels: set before any command imports torch)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -206,18 +209,27 @@ def img2img_command(args) -> int:
 
 
 def replay_command(args) -> int:
-    from modules.replay import processing_from_infotext
+    from modules.replay import ReplayWarning, processing_from_infotext
 
     text = read_infotext(args.file)
     init_images = [load_image(path) for path in args.init_image] if args.init_image else None
     kind = "img2img" if init_images else "txt2img"
     try:
-        p = processing_from_infotext(
-            text, init_images, do_not_save_samples=False, exact=args.exact, **output_folders(args.outdir, kind)
-        )
+        with warnings.catch_warnings(record=True) as caveats:
+            warnings.simplefilter("always", ReplayWarning)
+            p = processing_from_infotext(
+                text,
+                init_images,
+                strict=args.strict,
+                do_not_save_samples=False,
+                exact=args.exact,
+                **output_folders(args.outdir, kind),
+            )
         p.validate()  # a bad value comes from the file, not from an option
     except (TypeError, ValueError) as error:
         raise UsageError(f"{args.file}: {one_line(error)}") from None
+    for caveat in caveats:
+        print(f"serena: warning: {one_line(caveat.message)}", file=sys.stderr)
     result = generate(p, args)
     status = exit_status(p, result)
     if args.verify and status == EXIT_OK:
@@ -342,6 +354,9 @@ def build_parser() -> ArgumentParser:
     replay.add_argument("--exact", action="store_true")
     replay.add_argument("--verify", action="store_true", help="exit 1 unless the new file is byte-identical")
     replay.add_argument("--quiet", action="store_true")
+    replay.add_argument(
+        "--strict", action="store_true", help="exit 2 instead of warning when the image may not be reproduced here"
+    )
     replay.set_defaults(run=replay_command)
 
     png_info = commands.add_parser("png-info", parents=[common], help="print an image's generation parameters")

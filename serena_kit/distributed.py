@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from modules import determinism
 from modules.processing import Processed, StableDiffusionProcessing, process_images
 from modules.runtime.state import GenerationState
 from serena_kit.sweeps import MAX_BATCH, OnResult, batch_processing, plan_batches, split_processed
@@ -38,7 +39,8 @@ RAY_MISSING = "executor='ray' needs Ray, an optional extra: pip install -e .[ray
 BATCHES_PER_WORKER = 2  # queued on each actor, so it never idles waiting for the driver between batches
 BATCHES_PER_WORKER_AUTO = 4  # with batch_size unset, aim for this many batches per actor (balance, cheap retries)
 NOTICE_AFTER_S = 60.0  # say so when no actor has started after this long (the cluster lacks the resources)
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME")  # and every SERENA_* variable: the driver's settings, on every actor
+# And every SERENA_* variable: the driver's settings on every actor, its CPU kernel caps too (set before torch loads).
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", *determinism.PORTABLE_ENVIRONMENT)
 
 
 def import_ray():

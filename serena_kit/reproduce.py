@@ -35,13 +35,16 @@ def read_infotext(png_or_path: Image.Image | bytes | str | os.PathLike) -> str:
     return text
 
 
-def replay(png_or_path, init_images: list | None = None, **fields) -> Processed:
+def replay(png_or_path, init_images: list | None = None, strict: bool = False, **fields) -> Processed:
     """Generate again from an image's infotext. img2img images need their `init_images`; `fields` change anything
-    else (e.g. sd_model_checkpoint to run on a model given by path, or do_not_save_samples=False to save)."""
+    else (e.g. sd_model_checkpoint to run on a model given by path, or do_not_save_samples=False to save).
+
+    What may keep the new image from being the same (infotext keys Serena does not honour, other kernels than the
+    image records) is a ReplayWarning; `strict=True` makes it a ValueError instead."""
     text = read_infotext(png_or_path)
     if init_images is None and "Denoising strength" in infotext.parse_infotext(text):
         raise ValueError("init_images: this image was made by img2img; pass its init image to replay it")
-    return process_images(processing_from_infotext(text, init_images, **fields))
+    return process_images(processing_from_infotext(text, init_images, strict=strict, **fields))
 
 
 def png_hash(image_list: list[Image.Image] | Image.Image, length: int = 16) -> str:

@@ -1,11 +1,17 @@
-"""Shared test setup: one torch thread (output bytes depend on the thread count), outputs in tmp folders."""
+"""Shared test setup: portable CPU kernels whatever the default, one torch thread, outputs in tmp folders."""
 
 import os
 
-import pytest
-import torch
+# The suite always runs with portable kernels (the committed goldens and notebook hashes are made that way), and
+# they must be set before torch loads: importing modules does it. Child processes (CLI, server, kernels) inherit it.
+os.environ.pop("SERENA_CPU_KERNELS", None)
+import modules  # noqa: E402, F401
 
-torch.set_num_threads(1)
+# isort: split
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # the default for reproducible timings; bytes do not depend on it in portable mode
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

@@ -2,7 +2,8 @@
 
 Regenerate them only when a change of pixels is intended (a new default model, a sampler fix):
     python test/golden_cases.py --write
-and say why in the commit. The comparison runs with one torch thread (bytes depend on the thread count).
+and say why in the commit. They are made and compared with portable CPU kernels (modules.determinism), which the
+import of `modules` sets before torch loads; SERENA_CPU_KERNELS is ignored here.
 """
 
 from __future__ import annotations
@@ -55,10 +56,16 @@ def generate(name: str) -> bytes:
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
+    import os
+
+    os.environ.pop("SERENA_CPU_KERNELS", None)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import modules  # noqa: F401  (portable kernels, before torch)
+
+    # isort: split
     import torch
 
     torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     GOLDEN_DIR.mkdir(exist_ok=True)
     for job_name in golden_jobs():
         (GOLDEN_DIR / f"{job_name}.png").write_bytes(generate(job_name))

@@ -1,0 +1,41 @@
+"""Run in a fresh process by test/quality/test_portable_determinism.py: the golden jobs and one batched sweep under
+whatever kernel settings the environment gives, printed as one JSON line of PNG hashes.
+
+    python test/determinism_probe.py THREADS
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+
+import modules  # noqa: E402, F401  (the kernel caps, before torch)
+
+# isort: split
+import torch  # noqa: E402
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def main() -> None:
+    from golden_cases import generate, golden_jobs
+
+    import serena_kit as sk
+    from modules.images import png_bytes
+
+    torch.set_num_threads(int(sys.argv[1]))
+    hashes = {name: sha(generate(name)) for name in golden_jobs()}
+    base = {"prompt": "a red circle on a blue background", "seed": 7, "steps": 10, "do_not_save_samples": True}
+    result = sk.sweep(base, x=("cfg_scale", [3, 7]), y=("seed", [7, 8]))  # four cells, one batched engine call
+    hashes["sweep"] = sha(b"".join(png_bytes(cell.image, cell.image.info["parameters"]) for cell in result.cells))
+    print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "hashes": hashes}))
+
+
+if __name__ == "__main__":
+    main()

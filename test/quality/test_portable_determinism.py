@@ -1,0 +1,77 @@
+"""Same bytes on every machine: two CPU generations simulated on one host by forcing each library's kernel path.
+
+A machine without AVX-512 is simulated with the AVX2 settings, one with it by the libraries' own choice. Each run is a
+fresh process (the paths are fixed when torch loads) that makes the golden images and one batched sweep.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from golden_cases import GOLDEN_DIR, golden_jobs
+from helpers import sha
+
+from modules import determinism
+
+PROBE = Path(__file__).resolve().parent.parent / "determinism_probe.py"
+CAP_VARIABLES = tuple(determinism.PORTABLE_ENVIRONMENT)
+AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+AVX512_MACHINE = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
+
+
+def probe(machine: dict, mode: str | None, threads: int = 1) -> dict:
+    environment = {key: value for key, value in os.environ.items() if key not in CAP_VARIABLES}
+    environment.pop(determinism.MODE_VARIABLE, None)
+    environment |= machine | ({determinism.MODE_VARIABLE: mode} if mode else {})
+    completed = subprocess.run(
+        [sys.executable, str(PROBE), str(threads)], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def native_runs():
+    avx512 = probe(AVX512_MACHINE, determinism.NATIVE)
+    if avx512["capability"] != "AVX512":
+        pytest.skip(f"this CPU has no AVX-512 (torch reports {avx512['capability']}): nothing to tell apart")
+    return probe(AVX2_MACHINE, determinism.NATIVE), avx512
+
+
+def test_without_portable_mode_two_cpu_generations_give_other_bytes(native_runs):
+    avx2, avx512 = native_runs
+    assert (avx2["capability"], avx512["capability"]) == ("AVX2", "AVX512")
+    differing = [name for name in avx2["hashes"] if avx2["hashes"][name] != avx512["hashes"][name]]
+    assert differing, "the AVX2 and AVX-512 paths gave identical bytes: the simulation shows nothing"
+
+
+def test_portable_mode_gives_the_committed_bytes_on_both_cpu_generations_at_any_thread_count():
+    avx2 = probe(AVX2_MACHINE, None, threads=1)
+    avx512 = probe(AVX512_MACHINE, None, threads=2)  # portable is the default: the caps override the machine's
+    assert avx2["capability"] == avx512["capability"] == determinism.PORTABLE_CAPABILITY
+    assert avx2["hashes"] == avx512["hashes"]
+    for name in golden_jobs():
+        assert avx2["hashes"][name] == sha((GOLDEN_DIR / f"{name}.png").read_bytes()), name
+
+
+def test_torch_imported_first_is_reported_once_with_the_fix():
+    code = (
+        "import warnings, torch, modules\n"
+        "from modules import determinism\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    determinism.check_cpu_kernels(); determinism.check_cpu_kernels()\n"
+        "print(len(caught)); print(caught[0].message if caught else '')\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key not in CAP_VARIABLES}
+    environment.pop(determinism.MODE_VARIABLE, None)
+    completed = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
+    count, message = completed.stdout.split("\n", 1)
+    if not determinism.applies_here():
+        assert count == "0"
+        return
+    assert count == "1", completed.stderr
+    assert "import serena_kit" in message and "ATEN_CPU_CAPABILITY=avx2" in message
