@@ -1,5 +1,6 @@
 """Run in a fresh process by test/quality/test_portable_determinism.py: the golden jobs and one batched sweep under
-whatever kernel settings the environment gives, printed as one JSON line of PNG hashes.
+whatever kernel settings the environment gives, printed as one JSON line of hashes: of the PNG files, and of the
+pixels alone (native mode records its kernels in the infotext, so its files differ by their text too).
 
     python test/determinism_probe.py THREADS
 """
@@ -7,6 +8,7 @@ whatever kernel settings the environment gives, printed as one JSON line of PNG 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ import modules  # noqa: E402, F401  (the kernel caps, before torch)
 
 # isort: split
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def sha(data: bytes) -> str:
@@ -30,11 +33,14 @@ def main() -> None:
     from modules.images import png_bytes
 
     torch.set_num_threads(int(sys.argv[1]))
-    hashes = {name: sha(generate(name)) for name in golden_jobs()}
+    png = {name: generate(name) for name in golden_jobs()}
     base = {"prompt": "a red circle on a blue background", "seed": 7, "steps": 10, "do_not_save_samples": True}
     result = sk.sweep(base, x=("cfg_scale", [3, 7]), y=("seed", [7, 8]))  # four cells, one batched engine call
-    hashes["sweep"] = sha(b"".join(png_bytes(cell.image, cell.image.info["parameters"]) for cell in result.cells))
-    print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "hashes": hashes}))
+    png["sweep"] = b"".join(png_bytes(cell.image, cell.image.info["parameters"]) for cell in result.cells)
+    pixels = {name: sha(Image.open(io.BytesIO(data)).tobytes()) for name, data in png.items() if name != "sweep"}
+    pixels["sweep"] = sha(b"".join(cell.image.tobytes() for cell in result.cells))
+    capability = torch.backends.cpu.get_cpu_capability()
+    print(json.dumps({"capability": capability, "png": {k: sha(v) for k, v in png.items()}, "pixels": pixels}))
 
 
 if __name__ == "__main__":

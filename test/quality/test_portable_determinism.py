@@ -44,17 +44,17 @@ def native_runs():
 def test_without_portable_mode_two_cpu_generations_give_other_bytes(native_runs):
     avx2, avx512 = native_runs
     assert (avx2["capability"], avx512["capability"]) == ("AVX2", "AVX512")
-    differing = [name for name in avx2["hashes"] if avx2["hashes"][name] != avx512["hashes"][name]]
-    assert differing, "the AVX2 and AVX-512 paths gave identical bytes: the simulation shows nothing"
+    differing = [name for name in avx2["pixels"] if avx2["pixels"][name] != avx512["pixels"][name]]
+    assert differing, "the AVX2 and AVX-512 paths gave identical pixels: the simulation shows nothing"
 
 
 def test_portable_mode_gives_the_committed_bytes_on_both_cpu_generations_at_any_thread_count():
     avx2 = probe(AVX2_MACHINE, None, threads=1)
     avx512 = probe(AVX512_MACHINE, None, threads=2)  # portable is the default: the caps override the machine's
     assert avx2["capability"] == avx512["capability"] == determinism.PORTABLE_CAPABILITY
-    assert avx2["hashes"] == avx512["hashes"]
+    assert avx2["png"] == avx512["png"]
     for name in golden_jobs():
-        assert avx2["hashes"][name] == sha((GOLDEN_DIR / f"{name}.png").read_bytes()), name
+        assert avx2["png"][name] == sha((GOLDEN_DIR / f"{name}.png").read_bytes()), name
 
 
 def test_torch_imported_first_is_reported_once_with_the_fix():
