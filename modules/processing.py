@@ -1,8 +1,9 @@
 """Generation requests with the webui's field names and defaults, their result, and the engine that runs them.
 
-Callers build a StableDiffusionProcessing (txt2img or img2img) and call `process_images(p)`, which goes through the
-execution boundary `ProcessingRunner` to `process_images_inner(p)`. The engine never changes the caller's object:
-overrides are applied to a copy, and everything it decides (seeds, sizes) is reported in the returned Processed.
+Callers build a StableDiffusionProcessing (txt2img or img2img) and call `process_images(p)`, which hands the job
+and `process_images_inner` to the execution boundary `ProcessingRunner`. The engine never changes the caller's
+object: overrides are applied to a copy, and everything it decides (seeds, sizes) is reported in the returned
+Processed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 from modules import diffusion, images, infotext, rng, sd_models, sd_samplers, styles, validation
+from modules.runtime.runner import ProcessingRequest, ProcessingRunner
 from modules.runtime.state import GenerationState, Interrupted, Skipped
 
 # override_settings keys (the webui's option names) -> processing fields.
@@ -362,9 +364,7 @@ def encode_init_images(p, model: sd_models.LoadedModel, init_images: list[Image.
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
     """Run a job through the execution boundary. Every face calls this."""
-    from modules.runtime.runner import ProcessingRequest, ProcessingRunner
-
-    return ProcessingRunner().run(ProcessingRequest(p))
+    return ProcessingRunner(process_images_inner).run(ProcessingRequest(p))
 
 
 def process_images_inner(p: StableDiffusionProcessing) -> Processed:
