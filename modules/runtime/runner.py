@@ -13,19 +13,19 @@ Per-phase wall times (queue wait included) go into `request.phase_timings`, neve
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from modules.runtime.state import GenerationState
+from modules.runtime.timings import PhaseTimings
 
 
 @dataclass
 class ProcessingRequest:
     processing: object  # modules.processing.StableDiffusionProcessing
-    phase_timings: dict[str, float] = field(default_factory=dict)
+    phase_timings: PhaseTimings = field(default_factory=PhaseTimings)
 
     @property
     def state(self) -> GenerationState:
@@ -84,23 +84,16 @@ class ProcessingRunner:
 
     def run(self, request: ProcessingRequest):
         """Return exactly what `self.engine(request.processing)` returns."""
-        queued_at = time.perf_counter()
-        with generation_queue.turn():
-            request.phase_timings["queue"] = time.perf_counter() - queued_at
-            with self._phase(request, "prepare"):
+        timings = request.phase_timings
+        with ExitStack() as turn:
+            with timings.phase("queue"):
+                turn.enter_context(generation_queue.turn())
+            with timings.phase("prepare"):
                 for hook in self.hooks.on_prepare:
                     hook(request)
-            with self._phase(request, "execute"):
+            with timings.phase("execute"):
                 result = self.engine(request.processing)
-            with self._phase(request, "finalize"):
+            with timings.phase("finalize"):
                 for hook in self.hooks.on_finalize:
                     hook(request, result)
         return result
-
-    @contextmanager
-    def _phase(self, request: ProcessingRequest, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            request.phase_timings[name] = time.perf_counter() - start
