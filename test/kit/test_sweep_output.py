@@ -10,9 +10,9 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.processing import StableDiffusionProcessingTxt2Img
+from serena_kit.sweep_executors import run_batched
 from serena_kit.sweep_output import MANIFEST, RANDOM_SEEDS, SweepOutput, cell_id, file_sha256, read_manifest
 from serena_kit.sweep_spec import add_sweep_command, load_spec, run_spec
-from serena_kit.sweeps import run_batched
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21, subseed=5, exact=True)
 AXES = dict(x=("cfg_scale", [3.0, 7.0, 12.0]), y=("steps", [3, 4]))  # 6 cells in 2 batches (steps split them)
