@@ -1,8 +1,9 @@
 """Generation requests with the webui's field names and defaults, their result, and the engine that runs them.
 
-Callers build a StableDiffusionProcessing (txt2img or img2img) and call `process_images(p)`, which goes through the
-execution boundary `ProcessingRunner` to `process_images_inner(p)`. The engine never changes the caller's object:
-overrides are applied to a copy, and everything it decides (seeds, sizes) is reported in the returned Processed.
+Callers build a StableDiffusionProcessing (txt2img or img2img) and call `process_images(p)`, which hands the job
+and `process_images_inner` to the execution boundary `ProcessingRunner`. The engine never changes the caller's
+object: overrides are applied to a copy, and everything it decides (seeds, sizes) is reported in the returned
+Processed.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
 from modules import determinism, diffusion, images, infotext, rng, sd_models, sd_samplers, styles, validation
+from modules.runtime.runner import ProcessingRequest, ProcessingRunner
 from modules.runtime.state import GenerationState, Interrupted, Skipped
+from modules.runtime.timings import PhaseTimings
 
 # override_settings keys (the webui's option names) -> processing fields.
 OVERRIDABLE_SETTINGS = {
@@ -198,20 +199,6 @@ class Processed:
         return json.dumps(data, ensure_ascii=False)
 
 
-class Timings(dict):
-    """Seconds spent per phase, summed over batches (GPU work included: CUDA is synchronized at each phase end)."""
-
-    @contextmanager
-    def phase(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                torch.cuda.synchronize()
-            self[name] = self.get(name, 0.0) + time.perf_counter() - start
-
-
 @dataclass
 class ImageJob:
     """What the engine decided for a job before sampling: sizes, per-image prompts and seeds."""
@@ -304,7 +291,7 @@ def prepare_init_image(image: Image.Image, width: int, height: int, resize_mode:
 
 
 def sample_batch(
-    p: StableDiffusionProcessing, model: sd_models.LoadedModel, job: ImageJob, indices: range, timings: Timings
+    p: StableDiffusionProcessing, model: sd_models.LoadedModel, job: ImageJob, indices: range, timings: PhaseTimings
 ) -> list[Image.Image]:
     """Encode prompts, make noise, denoise and decode one batch of images."""
     seeds = [job.seeds[i] for i in indices]
@@ -365,9 +352,7 @@ def encode_init_images(p, model: sd_models.LoadedModel, init_images: list[Image.
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
     """Run a job through the execution boundary. Every face calls this."""
-    from modules.runtime.runner import ProcessingRequest, ProcessingRunner
-
-    return ProcessingRunner().run(ProcessingRequest(p))
+    return ProcessingRunner(process_images_inner).run(ProcessingRequest(p))
 
 
 def process_images_inner(p: StableDiffusionProcessing) -> Processed:
@@ -375,7 +360,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     p.validate()
     p = p.with_overrides()
     state = p.state
-    timings = Timings()
+    timings = PhaseTimings()
     with timings.phase("load_model"):
         model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.sd_model_checkpoint))
     job = plan_job(p, model)

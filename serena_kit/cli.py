@@ -292,6 +292,41 @@ def serve_command(args) -> int:
     return EXIT_OK
 
 
+def sweep_command(args) -> int:
+    """Run or resume a sweep spec: prints each cell's file, one per line, then the grid's; a summary goes to stderr."""
+    import yaml
+
+    from serena_kit.sweep_spec import load_spec, run_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as error:
+        raise UsageError(f"{args.spec}: {one_line(error)}") from None
+    try:
+        result = run_spec(
+            spec,
+            ray_address=args.ray,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            outdir=args.outdir,
+            progress=not args.quiet,
+        )
+    except (ValueError, TypeError) as error:  # every cell is checked before anything runs
+        raise UsageError(f"{args.spec}: {one_line(error)}") from None
+    files = dict.fromkeys(cell.processed.paths[0] for cell in result.cells)
+    for path in files:
+        print(path, flush=True)
+    outdir = Path(args.outdir) if args.outdir else spec.outdir
+    if spec.grid:
+        print(outdir / spec.grid, flush=True)
+    fresh = result.generated_count - result.resumed_count
+    print(
+        f"serena: {len(result.cells)} cells, {fresh} generated, {result.resumed_count} already in {outdir}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 # Arguments ----------------------------------------------------------------------------------------------------------
 
 
@@ -383,9 +418,17 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--max-request-mb", type=positive_int, default=64, help="max request body size")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(run=serve_command)
-    from serena_kit.sweep_spec import add_sweep_command
 
-    add_sweep_command(commands, parents=[common])
+    sweep = commands.add_parser(
+        "sweep", parents=[common], help="run or resume a sweep spec (YAML), locally or on a Ray cluster"
+    )
+    sweep.add_argument("spec", metavar="SPEC.yaml")
+    sweep.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, ray://HOST:10001, or local (a new one)")
+    sweep.add_argument("--workers", type=int, help="Ray actors (default: as many as the cluster holds)")
+    sweep.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 1; 0 for CPU actors)")
+    sweep.add_argument("--outdir", help="override the spec's outdir")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(run=sweep_command)
     return parser
 
 

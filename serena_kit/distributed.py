@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from modules import determinism
 from modules.processing import Processed, StableDiffusionProcessing, process_images
 from modules.runtime.state import GenerationState
-from serena_kit.sweeps import MAX_BATCH, OnResult, batch_processing, plan_batches, split_processed
+from serena_kit.sweep_executors import MAX_BATCH, OnResult, batch_processing, plan_batches, split_processed
 
 RAY_MISSING = "executor='ray' needs Ray, an optional extra: pip install -e .[ray]"
 BATCHES_PER_WORKER = 2  # queued on each actor, so it never idles waiting for the driver between batches

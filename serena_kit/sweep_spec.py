@@ -19,7 +19,6 @@ Rerunning a spec resumes it: the cells already in outdir are read back, only the
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,53 +120,3 @@ def run_spec(
     if spec.grid:
         replace_file(outdir / spec.grid, png_bytes(result.grid(), None))  # derived from the cells: replaced
     return result
-
-
-# The CLI's `serena sweep` ------------------------------------------------------------------------------------------
-
-
-def add_sweep_command(commands, parents: list) -> None:
-    """Register `serena sweep` on the CLI's subparsers."""
-    command = commands.add_parser(
-        "sweep", parents=parents, help="run or resume a sweep spec (YAML), locally or on a Ray cluster"
-    )
-    command.add_argument("spec", metavar="SPEC.yaml")
-    command.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, ray://HOST:10001, or local (a new one)")
-    command.add_argument("--workers", type=int, help="Ray actors (default: as many as the cluster holds)")
-    command.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 1; 0 for CPU actors)")
-    command.add_argument("--outdir", help="override the spec's outdir")
-    command.add_argument("--quiet", action="store_true", help="no progress bar")
-    command.set_defaults(run=sweep_command)
-
-
-def sweep_command(args) -> int:
-    """Prints each cell's file, one per line, then the grid's; a summary goes to stderr."""
-    from serena_kit.cli import EXIT_OK, UsageError, one_line
-
-    try:
-        spec = load_spec(args.spec)
-    except (OSError, ValueError, TypeError, yaml.YAMLError) as error:
-        raise UsageError(f"{args.spec}: {one_line(error)}") from None
-    try:
-        result = run_spec(
-            spec,
-            ray_address=args.ray,
-            workers=args.workers,
-            gpus_per_worker=args.gpus_per_worker,
-            outdir=args.outdir,
-            progress=not args.quiet,
-        )
-    except (ValueError, TypeError) as error:  # every cell is checked before anything runs
-        raise UsageError(f"{args.spec}: {one_line(error)}") from None
-    files = dict.fromkeys(cell.processed.paths[0] for cell in result.cells)
-    for path in files:
-        print(path, flush=True)
-    outdir = Path(args.outdir) if args.outdir else spec.outdir
-    if spec.grid:
-        print(outdir / spec.grid, flush=True)
-    fresh = result.generated_count - result.resumed_count
-    print(
-        f"serena: {len(result.cells)} cells, {fresh} generated, {result.resumed_count} already in {outdir}",
-        file=sys.stderr,
-    )
-    return EXIT_OK

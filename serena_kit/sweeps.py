@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,15 +28,11 @@ import numpy as np
 from PIL import Image
 
 from modules import images, rng
-from modules.processing import (
-    Processed,
-    StableDiffusionProcessing,
-    StableDiffusionProcessingTxt2Img,
-    process_images,
-)
+from modules.processing import Processed, StableDiffusionProcessing, StableDiffusionProcessingTxt2Img
 from modules.runtime.state import GenerationState
 from serena_kit import plots, sweep_output
 from serena_kit.grids import CELL_SIZE, labelled_grid, side_by_side
+from serena_kit.sweep_executors import frozen, run_batched, run_executor
 
 AXIS_ALIASES = {"sampler": "sampler_name", "model": "sd_model_checkpoint"}
 PROMPT_SR = "prompt_sr"
@@ -139,17 +134,6 @@ def with_fixed_seeds(
     return dataclasses.replace(base, **{name: draw(name) for name in drawn})
 
 
-def frozen(value):
-    """A hashable stand-in for a field value; images by their pixels."""
-    if isinstance(value, Image.Image):
-        return ("image", value.mode, value.size, hashlib.sha256(value.tobytes()).hexdigest())
-    if isinstance(value, dict):
-        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(frozen(item) for item in value)
-    return value
-
-
 def parameter_key(p: StableDiffusionProcessing) -> tuple:
     """Equal keys mean equal generations: the class and every compared field."""
     return (type(p).__name__,) + tuple((f.name, frozen(getattr(p, f.name))) for f in dataclasses.fields(p) if f.compare)
@@ -177,112 +161,6 @@ def plan_cells(base: StableDiffusionProcessing, axes: list[Axis | None]) -> tupl
                     distinct.append(p)
                 positions.append(((x, y, z), index_of_key[key], first))
     return positions, distinct
-
-
-# An executor runs the distinct cells and returns their results in order. One that also takes `on_result` reports
-# each cell as it finishes, `on_result(index, processed)`, so a sweep with an output directory writes it at once.
-OnResult = Callable[[int, Processed], None]
-
-
-def run_distinct(processings: list[StableDiffusionProcessing], on_result: OnResult | None = None) -> list[Processed]:
-    """Generate each distinct cell, one `process_images` call each, grouped by model so a model loads once."""
-    order = sorted(range(len(processings)), key=lambda i: str(processings[i].sd_model_checkpoint or ""))
-    results: list[Processed | None] = [None] * len(processings)
-    for index in order:
-        results[index] = process_images(processings[index])
-        if on_result:
-            on_result(index, results[index])
-    return results
-
-
-# Fields a batch may vary image by image (the engine takes one value per image for these).
-PER_IMAGE_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "cfg_scale")
-MAX_BATCH = 16
-
-
-def batch_key(p: StableDiffusionProcessing) -> tuple:
-    """Cells with equal keys can share one batch: everything but the per-image fields is the same."""
-    return (type(p).__name__,) + tuple(
-        (f.name, frozen(getattr(p, f.name)))
-        for f in dataclasses.fields(p)
-        if f.compare and f.name not in PER_IMAGE_FIELDS
-    )
-
-
-def plan_batches(processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH) -> list[list[int]]:
-    """The cells' indices in batches: cells with equal `batch_key`, at most `max_batch` each, grouped by model."""
-    groups: dict[tuple, list[int]] = {}
-    for index, p in enumerate(processings):
-        groups.setdefault(batch_key(p), []).append(index)
-    ordered = sorted(groups.values(), key=lambda members: str(processings[members[0]].sd_model_checkpoint or ""))
-    return [members[start : start + max_batch] for members in ordered for start in range(0, len(members), max_batch)]
-
-
-def batch_processing(cells: list[StableDiffusionProcessing]) -> StableDiffusionProcessing:
-    """One job for cells of one batch: the first cell's fields, with one prompt, seed and CFG per image."""
-    return dataclasses.replace(
-        cells[0],
-        **{name: [getattr(p, name) for p in cells] for name in PER_IMAGE_FIELDS},
-        batch_size=len(cells),
-        n_iter=1,
-        do_not_save_grid=True,
-        state=GenerationState(),
-    )
-
-
-def run_batched(
-    processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH, on_result: OnResult | None = None
-) -> list[Processed]:
-    """The default sweep execution: cells that share size, steps, sampler, model (all but prompt, seeds and CFG)
-    run as one batch with per-image noise and per-image CFG, then each cell gets its own Processed.
-
-    In exact mode (`exact=True` on the base) the engine samples a batch one image at a time, so cells are
-    byte-identical to single calls; otherwise they may differ from them by 1/255 (see README).
-    """
-    results: list[Processed | None] = [None] * len(processings)
-    for chunk in plan_batches(processings, max_batch):
-        cells = [processings[i] for i in chunk]
-        for index, processed in zip(chunk, split_processed(process_images(batch_processing(cells)), cells)):
-            results[index] = processed
-            if on_result:
-                on_result(index, processed)
-    return results
-
-
-def run_executor(execute: Callable, processings: list[StableDiffusionProcessing], on_result: OnResult | None):
-    """Call an executor, passing `on_result` when it takes one."""
-    parameters = inspect.signature(execute).parameters
-    if on_result is not None and "on_result" in parameters:
-        return execute(processings, on_result=on_result)
-    return execute(processings)
-
-
-def split_processed(batch: Processed, cells: list[StableDiffusionProcessing]) -> list[Processed]:
-    """One Processed per cell of a batch; timings are the batch's divided evenly (the cost per image)."""
-    count = len(batch.all_seeds)
-    share = {phase: seconds / count for phase, seconds in batch.timings.items()}
-    first = batch.index_of_first_image
-    return [
-        dataclasses.replace(
-            batch,
-            images=[batch.images[first + i]],
-            prompt=batch.all_prompts[i],
-            negative_prompt=batch.all_negative_prompts[i],
-            seed=batch.all_seeds[i],
-            subseed=batch.all_subseeds[i],
-            cfg_scale=cells[i].cfg_scale,
-            batch_size=1,
-            all_prompts=[batch.all_prompts[i]],
-            all_negative_prompts=[batch.all_negative_prompts[i]],
-            all_seeds=[batch.all_seeds[i]],
-            all_subseeds=[batch.all_subseeds[i]],
-            infotexts=[batch.infotexts[first + i]],
-            index_of_first_image=0,
-            paths=[batch.paths[i]] if len(batch.paths) > i else [],
-            timings=dict(share),
-        )
-        for i in range(count)
-    ]
 
 
 @dataclass
@@ -435,7 +313,8 @@ def sweep(
     """Generate every combination of the axis values on top of `base` (a processing object, or a dict of its
     fields for txt2img). One image per cell; images are saved only with `save=True` (to base's outpath_samples).
     Every cell is validated before anything is generated. Cells run batched (`run_batched`); set `exact=True` on
-    the base for cells byte-identical to single calls, or pass `execute=run_distinct` for one call per cell.
+    the base for cells byte-identical to single calls, or pass `execute=run_distinct` for one call per cell (both
+    in serena_kit.sweep_executors).
 
     `outdir`: write each image there as it arrives, with a manifest line; rerunning with the same outdir skips the
     cells already there (see serena_kit.sweep_output). `executor="ray"`: run the cells on Ray actors; `ray_address`

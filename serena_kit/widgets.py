@@ -1,6 +1,6 @@
 """An ipywidgets form for txt2img/img2img, and the function that turns widget values into an engine request.
 
-The form only builds a processing object (`request_from_widgets`) and runs it through `ProcessingRunner`.
+The form only builds a processing object (`request_from_widgets`) and runs it through `process_images`.
 The Generate button runs the job in a background thread, so the kernel stays free to take the Interrupt click
 and to run other cells; `form.generate()` is the same job, synchronous, for notebooks run headless and tests.
 """
@@ -18,8 +18,13 @@ import ipywidgets as w
 from PIL import Image
 
 from modules import images, sd_samplers, validation
-from modules.processing import Processed, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
-from modules.runtime.runner import ProcessingRequest, ProcessingRunner
+from modules.processing import (
+    Processed,
+    StableDiffusionProcessingImg2Img,
+    StableDiffusionProcessingTxt2Img,
+    process_images,
+)
+from modules.runtime.runner import ProcessingRequest
 from modules.runtime.state import GenerationState
 from serena_kit.grids import upscale_for_display
 
@@ -260,7 +265,7 @@ class GenerationForm:
             raise
         self._start(request.state)
         try:
-            result = ProcessingRunner().run(request)
+            result = process_images(request.processing)
         except Exception as error:
             self._show_error(error)
             raise

@@ -35,5 +35,5 @@ def test_ci_runs_the_readme_test_command_and_ruff():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in readme and "bash scripts/test.sh" in ci
-    assert "ruff check" in ci
+    assert "ruff check" in ci and "lint-imports" in ci
     assert "--cov-fail-under=80" in (ROOT / "scripts" / "test.sh").read_text()

@@ -1,7 +1,7 @@
 """Serena's embedded default model: a tiny Stable Diffusion pipeline trained on procedural shapes.
 
-The weights live in ``weights/`` as a diffusers ``StableDiffusionPipeline`` folder; build them with
-``python -m modules.default_model.build --random`` (untrained) or ``python -m modules.default_model.train``.
+The weights live in ``weights/`` as a diffusers ``StableDiffusionPipeline`` folder. What made them (dataset,
+tokenizer, training, evaluation) is not part of the package: see ``training/default_model`` in the source tree.
 """
 
 from pathlib import Path

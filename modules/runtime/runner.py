@@ -1,10 +1,11 @@
-"""The execution boundary (milestone M10): every face's job goes `process_images(p)` -> `ProcessingRunner().run(
-ProcessingRequest(p))` -> `process_images_inner(p)`.
+"""The execution boundary (milestone M10): every face's job goes `process_images(p)` ->
+`ProcessingRunner(process_images_inner).run(ProcessingRequest(p))` -> `process_images_inner(p)`.
 
-The runner adds a lifecycle around the engine without changing what it returns:
+The runner receives the function it runs, so this package never imports the engine that calls it.
+It adds a lifecycle around that function without changing what it returns:
 - prepare: hooks see the request before any work (logging, metrics, validation of their own);
-- execute: `process_images_inner(request.processing)`, one job at a time per process, in arrival order (FIFO), since
-  all jobs share the one loaded model;
+- execute: `engine(request.processing)`, one job at a time per process, in arrival order (FIFO), since all jobs
+  share the one loaded model;
 - finalize: hooks see the request and the result.
 Per-phase wall times (queue wait included) go into `request.phase_timings`, never into the result.
 """
@@ -12,19 +13,19 @@ Per-phase wall times (queue wait included) go into `request.phase_timings`, neve
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from modules.runtime.state import GenerationState
+from modules.runtime.timings import PhaseTimings
 
 
 @dataclass
 class ProcessingRequest:
     processing: object  # modules.processing.StableDiffusionProcessing
-    phase_timings: dict[str, float] = field(default_factory=dict)
+    phase_timings: PhaseTimings = field(default_factory=PhaseTimings)
 
     @property
     def state(self) -> GenerationState:
@@ -75,30 +76,24 @@ class RunnerHooks:
 
 
 class ProcessingRunner:
-    def __init__(self, hooks: RunnerHooks | None = None):
+    """Runs `engine` (in Serena, `modules.processing.process_images_inner`) on requests, with hooks and timings."""
+
+    def __init__(self, engine: Callable[[object], object], hooks: RunnerHooks | None = None):
+        self.engine = engine
         self.hooks = hooks or RunnerHooks()
 
     def run(self, request: ProcessingRequest):
-        """Return exactly what `process_images_inner(request.processing)` returns."""
-        from modules.processing import process_images_inner
-
-        queued_at = time.perf_counter()
-        with generation_queue.turn():
-            request.phase_timings["queue"] = time.perf_counter() - queued_at
-            with self._phase(request, "prepare"):
+        """Return exactly what `self.engine(request.processing)` returns."""
+        timings = request.phase_timings
+        with ExitStack() as turn:
+            with timings.phase("queue"):
+                turn.enter_context(generation_queue.turn())
+            with timings.phase("prepare"):
                 for hook in self.hooks.on_prepare:
                     hook(request)
-            with self._phase(request, "execute"):
-                result = process_images_inner(request.processing)
-            with self._phase(request, "finalize"):
+            with timings.phase("execute"):
+                result = self.engine(request.processing)
+            with timings.phase("finalize"):
                 for hook in self.hooks.on_finalize:
                     hook(request, result)
         return result
-
-    @contextmanager
-    def _phase(self, request: ProcessingRequest, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            request.phase_timings[name] = time.perf_counter() - start

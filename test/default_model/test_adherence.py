@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from modules.default_model import dataset, scoring
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
+from training.default_model import dataset, scoring
 
 # 12 fixed prompts x seeds: every shape, every colour as shape and as background at least once.
 CASES = [

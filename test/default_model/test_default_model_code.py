@@ -1,4 +1,5 @@
-"""The default model's data, tokenizer, scorer, architecture and training command (fast checks, no trained model)."""
+"""The default model's training tools (training/default_model): data, tokenizer, scorer, architecture, training and
+evaluation commands (fast checks, no trained model)."""
 
 import json
 import sys
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 from transformers import CLIPTokenizer
 
-from modules.default_model import DEFAULT_MODEL_DIR, architecture, build, dataset, evaluate, scoring, train
-from modules.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
+from modules.default_model import DEFAULT_MODEL_DIR
+from training.default_model import architecture, build, dataset, evaluate, scoring, train
+from training.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
 
 
 def test_dataset_is_seeded_and_never_paints_a_shape_in_its_background_colour():
@@ -66,6 +68,13 @@ def test_evaluation_set_has_at_least_96_cases_over_every_shape_and_colour():
     assert {case.shape for case in cases} == set(SHAPE_WORDS)
     assert {case.colour for case in cases} == set(COLOUR_WORDS)
     assert all(case.colour != case.background for case in cases)
+
+
+@pytest.mark.parametrize("batch_size", [48, 2])
+def test_evaluation_makes_one_image_per_case_for_any_case_count(batch_size):
+    cases = evaluate.evaluation_cases()[:5]
+    images = evaluate.generate(DEFAULT_MODEL_DIR, cases, "Euler a", 7.0, steps=2, batch_size=batch_size)
+    assert len(images) == len(cases)
 
 
 def test_training_command_runs_end_to_end_in_a_few_steps(tmp_path, monkeypatch, capsys):

@@ -9,9 +9,9 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.default_model import DEFAULT_MODEL_DIR
-from serena_kit import sweeps
+from serena_kit import sweep_executors
 from serena_kit.grids import CELL_GAP, CELL_SIZE, upscale_for_display
-from serena_kit.sweeps import run_distinct
+from serena_kit.sweep_executors import run_distinct
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21)
 
@@ -52,8 +52,10 @@ def test_cfg_by_steps_grid_cells_are_byte_identical_to_single_txt2img_calls():
 
 def test_batched_sweep_cells_are_within_one_level_of_single_calls(monkeypatch):
     batches = []
-    real_process_images = sweeps.process_images
-    monkeypatch.setattr(sweeps, "process_images", lambda p: batches.append(p.batch_size) or real_process_images(p))
+    real_process_images = sweep_executors.process_images
+    monkeypatch.setattr(
+        sweep_executors, "process_images", lambda p: batches.append(p.batch_size) or real_process_images(p)
+    )
     result = sk.sweep(BASE, x=("cfg_scale", [3.0, 7.0, 12.0]), y=("seed", [21, 22]))
     assert batches == [6]  # seeds and CFG vary per image: one batch
     for cell in result.cells:

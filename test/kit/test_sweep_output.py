@@ -1,7 +1,6 @@
 """A sweep's output directory, without Ray: each image written as it arrives with a manifest line, reruns resume,
 and nothing that is not known to be complete is taken as done. Then sweep specs (YAML), which run into one."""
 
-import argparse
 import json
 
 import pytest
@@ -10,9 +9,10 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.processing import StableDiffusionProcessingTxt2Img
+from serena_kit import cli
+from serena_kit.sweep_executors import run_batched
 from serena_kit.sweep_output import MANIFEST, RANDOM_SEEDS, SweepOutput, cell_id, file_sha256, read_manifest
-from serena_kit.sweep_spec import add_sweep_command, load_spec, run_spec
-from serena_kit.sweeps import run_batched
+from serena_kit.sweep_spec import load_spec, run_spec
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21, subseed=5, exact=True)
 AXES = dict(x=("cfg_scale", [3.0, 7.0, 12.0]), y=("steps", [3, 4]))  # 6 cells in 2 batches (steps split them)
@@ -196,13 +196,11 @@ def test_a_spec_names_its_ray_options_and_the_key_at_fault(tmp_path):
 
 
 def test_the_sweep_command_prints_each_file_then_the_grid_and_resumes(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_sweep_command(parser.add_subparsers(), parents=[])
     (tmp_path / "spec.yaml").write_text(SPEC)
-    args = parser.parse_args(["sweep", str(tmp_path / "spec.yaml"), "--outdir", str(tmp_path / "out"), "--quiet"])
-    assert args.run(args) == 0
+    argv = ["sweep", str(tmp_path / "spec.yaml"), "--outdir", str(tmp_path / "out"), "--quiet"]
+    assert cli.main(argv) == 0
     printed = capsys.readouterr()
     files = [line["file"] for line in manifest_lines(tmp_path / "out")] + ["grid.png"]
     assert printed.out.splitlines() == [str(tmp_path / "out" / name) for name in files]
     assert "serena: 6 cells, 6 generated, 0 already in" in printed.err
-    assert args.run(args) == 0 and "6 cells, 0 generated, 6 already in" in capsys.readouterr().err
+    assert cli.main(argv) == 0 and "6 cells, 0 generated, 6 already in" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""M10 contract: process_images(p) -> ProcessingRunner().run(ProcessingRequest(p)) -> process_images_inner(p)."""
+"""M10 contract: process_images(p) -> ProcessingRunner(process_images_inner).run(ProcessingRequest(p)) ->
+process_images_inner(p)."""
 
 import threading
 import time
@@ -17,28 +18,29 @@ def small_job(**fields):
     return StableDiffusionProcessingTxt2Img(**values)
 
 
-def test_process_images_delegates_to_the_runner_with_a_request_wrapping_p(monkeypatch):
+def test_process_images_hands_the_runner_the_engine_and_a_request_wrapping_p(monkeypatch):
     seen = []
     sentinel = object()
 
     def fake_run(self, request):
-        seen.append(request)
+        seen.append((self.engine, request))
         return sentinel
 
     monkeypatch.setattr(ProcessingRunner, "run", fake_run)
     p = small_job()
     assert process_images(p) is sentinel
     assert len(seen) == 1
-    assert isinstance(seen[0], ProcessingRequest)
-    assert seen[0].processing is p
+    engine, request = seen[0]
+    assert engine is process_images_inner
+    assert isinstance(request, ProcessingRequest)
+    assert request.processing is p
 
 
-def test_runner_returns_exactly_what_process_images_inner_returns(monkeypatch):
+def test_runner_returns_exactly_what_its_engine_returns():
     sentinel = object()
     calls = []
-    monkeypatch.setattr(processing, "process_images_inner", lambda p: calls.append(p) or sentinel)
     p = small_job()
-    assert ProcessingRunner().run(ProcessingRequest(p)) is sentinel
+    assert ProcessingRunner(lambda job: calls.append(job) or sentinel).run(ProcessingRequest(p)) is sentinel
     assert calls == [p]
 
 
@@ -85,15 +87,14 @@ def test_runner_adds_no_side_effects(tmp_path):
     )
 
 
-def test_hooks_run_around_the_engine_and_phases_are_timed(monkeypatch):
+def test_hooks_run_around_the_engine_and_phases_are_timed():
     events = []
-    monkeypatch.setattr(processing, "process_images_inner", lambda p: events.append("execute") or "result")
     hooks = RunnerHooks(
         on_prepare=[lambda request: events.append("prepare")],
         on_finalize=[lambda request, result: events.append(f"finalize:{result}")],
     )
     request = ProcessingRequest(small_job())
-    assert ProcessingRunner(hooks).run(request) == "result"
+    assert ProcessingRunner(lambda p: events.append("execute") or "result", hooks).run(request) == "result"
     assert events == ["prepare", "execute", "finalize:result"]
     assert set(request.phase_timings) == {"queue", "prepare", "execute", "finalize"}
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from modules.default_model.dataset import PALETTE
+from training.default_model.dataset import PALETTE
 
 PALETTE_NAMES = tuple(PALETTE)
 PALETTE_RGB = np.array([PALETTE[name] for name in PALETTE_NAMES], dtype=np.float64)

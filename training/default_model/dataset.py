@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from modules.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
+from training.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),

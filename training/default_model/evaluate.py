@@ -1,6 +1,6 @@
 """Prompt adherence of the default model, scored automatically.
 
-    python -m modules.default_model.evaluate [--model DIR] [--samples-dir DIR]
+    python -m training.default_model.evaluate [--model DIR] [--samples-dir DIR]
 
 Generates a fixed prompt x seed set (every shape x colour pair, two backgrounds each, two seeds: 96 images) per
 sampler and guidance scale through the engine (`process_images`, the same path as every face), scores each image
@@ -18,14 +18,14 @@ import torch
 from PIL import Image
 
 from modules.default_model import DEFAULT_MODEL_DIR
-from modules.default_model.dataset import PALETTE, SHAPES, caption_for
-from modules.default_model.scoring import adherence, score_image
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
+from training.default_model.dataset import PALETTE, SHAPES, caption_for
+from training.default_model.scoring import adherence, score_image
 
 SAMPLERS = ("Euler a", "DPM++ 2M", "DDIM")
 GUIDANCE_SCALES = (1.0, 3.0, 7.0)
-DEFAULT_GUIDANCE_SCALE = 7.0
 STEPS = 20
+BATCH_SIZE = 48  # images per engine batch: the 96 cases in two batches
 CRITERIA = ("colour", "background", "shape")
 
 
@@ -55,22 +55,31 @@ def evaluation_cases(backgrounds_per_pair: int = 2, seeds: tuple[int, ...] = (0,
 
 
 def generate(
-    model_dir: Path, cases: list[Case], sampler: str, guidance_scale: float, steps: int = STEPS
+    model_dir: Path,
+    cases: list[Case],
+    sampler: str,
+    guidance_scale: float,
+    steps: int = STEPS,
+    batch_size: int = BATCH_SIZE,
 ) -> list[Image.Image]:
-    """One engine job, one image per case (its own prompt and seed), in batches of 48."""
-    job = StableDiffusionProcessingTxt2Img(
-        prompt=[case.prompt for case in cases],
-        seed=[case.seed for case in cases],
-        sampler_name=sampler,
-        cfg_scale=guidance_scale,
-        steps=steps,
-        batch_size=48,
-        n_iter=len(cases) // 48,
-        sd_model_checkpoint=None if Path(model_dir) == DEFAULT_MODEL_DIR else str(model_dir),
-        do_not_save_samples=True,
-        do_not_save_grid=True,
-    )
-    return process_images(job).images
+    """One image per case (its own prompt and seed), one engine job per `batch_size` cases (the last may be smaller)."""
+    checkpoint = None if Path(model_dir) == DEFAULT_MODEL_DIR else str(model_dir)
+    images = []
+    for start in range(0, len(cases), batch_size):
+        batch = cases[start : start + batch_size]
+        job = StableDiffusionProcessingTxt2Img(
+            prompt=[case.prompt for case in batch],
+            seed=[case.seed for case in batch],
+            sampler_name=sampler,
+            cfg_scale=guidance_scale,
+            steps=steps,
+            batch_size=len(batch),
+            sd_model_checkpoint=checkpoint,
+            do_not_save_samples=True,
+            do_not_save_grid=True,
+        )
+        images.extend(process_images(job).images)
+    return images
 
 
 def adherence_rates(cases: list[Case], images: list[Image.Image]) -> dict[str, float]:

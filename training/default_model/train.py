@@ -1,6 +1,6 @@
 """Train the default model from scratch on the procedural shapes dataset.
 
-    python -m modules.default_model.train [--out DIR] [--threads 2] [--quick]
+    python -m training.default_model.train [--out DIR] [--threads 2] [--quick]
 
 Three phases, seeded and reproducible for a given thread count: the VAE alone (L1 + L2 reconstruction weighted up on
 shape outlines, tiny KL); the UNet and text encoder together on frozen-VAE latents, with caption dropout so
@@ -23,9 +23,10 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from modules.default_model import DEFAULT_MODEL_DIR, architecture, dataset
-from modules.default_model.build import assemble_pipeline, build_tokenizer, save_pipeline
+from modules.default_model import DEFAULT_MODEL_DIR
 from modules.processing import StableDiffusionProcessing
+from training.default_model import architecture, dataset
+from training.default_model.build import assemble_pipeline, build_tokenizer, save_pipeline
 
 
 class ExponentialMovingAverage:

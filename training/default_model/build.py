@@ -1,6 +1,6 @@
 """Assemble and save the default model pipeline.
 
-``python -m modules.default_model.build --random`` writes an untrained pipeline with the final architecture to
+``python -m training.default_model.build --random`` writes an untrained pipeline with the final architecture to
 ``DEFAULT_MODEL_DIR`` (useful while developing the engine); ``train.py`` uses ``assemble_pipeline``/``save_pipeline``
 to write the trained one.
 """
@@ -14,8 +14,9 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from modules.default_model import DEFAULT_MODEL_DIR, architecture
-from modules.default_model.tokenizer import write_tokenizer
+from modules.default_model import DEFAULT_MODEL_DIR
+from training.default_model import architecture
+from training.default_model.tokenizer import write_tokenizer
 
 MAX_WEIGHTS_BYTES = 10 * 1024 * 1024
 
