@@ -35,11 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import modules  # noqa: E402, F401  (CPU kernel caps: they must be set before torch loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from bench import gpu_profile, gpu_report, gpu_variants, gpu_warm_start  # noqa: E402
 from bench.gpu_model import (  # noqa: E402

@@ -64,9 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--launched-at", type=float, required=True, help="time.time() when the parent launched us")
     args = parser.parse_args(argv)
 
+    sys.path.insert(0, str(ROOT))
+    import modules  # noqa: F401  (CPU kernel caps: they must be set before torch loads)
+
+    # isort: split
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from bench.gpu_model import serena_job
     from modules import fast_path, sd_models
     from modules.processing import process_images
