@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     loaded = time.time()
     first = process_images(serena_job(args.model_folder, args.batch, args.size, args.steps))
     first_image = time.time()
-    steady = process_images(serena_job(args.model_folder, args.batch, args.size, args.steps))
+    process_images(serena_job(args.model_folder, args.batch, args.size, args.steps))
+    steady_call = time.time() - first_image
     from torch._functorch import config as functorch_config
     from torch._inductor import config as inductor_config
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                 "first_image_s": first_image - args.launched_at,
                 "first_call_s": first_image - loaded,
                 "first_call_sample_s": first.timings["sample"],
-                "steady_call_s": sum(steady.timings[phase] for phase in ("encode_prompt", "sample", "decode")),
+                "steady_call_s": steady_call,
                 "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
                 "fx_graph_cache": bool(inductor_config.fx_graph_cache),
                 "autograd_cache": bool(functorch_config.enable_autograd_cache),
