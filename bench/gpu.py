@@ -1,91 +1,73 @@
-"""GPU speed: raw diffusers vs Serena's default path vs Serena's fast path, side by side in one run.
+"""GPU speed (issue 20): raw diffusers vs Serena's default path vs its fast path, and candidate speed-ups of the fast
+path, side by side in one run.
 
-Builds a full SD 1.5-architecture pipeline from the shipped config with random weights (speed does not depend on
-weight values; nothing is downloaded), fp16, 512x512, 20 steps DPM++ 2M with CFG, batch 1, 4 and 16, and prints:
-raw diffusers eager it/s (pipeline call, output_type="latent"), Serena's default path and fast path (prompt encoding
-+ sampling, from the engine's own synchronized phase timings), image-steps/s, the fraction of the fp16 roofline
-(the SD 1.5 UNet costs about 1.61 TFLOP per step per image with CFG), compile warm-up, peak GPU memory, VAE decode
-time, and the fast path's pixel difference from the default path at the same seed.
+Builds a full SD 1.5-architecture pipeline with random weights (bench/gpu_model.py), fp16, 512x512, 20 steps
+DPM++ 2M with CFG, and measures in this order, saving the JSON after each part (a run stopped by its time budget
+keeps what it measured):
 
-    python bench/gpu.py                 # on a CUDA machine
-    python bench/gpu.py --tiny          # CPU smoke test with a tiny config (CI)
+1. Serena's default path per batch: prompt encoding + sampling from the engine's synchronized phase timings (the
+   work of raw diffusers' output_type="latent"), VAE decode, end-to-end images/s (whole job), and eager VAE decode
+   per image at batch 1 and the variant batch; the kernel profile of one default call;
+2. raw diffusers eager per batch (its pipeline call as users make it, and under torch.inference_mode);
+3. the fast path (fused QKV + torch.compile "reduce-overhead" with CUDA graphs) per compile batch, its compile
+   warm-up and its pixel difference from the default path; the kernel profile of one compiled call; a warm start: a
+   second process with the same shapes and the same compile cache, timed from launch to its first image;
+4. each --variants entry (bench/gpu_variants.py) at the variant batch: a fresh load and compile, timed and checked
+   against the default path's images (max pixel difference <= 2, mean <= 0.1);
+5. an 8192^3 fp16 matmul, the peak this chip reaches in practice.
+
+It then prints markdown tables (bench/gpu_report.py).
+
+    python bench/gpu.py                 # on a CUDA machine; bench/gpu_run.sh is the whole issue-20 run
+    python bench/gpu.py --tiny          # CPU smoke test with a tiny config (CI); CUDA-only variants are skipped
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
+import math
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-UNET_TFLOP_PER_IMAGE_STEP = 1.61  # SD 1.5 UNet at 64x64 latents, both CFG halves
-FP16_DENSE_PEAK_TFLOPS = 989.0  # H100/H200 SXM datasheet, dense fp16/bf16 tensor cores
-PROMPT = "a photograph of an astronaut riding a horse"
+import modules  # noqa: E402, F401  (CPU kernel caps: they must be set before torch loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench import gpu_profile, gpu_report, gpu_variants, gpu_warm_start  # noqa: E402
+from bench.gpu_model import (  # noqa: E402
+    PIXEL_MAX_DIFF,
+    PIXEL_MEAN_DIFF,
+    PROMPT,
+    build_random_pipeline,
+    peak_fraction,
+    serena_job,
+)
+from modules import sd_models  # noqa: E402
+from modules.fast_path import FastPath  # noqa: E402
+from modules.images import replace_file  # noqa: E402
+from modules.processing import process_images  # noqa: E402
+
+WARM_START_TIMEOUT_S = 120
+PROFILE_STEPS = 5  # enough to show the per-step mix; the decode counts once per job, as in a real job
+# Rough priors for a fresh H200, used only to skip a part that would not fit --budget-s.
+FAST_COMPILE_S = 70
+PROFILE_S = 10
+WARM_START_S = 40
 
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-def build_random_pipeline(folder: Path, tiny: bool, dtype: torch.dtype, device: torch.device) -> None:
-    """A StableDiffusionPipeline with seeded random weights saved as a diffusers folder."""
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    config_dir = ROOT / "modules" / "model_configs" / "sd15"
-    torch.manual_seed(0)
-    with torch.device(device):
-        if tiny:
-            unet = UNet2DConditionModel(
-                sample_size=8,
-                block_out_channels=(32, 64),
-                layers_per_block=1,
-                cross_attention_dim=32,
-                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                attention_head_dim=4,
-            )
-            vae = AutoencoderKL(
-                block_out_channels=(32, 32, 32, 32),
-                latent_channels=4,
-                norm_num_groups=8,
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4,
-            )
-            text_config = CLIPTextConfig(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                vocab_size=49408,
-                max_position_embeddings=77,
-            )
-        else:
-            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir / "unet"))
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
-            text_config = CLIPTextConfig.from_pretrained(config_dir / "text_encoder")
-        text_encoder = CLIPTextModel(text_config)
-    scheduler = DPMSolverMultistepScheduler.from_pretrained(config_dir / "scheduler")
-    tokenizer = CLIPTokenizer.from_pretrained(config_dir / "tokenizer", local_files_only=True)
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.to(dtype=dtype).save_pretrained(folder, safe_serialization=True)
 
 
 def synchronize(device: torch.device) -> None:
@@ -102,16 +84,92 @@ def peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
 
 
-def raw_diffusers(folder: Path, batch: int, args, dtype, device, inference_mode: bool = False) -> dict:
-    """The pipeline call as users make it (its own @torch.no_grad), or wrapped in torch.inference_mode (as the
+class Budget:
+    """Seconds left of the run's budget (none: unlimited), and the seconds each part took."""
+
+    def __init__(self, seconds: float | None):
+        self.end = None if seconds is None else time.monotonic() + seconds
+        self.parts: dict[str, float] = {}
+
+    def left(self) -> float:
+        return math.inf if self.end is None else self.end - time.monotonic()
+
+    def lacks(self, seconds: float) -> str | None:
+        """Why a part estimated at `seconds` is skipped, or None when it fits."""
+        left = self.left()
+        return f"time budget: needs ~{seconds:.0f} s, {left:.0f} s left" if left < seconds else None
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.parts[name] = self.parts.get(name, 0.0) + time.monotonic() - start
+
+
+def pixel_check(images, reference) -> dict:
+    """Difference from the default path's images at the same seeds, over the whole batch (0-255 scale)."""
+    difference = np.abs(
+        np.stack([np.asarray(image, dtype=np.int16) for image in images])
+        - np.stack([np.asarray(image, dtype=np.int16) for image in reference])
+    )
+    max_diff, mean_diff = int(difference.max()), float(difference.mean())
+    return {
+        "max_diff": max_diff,
+        "mean_diff": mean_diff,
+        "pixels_ok": max_diff <= PIXEL_MAX_DIFF and mean_diff <= PIXEL_MEAN_DIFF,
+    }
+
+
+def serena(batch: int, args, device, reference=None) -> tuple[dict, list]:
+    """One path's figures at `batch` on the loaded model, and its images. The first call is the warm-up (it
+    compiles on the fast path); then the median of --repeats calls."""
+
+    def call():
+        start = time.perf_counter()
+        result = process_images(serena_job(args.model_folder, batch, args.size, args.steps))
+        return result, time.perf_counter() - start  # the last phase (decode) ends synchronized
+
+    _, warm_up = call()
+    reset_peak(device)
+    calls = [call() for _ in range(args.repeats)]
+    sampling = statistics.median(r.timings["encode_prompt"] + r.timings["sample"] for r, _ in calls)
+    decode = statistics.median(r.timings["decode"] for r, _ in calls)
+    job = statistics.median(seconds for _, seconds in calls)
+    entry = {
+        "it_s": args.steps / sampling,
+        "image_steps_s": args.steps * batch / sampling,
+        "peak_fraction": peak_fraction(args.steps * batch / sampling),
+        "warm_up_s": warm_up,
+        "decode_ms_per_image": decode / batch * 1000,
+        "e2e_images_s": batch / job,
+        "peak_gib": peak_gib(device),
+    }
+    images = calls[0][0].images
+    if reference is not None:
+        entry.update(pixel_check(images, reference))
+    log(
+        f"  batch {batch}: {entry['it_s']:.2f} it/s, {entry['e2e_images_s']:.2f} images/s end to end "
+        f"(first call {warm_up:.1f} s), model {calls[0][0].sd_model_name}"
+        + (f", max pixel diff {entry['max_diff']} (mean {entry['mean_diff']:.3f})" if reference else "")
+    )
+    return entry, images
+
+
+def raw_diffusers(batches: list[int], args, dtype, device) -> dict[int, dict]:
+    """The pipeline call as users make it (its own @torch.no_grad), and wrapped in torch.inference_mode (as the
     engine runs), to separate that effect from the engine's."""
     from diffusers import StableDiffusionPipeline
 
-    pipeline = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True).to(device)
+    pipeline = StableDiffusionPipeline.from_pretrained(args.model_folder, dtype=dtype, local_files_only=True)
+    pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
 
-    def call(steps):
-        return pipeline(
+    def timed(batch: int, steps: int) -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        pipeline(
             prompt=[PROMPT] * batch,
             negative_prompt=[""] * batch,
             num_inference_steps=steps,
@@ -121,76 +179,40 @@ def raw_diffusers(folder: Path, batch: int, args, dtype, device, inference_mode:
             output_type="latent",
             generator=torch.Generator("cpu").manual_seed(0),
         )
-
-    with torch.inference_mode(inference_mode):
-        call(2)  # warm-up (cuDNN/cuBLAS heuristics, allocator)
-        reset_peak(device)
         synchronize(device)
-        start = time.perf_counter()
-        call(args.steps)
-        synchronize(device)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_gib": peak_gib(device)}
+        return time.perf_counter() - start
+
+    figures = {}
+    for batch in batches:
+        entry = {}
+        for inference_mode in (False, True):
+            with torch.inference_mode(inference_mode):
+                timed(batch, 2)  # warm-up (cuDNN/cuBLAS heuristics, allocator)
+                reset_peak(device)
+                seconds = statistics.median(timed(batch, args.steps) for _ in range(args.repeats))
+            key = "inference_mode_it_s" if inference_mode else "it_s"
+            entry[key] = args.steps / seconds
+            if not inference_mode:
+                entry["peak_gib"] = peak_gib(device)
+        entry["image_steps_s"] = entry["it_s"] * batch
+        entry["peak_fraction"] = peak_fraction(entry["image_steps_s"])
+        log(f"  batch {batch}: {entry['it_s']:.2f} it/s ({entry['inference_mode_it_s']:.2f} under inference_mode)")
+        figures[batch] = entry
+    return figures
 
 
-def serena_job(batch: int, args, seed: int = 0):
-    """The job on the benchmark's model (named: a job without a checkpoint runs the embedded default model)."""
-    from modules.processing import StableDiffusionProcessingTxt2Img
-
-    return StableDiffusionProcessingTxt2Img(
-        sd_model_checkpoint=str(args.model_folder),
-        prompt=PROMPT,
-        seed=seed,
-        batch_size=batch,
-        steps=args.steps,
-        cfg_scale=7.5,
-        sampler_name="DPM++ 2M",
-        width=args.size,
-        height=args.size,
-        do_not_save_samples=True,
-        do_not_save_grid=True,
-    )
-
-
-def serena(batch: int, args, device) -> dict:
-    """Prompt encoding + sampling seconds, from the engine's synchronized phase timings (like output_type=latent)."""
-    from modules.processing import process_images
-
-    warm_start = time.perf_counter()
-    process_images(serena_job(batch, args))  # first call per shape: compiles on the fast path
-    warm_up = time.perf_counter() - warm_start
-    reset_peak(device)
-    result = process_images(serena_job(batch, args))
-    timings = result.timings
-    log(
-        f"  batch {batch}: {args.steps / (timings['encode_prompt'] + timings['sample']):.2f} it/s "
-        f"(first call {warm_up:.1f} s), model {result.sd_model_name}"
-    )
-    return {
-        "seconds": timings["encode_prompt"] + timings["sample"],
-        "decode_seconds": timings["decode"],
-        "warm_up_seconds": warm_up,
-        "peak_gib": peak_gib(device),
-        "image": result.images[0],
-    }
-
-
-def pixel_difference(a, b) -> tuple[float, int]:
-    difference = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
-    return float(difference.mean()), int(difference.max())
-
-
-def vae_decode_ms(model, size: int, device) -> float:
-    latents = torch.randn((1, 4, size // 8, size // 8), generator=torch.Generator("cpu").manual_seed(0))
+def vae_decode_ms(model, size: int, device, batch: int, repeats: int) -> float:
+    """Eager VAE decode per image at `batch`, without the engine's conversion to PIL images."""
+    latents = torch.randn((batch, 4, size // 8, size // 8), generator=torch.Generator("cpu").manual_seed(0))
     latents = latents.to(device, model.dtype)
     with torch.inference_mode():
         model.pipeline.vae.decode(latents)
         synchronize(device)
         start = time.perf_counter()
-        for _ in range(5):
+        for _ in range(repeats):
             model.pipeline.vae.decode(latents)
         synchronize(device)
-    return (time.perf_counter() - start) / 5 * 1000
+    return (time.perf_counter() - start) / repeats / batch * 1000
 
 
 def matmul_tflops(device) -> float | None:
@@ -208,7 +230,29 @@ def matmul_tflops(device) -> float | None:
     return 2 * 8192**3 * 10 / (time.perf_counter() - start) / 1e12
 
 
-def main(argv: list[str] | None = None) -> dict:
+def fresh_compile_state(device) -> None:
+    """Forget compiled graphs and CUDA-graph pools, so the next load compiles (from the on-disk cache where it
+    can) and records its own graphs."""
+    sd_models.model_cache.clear()
+    torch._dynamo.reset()
+    gc.collect()  # diffusers pipelines hold reference cycles
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def profile_serena(args, device) -> dict:
+    """Kernel-time shares of one job of the loaded model at the variant batch."""
+    steps = min(args.steps, PROFILE_STEPS)
+    summary = gpu_profile.profile_call(
+        lambda: process_images(serena_job(args.model_folder, args.variant_batch, args.size, steps)), device
+    )
+    summary["steps"] = steps
+    top = ", ".join(f"{category} {share * 100:.0f} %" for category, share in summary["categories"].items())
+    log(f"  profile ({summary['total_ms']:.0f} ms profiled in {summary['wall_ms']:.0f} ms): {top}")
+    return summary
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny config on CPU: a smoke test of this script")
     parser.add_argument("--batches", type=int, nargs="+", default=None)
@@ -217,89 +261,203 @@ def main(argv: list[str] | None = None) -> dict:
         type=int,
         nargs="+",
         default=None,
-        help="batch sizes for the compiled fast path (each compiles once)",
+        help="batch sizes for the fast path, in this order (each compiles once); a subset of --batches; "
+        "default: the variant batch, then the smallest",
     )
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--no-fast", action="store_true", help="skip the fast path (a baseline-only rerun)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (median)")
+    parser.add_argument("--no-fast", action="store_true", help="skip the fast path and its variants")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=None,
+        help=f"fast-path variants at the variant batch, knobs joined by '+'; knobs: {', '.join(gpu_variants.KNOBS)} "
+        "(default: all, most promising first; 'none': no variants)",
+    )
+    parser.add_argument("--variant-batch", type=int, default=None, help="default: the largest of --batches")
+    parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--budget-s", type=float, default=None, help="skip parts that would not end within this")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args(argv)
-
-    from modules import fast_path, sd_models
-
-    device = torch.device("cpu") if args.tiny or not torch.cuda.is_available() else torch.device("cuda")
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    args.batches = args.batches or ([1, 2] if args.tiny else [1, 4, 16])
+    args.variant_batch = args.variant_batch or max(args.batches)
+    if args.variant_batch not in args.batches:
+        parser.error("--variant-batch must be one of --batches (its images are the pixel reference)")
+    default_compile = list(dict.fromkeys([args.variant_batch, min(args.batches)]))
+    args.compile_batches = [] if args.no_fast else args.compile_batches or default_compile
+    if not set(args.compile_batches) <= set(args.batches):
+        parser.error("--compile-batches must be a subset of --batches (their images are the pixel reference)")
+    args.repeats = args.repeats or (1 if args.tiny else 3)
+    names = gpu_variants.DEFAULT_VARIANTS if args.variants is None else args.variants
+    try:
+        args.variants = [gpu_variants.parse_variant(name) for name in names if name != "none"]
+    except ValueError as error:
+        parser.error(str(error))
     args.size = 64 if args.tiny else 512
-    batches = args.batches or ([1, 2] if args.tiny else [1, 4, 16])
-    compile_batches = args.compile_batches or ([] if device.type != "cuda" else [1, 16])
-    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    log(f"device={card} torch={torch.__version__} dtype={dtype} size={args.size} steps={args.steps}")
+    return args
 
-    report: dict = {"device": card, "torch": torch.__version__, "size": args.size, "steps": args.steps, "rows": []}
-    with tempfile.TemporaryDirectory() as temp:
-        folder = args.model_folder = Path(temp) / "sd15-random"
-        build_random_pipeline(folder, args.tiny, dtype, device)
-        default_model = sd_models.load_model(str(folder), device=device, dtype=dtype, speedups=None)
-        report["vae_decode_ms_per_image"] = vae_decode_ms(default_model, args.size, device)
-        default = {batch: serena(batch, args, device) for batch in batches}
-        log("serena default path done")
-        sd_models.model_cache.clear()
 
-        raw = {batch: raw_diffusers(folder, batch, args, dtype, device) for batch in batches}
-        raw_inference = {batch: raw_diffusers(folder, batch, args, dtype, device, True) for batch in batches}
-        log("raw diffusers done")
+class Run:
+    """One benchmark run: its settings, its report (saved after every part) and the default path's images."""
 
-        # On CPU (the --tiny smoke test) the fast path runs without torch.compile to keep CI short.
-        options = fast_path.FastPath(compile_unet=device.type == "cuda")
-        fast = {}
-        if not args.no_fast:
-            sd_models.load_model(str(folder), device=device, dtype=dtype, speedups=options)
-            fast = {batch: serena(batch, args, device) for batch in (compile_batches or batches)}
-            log("serena fast path done")
+    def __init__(self, args, budget: Budget):
+        import diffusers
 
-        for batch in batches:
-            row = {"batch": batch, "raw_it_s": args.steps / raw[batch]["seconds"]}
-            row["raw_inference_mode_it_s"] = args.steps / raw_inference[batch]["seconds"]
-            row["default_it_s"] = args.steps / default[batch]["seconds"]
-            row["raw_peak_gib"], row["default_peak_gib"] = raw[batch]["peak_gib"], default[batch]["peak_gib"]
-            if batch in fast:
-                row["fast_it_s"] = args.steps / fast[batch]["seconds"]
-                row["fast_warm_up_s"] = fast[batch]["warm_up_seconds"]
-                row["fast_peak_gib"] = fast[batch]["peak_gib"]
-                row["fast_mean_diff"], row["fast_max_diff"] = pixel_difference(
-                    fast[batch]["image"], default[batch]["image"]
-                )
-            for path in ("raw", "default", "fast"):
-                if f"{path}_it_s" in row:
-                    row[f"{path}_image_steps_s"] = row[f"{path}_it_s"] * batch
-                    row[f"{path}_roofline"] = (
-                        row[f"{path}_image_steps_s"] * UNET_TFLOP_PER_IMAGE_STEP / (FP16_DENSE_PEAK_TFLOPS)
-                    )
-            report["rows"].append(row)
-    report["matmul_fp16_tflops"] = matmul_tflops(device)
+        self.args, self.budget = args, budget
+        self.device = torch.device("cpu") if args.tiny or not torch.cuda.is_available() else torch.device("cuda")
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.compiling = self.device.type == "cuda"  # on CPU (the smoke test) the fast path runs without compile
+        self.options = FastPath(compile_unet=self.compiling)
+        self.default_images: dict[int, list] = {}
+        card = torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu"
+        self.report: dict = {
+            "device": card,
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "size": args.size,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "variant_batch": args.variant_batch,
+            "fast_path": self.options.infotext_value() + (f" ({self.options.compile_mode})" if self.compiling else ""),
+            "budget_s": args.budget_s,
+            "sections_s": budget.parts,
+            "rows": [{"batch": batch} for batch in args.batches],
+            "variants": [],
+        }
+        self.rows = {row["batch"]: row for row in self.report["rows"]}
+        log(f"device={card} torch={torch.__version__} dtype={self.dtype} size={args.size} steps={args.steps}")
 
-    log(
-        f"{'batch':>5} {'raw it/s':>9} {'raw+inference_mode it/s':>23} {'serena it/s':>11} {'fast it/s':>9} "
-        f"{'fast/raw':>8} {'serena/raw':>10} "
-        f"{'fast img-steps/s':>16} {'roofline':>8} {'warm-up s':>9} {'max diff':>8} {'peak GiB':>8}"
-    )
-    for row in report["rows"]:
-        fast_it = row.get("fast_it_s")
-        log(
-            f"{row['batch']:>5} {row['raw_it_s']:>9.2f} {row['raw_inference_mode_it_s']:>23.2f} "
-            f"{row['default_it_s']:>11.2f} "
-            f"{fast_it or float('nan'):>9.2f} {(fast_it or float('nan')) / row['raw_it_s']:>8.2f} "
-            f"{row['default_it_s'] / row['raw_it_s']:>10.3f} {row.get('fast_image_steps_s', float('nan')):>16.1f} "
-            f"{row.get('fast_roofline', float('nan')):>8.3f} {row.get('fast_warm_up_s', float('nan')):>9.1f} "
-            f"{row.get('fast_max_diff', -1):>8} {row.get('fast_peak_gib') or row['default_peak_gib'] or 0:>8.2f}"
+    def save(self) -> None:
+        self.args.out.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(self.args.out, json.dumps(self.report, indent=2).encode())
+
+    def load(self, speedups, dtype=None):
+        folder = str(self.args.model_folder)
+        return sd_models.load_model(folder, device=self.device, dtype=dtype or self.dtype, speedups=speedups)
+
+    def default_path(self) -> None:
+        args = self.args
+        model = self.load(speedups=None)
+        self.report["vae_decode_ms_per_image"] = {
+            str(batch): vae_decode_ms(model, args.size, self.device, batch, args.repeats)
+            for batch in sorted({1, args.variant_batch})
+        }
+        for batch in args.batches:
+            self.rows[batch]["default"], self.default_images[batch] = serena(batch, args, self.device)
+        if args.profile:
+            self.report["profile"] = {"eager default": profile_serena(args, self.device)}
+        fresh_compile_state(self.device)
+
+    def raw_diffusers(self) -> None:
+        for batch, entry in raw_diffusers(self.args.batches, self.args, self.dtype, self.device).items():
+            self.rows[batch]["raw"] = entry
+        fresh_compile_state(self.device)  # frees the raw pipeline's GPU memory before the fast path loads
+
+    def fast_path(self) -> dict | None:
+        """The fast path per compile batch; its figures at the variant batch (the variants' reference) or None."""
+        self.load(speedups=self.options)
+        for batch in self.args.compile_batches:
+            if reason := self.budget.lacks(FAST_COMPILE_S):
+                log(f"  batch {batch}: skipped, {reason}")
+                continue
+            self.rows[batch]["fast"], _ = serena(batch, self.args, self.device, self.default_images[batch])
+            self.save()
+        return self.rows[self.args.variant_batch].get("fast")
+
+    def profile_fast(self) -> None:
+        reason = self.budget.lacks(PROFILE_S)
+        self.report["profile"]["compiled fast"] = (
+            {"skipped": reason} if reason else profile_serena(self.args, self.device)
         )
-    log(
-        f"vae_decode_ms_per_image={report['vae_decode_ms_per_image']:.1f} "
-        f"matmul_fp16_tflops={report['matmul_fp16_tflops']}"
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+
+    def warm_start(self, reference: dict) -> None:
+        args = self.args
+        if reason := self.budget.lacks(WARM_START_S):
+            warm = {"skipped": reason}
+        else:
+            warm = gpu_warm_start.measure(
+                args.model_folder,
+                args.variant_batch,
+                args.size,
+                args.steps,
+                self.device,
+                self.dtype,
+                self.options,
+                timeout=min(WARM_START_TIMEOUT_S, self.budget.left()),
+            )
+        warm["cold_first_call_s"] = reference["warm_up_s"]
+        self.report["warm_start"] = warm
+        log(f"warm start: {warm}")
+
+    def variants(self, reference: dict | None) -> None:
+        for variant in self.args.variants:
+            no_reference = None if reference else f"no fast-path figures at batch {self.args.variant_batch}"
+            reason = no_reference or variant.skip_reason(self.device, self.compiling)
+            if reason := reason or self.budget.lacks(variant.seconds):
+                self.report["variants"].append({"name": variant.name, "status": "skipped", "reason": reason})
+                log(f"  {variant.name}: skipped, {reason}")
+                continue
+            log(f"variant {variant.name}")
+            with self.budget.part("variants"):
+                self.report["variants"].append(self.measure_variant(variant))
+            self.save()
+
+    def measure_variant(self, variant) -> dict:
+        entry = {"name": variant.name, "help": "; ".join(knob.help for knob in variant.knobs)}
+        fresh_compile_state(self.device)
+        try:
+            with variant.settings():
+                model = self.load(speedups=variant.fast_path(self.options), dtype=variant.dtype(self.dtype))
+                entry["fast_path"] = model.fast_path.infotext_value()
+                entry["dtype"] = str(model.dtype).removeprefix("torch.")
+                figures, _ = serena(
+                    self.args.variant_batch, self.args, self.device, self.default_images[self.args.variant_batch]
+                )
+            entry.update(figures, status="measured")
+        except Exception as error:  # one knob that fails here (a kernel missing on this GPU) must not end the run
+            entry.update(status="error", reason=f"{type(error).__name__}: {str(error).strip()[:300]}")
+            log(f"  {variant.name}: {entry['reason']}")
+        fresh_compile_state(self.device)
+        return entry
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    budget = Budget(args.budget_s)
+    run = Run(args, budget)
+    with tempfile.TemporaryDirectory() as temp:
+        args.model_folder = Path(temp) / "sd15-random"
+        with budget.part("build model"):
+            build_random_pipeline(args.model_folder, args.tiny, run.dtype, run.device)
+        run.save()
+        with budget.part("default path"):
+            run.default_path()
+        log("serena default path done")
+        run.save()
+        with budget.part("raw diffusers"):
+            run.raw_diffusers()
+        log("raw diffusers done")
+        run.save()
+        if args.compile_batches:
+            with budget.part("fast path"):
+                reference = run.fast_path()
+            log("serena fast path done")
+            if reference and args.profile:
+                with budget.part("profile"):
+                    run.profile_fast()
+            if reference and args.warm_start:
+                with budget.part("warm start"):
+                    run.warm_start(reference)
+            run.save()
+            run.variants(reference)
+            fresh_compile_state(run.device)
+    run.report["matmul_fp16_tflops"] = matmul_tflops(run.device)
+    run.save()
+    log(gpu_report.markdown(run.report))
     log(f"wrote {args.out}")
-    return report
+    return run.report
 
 
 if __name__ == "__main__":

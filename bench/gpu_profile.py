@@ -1,7 +1,9 @@
-"""Diagnostic: where the GPU time goes in one raw-diffusers call vs one Serena call (same model, batch, steps).
+"""Where the time goes: kernels (on CUDA) or aten ops (on CPU) of one call, grouped into categories by name.
 
-Prints the top CUDA kernels of each under torch.profiler, and the UNet call's input dtypes/shapes/strides in each
-path, to explain a speed difference between them. Uses bench/gpu.py's random SD 1.5 pipeline.
+`bench/gpu.py` profiles one eager default-path job and one compiled fast-path job at the variant batch (a few steps
+and the VAE decode) with `profile_call`. Run alone, this is the older diagnostic: the top CUDA kernels of one
+raw-diffusers call vs one Serena call (same model, batch, steps) and the UNet call's input dtypes/shapes/strides in
+each path.
 
     python bench/gpu_profile.py [--batch 16] [--steps 4]
 """
@@ -11,13 +13,81 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.gpu import PROMPT, build_random_pipeline  # noqa: E402
+from bench.gpu_model import PROMPT, build_random_pipeline, serena_job  # noqa: E402
+
+# First match wins, so the order matters: inductor names its Triton kernels after the ops they fuse
+# ("triton_poi_fused_convolution_0" is a bias add), and cuDNN's convolution kernels contain "gemm" ("fprop").
+CATEGORIES = (
+    ("compiled Triton (fused)", ("triton_",)),
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    ("layout transposes", ("nchwtonhwc", "nhwctonchw")),
+    ("convolution", ("conv", "fprop", "dgrad", "wgrad")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "aten::mm", "addmm", "bmm", "matmul", "linear")),
+    ("eager elementwise/norm", ("at::native", "aten::")),
+    ("memcpy/memset", ("memcpy", "memset")),
+)
+TOP_KERNELS = 15
+
+
+def kernel_category(name: str) -> str:
+    lowered = name.lower()
+    for category, patterns in CATEGORIES:
+        if any(pattern in lowered for pattern in patterns):
+            return category
+    return "other"
+
+
+def fuses_group_norm_and_silu(name: str) -> bool:
+    """A compiled kernel that does GroupNorm and SiLU in one pass (inductor names fused kernels after their ops)."""
+    lowered = name.lower()
+    return "triton_" in lowered and "group_norm" in lowered and "silu" in lowered
+
+
+def summarize(microseconds: dict[str, float], wall_ms: float) -> dict:
+    """Shares of total time per category, of GroupNorm+SiLU fused kernels, and the top kernels; the profiled time
+    over the call's wall time (on CUDA: how busy the GPU was)."""
+    total = sum(microseconds.values()) or 1.0
+    categories: dict[str, float] = defaultdict(float)
+    for name, us in microseconds.items():
+        categories[kernel_category(name)] += us / total
+    top = sorted(microseconds.items(), key=lambda item: -item[1])[:TOP_KERNELS]
+    return {
+        "total_ms": sum(microseconds.values()) / 1000,
+        "wall_ms": wall_ms,
+        "categories": dict(sorted(categories.items(), key=lambda item: -item[1])),
+        "group_norm_silu_fused_share": sum(us for name, us in microseconds.items() if fuses_group_norm_and_silu(name))
+        / total,
+        "top": [[name[:160], us / 1000, us / total] for name, us in top],
+    }
+
+
+def profile_call(call, device: torch.device) -> dict:
+    """`summarize` of one call: CUDA kernel times on CUDA, aten ops' self CPU times on CPU."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        call()
+        if cuda:
+            torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - start) * 1000
+    microseconds: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        if cuda and event.device_type == DeviceType.CUDA:
+            microseconds[event.name] += event.time_range.elapsed_us()
+        elif not cuda and event.name.startswith("aten::"):
+            microseconds[event.name] += event.self_cpu_time_total
+    return summarize(microseconds, wall_ms)
 
 
 def record_unet_inputs(unet, seen: list):
@@ -51,7 +121,7 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from modules import sd_models
-    from modules.processing import StableDiffusionProcessingTxt2Img, process_images
+    from modules.processing import process_images
 
     device, dtype = torch.device("cuda"), torch.float16
     with tempfile.TemporaryDirectory() as temp:
@@ -74,21 +144,7 @@ def main() -> None:
             )
 
         def serena_call():
-            process_images(
-                StableDiffusionProcessingTxt2Img(
-                    sd_model_checkpoint=str(folder),
-                    prompt=PROMPT,
-                    seed=0,
-                    batch_size=args.batch,
-                    steps=args.steps,
-                    cfg_scale=7.5,
-                    sampler_name="DPM++ 2M",
-                    width=512,
-                    height=512,
-                    do_not_save_samples=True,
-                    do_not_save_grid=True,
-                )
-            )
+            process_images(serena_job(folder, args.batch, 512, args.steps))
 
         for name, call in (("raw", raw_call), ("serena", serena_call)):
             call()  # warm-up

@@ -1,5 +1,7 @@
 """The fast path is opt-in, recorded in the infotext when it can change pixels, and stays close to the plain path."""
 
+import pytest
+import torch
 from helpers import max_pixel_difference
 
 from modules import fast_path, sd_models
@@ -39,3 +41,38 @@ def test_environment_switch(monkeypatch):
     assert fast_path.from_environment() == fast_path.FastPath()
     monkeypatch.setenv("SERENA_FAST_PATH", "0")
     assert fast_path.from_environment() is None
+
+
+def test_attention_backend_goes_first_in_sdpa_priority_while_the_unet_runs():
+    from torch.nn.attention import SDPBackend
+
+    plain = process_images(job()).images[0]
+    options = fast_path.FastPath(compile_unet=False, fuse_qkv=False, attention_backend="math")
+    model = sd_models.load_model(speedups=options)
+    first_choice = []
+    attention = next(module for module in model.pipeline.unet.modules() if type(module).__name__ == "Attention")
+    attention.register_forward_pre_hook(lambda *_: first_choice.append(torch._C._get_sdp_priority_order()[0]))
+    fast = process_images(job())
+    assert set(first_choice) == {int(SDPBackend.MATH)}
+    assert torch._C._get_sdp_priority_order()[0] != int(SDPBackend.MATH)  # restored after each UNet call
+    assert "Fast path: sdpa-math" in fast.infotexts[0]
+    assert max_pixel_difference(plain, fast.images[0]) <= 2
+
+
+def test_unknown_attention_backend_is_refused():
+    with pytest.raises(ValueError, match="'xformers'; allowed: None, flash, efficient, cudnn, math"):
+        fast_path.FastPath(attention_backend="xformers")
+
+
+def test_compile_vae_compiles_the_decoder_without_cuda_graphs(monkeypatch, tmp_path):
+    compiled = []
+
+    def fake_compile(module, **options):  # inductor on CPU would take minutes; what matters is what is compiled
+        compiled.append((module, options))
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    model = sd_models.load_model(speedups=fast_path.FastPath(compile_unet=False, compile_vae=True))
+    assert compiled == [(model.pipeline.vae.decoder, {"fullgraph": True, "dynamic": False})]
+    assert model.fast_path.infotext_value() == "fused-qkv+compile-vae"
