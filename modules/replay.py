@@ -1,42 +1,13 @@
-"""From an infotext back to a processing object: the reproducibility loop (image -> parameters -> same image)."""
+"""From an infotext back to a processing object: the reproducibility loop (image -> parameters -> same image).
+
+Which key sets which field, and how its text is read, is each field's declaration (modules.generation_fields); keys
+no declaration reads are kept verbatim in extra_generation_params, so they are written again.
+"""
 
 from __future__ import annotations
 
-from modules import infotext, sd_models, sd_samplers
+from modules import generation_fields, infotext
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
-
-# Infotext keys the engine writes itself (see processing.generation_parameters); every other key is kept verbatim.
-_KNOWN_KEYS = {
-    "Prompt",
-    "Negative prompt",
-    "Steps",
-    "Sampler",
-    "Schedule type",
-    "CFG scale",
-    "Seed",
-    "Size",
-    "Size-1",
-    "Size-2",
-    "Model hash",
-    "Model",
-    "Variation seed",
-    "Variation seed strength",
-    "Seed resize from",
-    "Seed resize from-1",
-    "Seed resize from-2",
-    "Denoising strength",
-    "Clip skip",
-    "Eta",
-    "Fast path",
-}
-
-
-def checkpoint_for(parameters: dict) -> str | None:
-    """The checkpoint an infotext names: the default model, or a model of that name in the models folder."""
-    name = parameters.get("Model")
-    if name in (None, sd_models.DEFAULT_MODEL_NAME):
-        return None
-    return str(sd_models.resolve_checkpoint(name).path)
 
 
 def processing_from_infotext(text: str, init_images: list | None = None, **fields):
@@ -45,34 +16,13 @@ def processing_from_infotext(text: str, init_images: list | None = None, **field
     Saving is off; pass `fields` to change anything (e.g. outpath_samples, do_not_save_samples=False).
     """
     parameters = infotext.parse_infotext(text)
-    sampler, schedule = sd_samplers.split_legacy_sampler_name(parameters.get("Sampler", "Euler a"))
-    values: dict = {
-        "prompt": parameters["Prompt"],
-        "negative_prompt": parameters["Negative prompt"],
-        "steps": int(parameters.get("Steps", 20)),
-        "sampler_name": sampler,
-        "scheduler": parameters.get("Schedule type", schedule),
-        "cfg_scale": float(parameters.get("CFG scale", 7.0)),
-        "seed": int(parameters.get("Seed", -1)),
-        "sd_model_checkpoint": checkpoint_for(parameters),
+    mode = "txt2img" if init_images is None else "img2img"
+    known = generation_fields.infotext_keys_read() | set(generation_fields.ENGINE_INFOTEXT_KEYS)
+    values = generation_fields.values_from_infotext(parameters, mode) | {
+        "extra_generation_params": {key: value for key, value in parameters.items() if key not in known},
         "do_not_save_samples": True,
         "do_not_save_grid": True,
     }
-    if "Size-1" in parameters:
-        values["width"], values["height"] = int(parameters["Size-1"]), int(parameters["Size-2"])
-    if "Variation seed" in parameters:
-        values["subseed"] = int(parameters["Variation seed"])
-        values["subseed_strength"] = float(parameters.get("Variation seed strength", 0))
-    if "Seed resize from-1" in parameters:
-        values["seed_resize_from_w"] = int(parameters["Seed resize from-1"])
-        values["seed_resize_from_h"] = int(parameters["Seed resize from-2"])
-    if "Clip skip" in parameters:
-        values["clip_skip"] = int(parameters["Clip skip"])
-    if "Eta" in parameters:
-        values["eta"] = float(parameters["Eta"])
-    values["extra_generation_params"] = {key: value for key, value in parameters.items() if key not in _KNOWN_KEYS}
     if init_images is not None:
-        if "Denoising strength" in parameters:
-            values["denoising_strength"] = float(parameters["Denoising strength"])
         return StableDiffusionProcessingImg2Img(init_images=list(init_images), **(values | fields))
     return StableDiffusionProcessingTxt2Img(**(values | fields))

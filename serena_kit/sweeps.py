@@ -4,9 +4,11 @@
     result.grid()          # labelled grid image
     result.to_records()    # one dict per cell: parameters, timings, image hash
 
-An axis is `(name, values)`. The name is any processing field ("cfg_scale", "steps", "seed", "denoising_strength",
-...), "sampler" (sampler_name), "model" (sd_model_checkpoint), or "prompt_sr": the webui's Prompt S/R, whose
-first value is the text to search for and every value the text to put in its place in prompt and negative prompt.
+An axis is `(name, values)`. The name is any processing field that changes the image ("cfg_scale", "steps", "seed",
+"denoising_strength", ...), a field's short name ("sampler" for sampler_name, "model" for sd_model_checkpoint, as on
+the CLI), or "prompt_sr": the webui's Prompt S/R, whose first value is the text to search for and every value the
+text to put in its place in prompt and negative prompt. Cells are labelled with the fields' declared labels (the
+infotext's names: "CFG scale: 7").
 
 Every cell uses the same seed unless the seed is an axis (a base seed of -1 is resolved once, up front), and cells
 with identical parameters are generated once.
@@ -23,12 +25,12 @@ import inspect
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from modules import images, rng
+from modules import generation_fields, images, rng
+from modules.field_types import Seed
 from modules.processing import (
     Processed,
     StableDiffusionProcessing,
@@ -39,26 +41,7 @@ from modules.runtime.state import GenerationState
 from serena_kit import plots, sweep_output
 from serena_kit.grids import CELL_SIZE, labelled_grid, side_by_side
 
-AXIS_ALIASES = {"sampler": "sampler_name", "model": "sd_model_checkpoint"}
 PROMPT_SR = "prompt_sr"
-# One image per cell: these would change how many images a cell makes, not what it looks like.
-NOT_SWEEPABLE = {"batch_size", "n_iter", "state"}
-# Grid labels use the infotext's names where there is one.
-LABELS = {
-    "cfg_scale": "CFG scale",
-    "steps": "Steps",
-    "sampler_name": "Sampler",
-    "scheduler": "Schedule type",
-    "seed": "Seed",
-    "subseed": "Variation seed",
-    "subseed_strength": "Variation strength",
-    "denoising_strength": "Denoising",
-    "sd_model_checkpoint": "Model",
-    "clip_skip": "Clip skip",
-    "width": "Width",
-    "height": "Height",
-    "eta": "Eta",
-}
 
 
 @dataclass(frozen=True)
@@ -82,13 +65,20 @@ class Axis:
     def label(self, value) -> str:
         if self.field == PROMPT_SR:
             return str(value)  # the webui labels Prompt S/R cells with the replacement text alone
-        if self.field == "sd_model_checkpoint":
-            return "Model: " + (Path(value).name if value else "default")
-        return f"{LABELS.get(self.field, self.field)}: {value}"
+        declaration = generation_fields.declaration_of(self.field)
+        return f"{declaration.label}: {declaration.display(value)}"
 
 
-def sweepable_fields(base: StableDiffusionProcessing) -> list[str]:
-    return [f.name for f in dataclasses.fields(base) if f.name not in NOT_SWEEPABLE]
+def sweepable_fields(base: StableDiffusionProcessing) -> dict[str, str]:
+    """{axis name: field} for every field of `base` a sweep can vary: short names ("sampler") first, then fields."""
+    sweepable = [declaration for declaration in generation_fields.declarations_of(base) if declaration.sweepable]
+    aliases = {d.short_name: d.name for d in sweepable if d.short_name != d.name}
+    return aliases | {d.name: d.name for d in sweepable}
+
+
+def seed_fields() -> list[str]:
+    """The fields whose -1 means a random seed."""
+    return [declaration.name for declaration in generation_fields.FIELDS if isinstance(declaration.kind, Seed)]
 
 
 def draw_seed(key: str) -> int:
@@ -109,14 +99,13 @@ def parse_axis(
     values = [value.item() if isinstance(value, np.generic) else value for value in values]  # numpy -> Python
     if not values:
         raise ValueError(f"{position}: {name!r} needs a non-empty list of values, got {spec[1]!r}")
-    target = AXIS_ALIASES.get(name, name)
     fields = sweepable_fields(base)
-    if target != PROMPT_SR and target not in fields:
-        valid = ", ".join([*AXIS_ALIASES, PROMPT_SR, *fields])
-        raise ValueError(f"{position}: {name!r} cannot be swept; valid: {valid}")
+    if name != PROMPT_SR and name not in fields:
+        raise ValueError(f"{position}: {name!r} cannot be swept; valid: {', '.join([PROMPT_SR, *fields])}")
+    target = fields.get(name, name)
     if target == PROMPT_SR:
         check_prompt_search(position, base, values)
-    if target in ("seed", "subseed"):  # a random seed in an axis is drawn once, so its cells can be compared
+    if target in seed_fields():  # a random seed in an axis is drawn once, so its cells can be compared
         values = [draw(f"{position}[{index}]") if value == -1 else value for index, value in enumerate(values)]
     return Axis(name, target, tuple(values))
 
@@ -135,24 +124,13 @@ def with_fixed_seeds(
 ) -> StableDiffusionProcessing:
     """Resolve a random (-1) seed and variation seed once, so every cell starts from the same noise."""
     swept = {axis.field for axis in axes}
-    drawn = [name for name in ("seed", "subseed") if getattr(base, name) == -1 and name not in swept]
+    drawn = [name for name in seed_fields() if getattr(base, name) == -1 and name not in swept]
     return dataclasses.replace(base, **{name: draw(name) for name in drawn})
 
 
-def frozen(value):
-    """A hashable stand-in for a field value; images by their pixels."""
-    if isinstance(value, Image.Image):
-        return ("image", value.mode, value.size, hashlib.sha256(value.tobytes()).hexdigest())
-    if isinstance(value, dict):
-        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(frozen(item) for item in value)
-    return value
-
-
-def parameter_key(p: StableDiffusionProcessing) -> tuple:
-    """Equal keys mean equal generations: the class and every compared field."""
-    return (type(p).__name__,) + tuple((f.name, frozen(getattr(p, f.name))) for f in dataclasses.fields(p) if f.compare)
+def parameter_key(p: StableDiffusionProcessing) -> sweep_output.FrozenDict:
+    """Equal keys mean equal images: the cell's kind and every field that affects its image."""
+    return sweep_output.cell_parameters(p)
 
 
 def plan_cells(base: StableDiffusionProcessing, axes: list[Axis | None]) -> tuple[list[tuple], list]:
@@ -195,18 +173,12 @@ def run_distinct(processings: list[StableDiffusionProcessing], on_result: OnResu
     return results
 
 
-# Fields a batch may vary image by image (the engine takes one value per image for these).
-PER_IMAGE_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "cfg_scale")
 MAX_BATCH = 16
 
 
-def batch_key(p: StableDiffusionProcessing) -> tuple:
-    """Cells with equal keys can share one batch: everything but the per-image fields is the same."""
-    return (type(p).__name__,) + tuple(
-        (f.name, frozen(getattr(p, f.name)))
-        for f in dataclasses.fields(p)
-        if f.compare and f.name not in PER_IMAGE_FIELDS
-    )
+def batch_key(p: StableDiffusionProcessing) -> sweep_output.FrozenDict:
+    """Cells with equal keys can share one batch: all but the per-image fields (prompts, seeds, CFG) are the same."""
+    return sweep_output.cell_parameters(p, leave_out=generation_fields.per_image_names())
 
 
 def plan_batches(processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH) -> list[list[int]]:
@@ -222,7 +194,7 @@ def batch_processing(cells: list[StableDiffusionProcessing]) -> StableDiffusionP
     """One job for cells of one batch: the first cell's fields, with one prompt, seed and CFG per image."""
     return dataclasses.replace(
         cells[0],
-        **{name: [getattr(p, name) for p in cells] for name in PER_IMAGE_FIELDS},
+        **{name: [getattr(p, name) for p in cells] for name in generation_fields.per_image_names()},
         batch_size=len(cells),
         n_iter=1,
         do_not_save_grid=True,
@@ -261,28 +233,15 @@ def split_processed(batch: Processed, cells: list[StableDiffusionProcessing]) ->
     """One Processed per cell of a batch; timings are the batch's divided evenly (the cost per image)."""
     count = len(batch.all_seeds)
     share = {phase: seconds / count for phase, seconds in batch.timings.items()}
-    first = batch.index_of_first_image
-    return [
-        dataclasses.replace(
-            batch,
-            images=[batch.images[first + i]],
-            prompt=batch.all_prompts[i],
-            negative_prompt=batch.all_negative_prompts[i],
-            seed=batch.all_seeds[i],
-            subseed=batch.all_subseeds[i],
-            cfg_scale=cells[i].cfg_scale,
-            batch_size=1,
-            all_prompts=[batch.all_prompts[i]],
-            all_negative_prompts=[batch.all_negative_prompts[i]],
-            all_seeds=[batch.all_seeds[i]],
-            all_subseeds=[batch.all_subseeds[i]],
-            infotexts=[batch.infotexts[first + i]],
-            index_of_first_image=0,
-            paths=[batch.paths[i]] if len(batch.paths) > i else [],
-            timings=dict(share),
-        )
-        for i in range(count)
-    ]
+    return [dataclasses.replace(batch.for_samples([i]), timings=dict(share)) for i in range(count)]
+
+
+# A record's parameter columns: the sweepable fields a result reports, as the engine used them.
+RECORD_FIELDS = tuple(
+    declaration.name
+    for declaration in generation_fields.FIELDS
+    if declaration.sweepable and declaration.name in {f.name for f in dataclasses.fields(Processed)}
+)
 
 
 @dataclass
@@ -376,19 +335,8 @@ class SweepResult:
             record = {
                 axis.name: value for axis, value in zip((self.x, self.y, self.z), (cell.x, cell.y, cell.z)) if axis
             }
+            record |= {name: getattr(processed, name) for name in RECORD_FIELDS}
             record |= {
-                "prompt": processed.prompt,
-                "negative_prompt": processed.negative_prompt,
-                "seed": processed.seed,
-                "sampler_name": processed.sampler_name,
-                "scheduler": processed.scheduler,
-                "steps": processed.steps,
-                "cfg_scale": processed.cfg_scale,
-                "width": processed.width,
-                "height": processed.height,
-                "denoising_strength": processed.denoising_strength,
-                "subseed": processed.subseed,
-                "subseed_strength": processed.subseed_strength,
                 "model": processed.sd_model_name,
                 "generated": cell.generated,
                 "seconds": cell.seconds,

@@ -78,7 +78,7 @@ def test_an_empty_upload_means_txt2img():
         ({"width": 30}, ValueError, "^width: 30 is not allowed; allowed multiples of 8"),
         ({"cfg_scale": "7"}, TypeError, "^cfg_scale: expected a number, got str '7'"),
         ({"init_image": b"not an image"}, ValueError, "^init_image: not a readable image"),
-        ({"init_image": 3}, TypeError, "^init_image: expected a PIL image, image file bytes or a FileUpload value"),
+        ({"init_image": 3}, TypeError, "^init_image: expected a PIL image, image file bytes or a path, got int$"),
         ({"resize_mode": 1}, ValueError, "^resize_mode: only used by img2img; give an init_image too"),
     ],
 )
