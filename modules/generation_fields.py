@@ -392,6 +392,18 @@ FIELDS: tuple[GenerationField, ...] = (
         example=0.5,
     ),
     GenerationField(
+        "initial_noise_multiplier",
+        Number(0.0, 1.5),
+        1.0,
+        "multiplies the noise added to the init images' latents",
+        label="Noise multiplier",
+        modes=IMG2IMG,
+        infotext=Infotext("Noise multiplier", when=lambda values: values["initial_noise_multiplier"] != 1),
+        api=Api(default=None),
+        widget=Widget("slider", 5, {"step": 0.05}),
+        example=0.8,
+    ),
+    GenerationField(
         "batch_size",
         Integer(1, 64),
         1,

@@ -99,6 +99,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     init_images: list = declared("init_images")
     denoising_strength: float = declared("denoising_strength")
     resize_mode: int = declared("resize_mode")
+    initial_noise_multiplier: float = declared("initial_noise_multiplier")
     outpath_samples: str = declared("outpath_samples", "img2img")
     outpath_grids: str = declared("outpath_grids", "img2img")
 
@@ -320,6 +321,8 @@ def sample_batch(
         with timings.phase("encode_image"):
             init_images = [p.init_images[i % len(p.init_images)] for i in indices]  # position in its batch
             init_latents = encode_init_images(p, model, init_images, job)
+        if p.initial_noise_multiplier != 1:  # as in the webui: the noise added to the init latents, not step noise
+            noise = noise * p.initial_noise_multiplier
         timesteps, latents = diffusion.img2img_latents(
             model, scheduler, init_latents, noise, p.steps, p.denoising_strength
         )

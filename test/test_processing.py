@@ -135,6 +135,24 @@ def test_replay_names_the_field_whose_infotext_value_cannot_be_read():
         processing_from_infotext("a cat\nSteps: many, Sampler: Euler, Seed: 9")
 
 
+def test_noise_multiplier_scales_img2img_noise_and_replays():
+    init = Image.new("RGB", (32, 32), (30, 120, 200))
+
+    def img2img(**fields):
+        values = dict(prompt="x", init_images=[init], seed=4, steps=6, denoising_strength=0.8, do_not_save_samples=True)
+        return StableDiffusionProcessingImg2Img(**(values | fields))
+
+    plain = process_images(img2img())
+    quieter = process_images(img2img(initial_noise_multiplier=0.5))
+    assert "Noise multiplier" not in plain.info and quieter.info.endswith(
+        ", Denoising strength: 0.8, Noise multiplier: 0.5"
+    )
+    assert max_pixel_difference(plain.images[0], quieter.images[0]) > 0
+    replay = processing_from_infotext(quieter.info, [init])
+    assert replay.initial_noise_multiplier == 0.5
+    assert png_of(process_images(replay).images[0]) == png_of(quieter.images[0])
+
+
 def test_progress_reaches_every_step_and_ends_complete():
     p = txt2img(seed=1, n_iter=2, steps=5, do_not_save_samples=True, do_not_save_grid=True)
     seen = []

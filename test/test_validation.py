@@ -95,6 +95,11 @@ BAD_IMG2IMG = [
     ),
     ({"denoising_strength": -0.1}, ValueError, "denoising_strength: -0.1 is out of range; allowed 0.0..1.0"),
     (
+        {"initial_noise_multiplier": 2.0},
+        ValueError,
+        "initial_noise_multiplier: 2.0 is out of range; allowed 0.0..1.5",
+    ),
+    (
         {"resize_mode": 7},
         ValueError,
         "resize_mode: 7 is not allowed; allowed 0 (Just resize), 1 (Crop and resize), 2 (Resize and fill), "

@@ -70,7 +70,6 @@ NO_OP_VALUES: dict[str, tuple] = {
     "outpath_grids": (None,),
     "mask": (None, ""),
     "latent_mask": (None, ""),
-    "initial_noise_multiplier": (None, 1.0),
 }
 
 
@@ -143,7 +142,6 @@ class WebuiImg2ImgRequest(WebuiRequest):
     inpaint_full_res: bool = True
     inpaint_full_res_padding: int = 0
     inpainting_mask_invert: int = 0
-    initial_noise_multiplier: float | None = None
 
 
 def request_model(name: str, mode: str, base: type[WebuiRequest]) -> type[WebuiRequest]:

@@ -68,8 +68,9 @@ def test_img2img_is_byte_identical_through_kit_cli_and_api(capsys, api_server, i
     assert len(kit) == 1 and kit == cli == api
 
 
-def test_a_legacy_sampler_name_agrees_through_kit_cli_and_api(capsys, api_server):
-    """A legacy "DPM++ 2M Karras" is sampler DPM++ 2M with schedule type Karras in every face."""
+def test_a_legacy_sampler_name_and_the_noise_multiplier_agree_through_kit_cli_and_api(capsys, api_server):
+    """A legacy "DPM++ 2M Karras" is sampler DPM++ 2M with schedule type Karras in every face, and every face
+    honours img2img's initial_noise_multiplier."""
     Image.new("RGB", (32, 32), (20, 160, 90)).save("init.png")
     init = Image.open("init.png")
     parameters = {
@@ -78,6 +79,7 @@ def test_a_legacy_sampler_name_agrees_through_kit_cli_and_api(capsys, api_server
         "steps": 5,
         "sampler_name": "DPM++ 2M Karras",
         "denoising_strength": 0.8,
+        "initial_noise_multiplier": 0.6,
     }
     kit = [png_of(image) for image in serena_kit.img2img(init, **parameters, do_not_save_samples=True).images]
     cli = cli_pngs(capsys, "img2img", parameters, "--init-image", "init.png")
@@ -85,4 +87,4 @@ def test_a_legacy_sampler_name_agrees_through_kit_cli_and_api(capsys, api_server
     api = api_pngs(api_server, "img2img", parameters | {"init_images": [encoded]})
     assert len(kit) == 1 and kit == cli == api
     text = Image.open(io.BytesIO(kit[0])).info["parameters"]
-    assert "Sampler: DPM++ 2M, Schedule type: Karras," in text
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in text and text.endswith(", Noise multiplier: 0.6")

@@ -88,6 +88,7 @@ def test_axis_labels_use_the_infotexts_names():
 
     assert label("subseed_strength", 0.25) == "Variation seed strength: 0.25"
     assert label("denoising_strength", 0.5) == "Denoising strength: 0.5"
+    assert label("initial_noise_multiplier", 0.8) == "Noise multiplier: 0.8"
     assert label("model", None) == "Model: default"
     assert label("sampler", "DDIM") == "Sampler: DDIM"
 
