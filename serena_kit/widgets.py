@@ -16,7 +16,7 @@ import ipywidgets as w
 from PIL import Image
 
 from modules import generation_fields, images, sd_samplers
-from modules.field_types import ScheduleType
+from modules.field_types import Choice, SamplerName, ScheduleType
 from modules.processing import Processed, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
 from modules.runtime.runner import ProcessingRequest, ProcessingRunner
 from modules.runtime.state import GenerationState
@@ -134,11 +134,7 @@ class GenerationForm:
         if spec.control == "text area":
             return w.Textarea(value, layout=w.Layout(width="100%"), **options)
         if spec.control == "dropdown":
-            if isinstance(kind, ScheduleType):
-                choices = sd_samplers.supported_schedule_types(start["sampler_name"])
-            else:
-                choices = sd_samplers.SAMPLER_NAMES
-            return w.Dropdown(options=choices, value=value, **options)
+            return w.Dropdown(options=self._choices(kind, start), value=value, **options)
         if spec.control == "int":
             return w.IntText(value, **options)
         low, high = kind.bounds()
@@ -147,6 +143,17 @@ class GenerationForm:
             return w.BoundedIntText(value, **options)
         options["max"] = max(options["max"], value)  # a starting value above the slider's usual range stays as given
         return w.FloatSlider(value, **options)
+
+    @staticmethod
+    def _choices(kind, start: dict):
+        """A dropdown's options for a field of this kind (schedule types: those the starting sampler supports)."""
+        if isinstance(kind, SamplerName):
+            return sd_samplers.SAMPLER_NAMES
+        if isinstance(kind, ScheduleType):
+            return sd_samplers.supported_schedule_types(start["sampler_name"])
+        if isinstance(kind, Choice):
+            return [(name, code) for code, name in kind.options]
+        raise TypeError(f"{type(kind).__name__} fields have no dropdown")
 
     def _build_widgets(self, start: dict) -> None:
         rows: dict[int, list] = {}
