@@ -26,6 +26,7 @@ PORTABLE, NATIVE = "portable", "native"
 PORTABLE_CAPABILITY = "AVX2"  # what torch.backends.cpu.get_cpu_capability() reports under the caps
 # Each library's own switch; any one alone left bytes CPU-dependent (measured on an AVX-512 machine).
 PORTABLE_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+KERNELS_KEY = "Kernels"  # the infotext key that records non-portable kernels
 PORTABLE_DESCRIPTION = "avx2 portable"  # how replay names the setting an infotext without a Kernels key records
 
 _environment_before_torch: dict[str, str | None] | None = None  # the caps as they stood when torch loaded

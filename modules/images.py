@@ -29,8 +29,36 @@ def png_bytes(image: Image.Image, infotext: str | None) -> bytes:
     return buffer.getvalue()
 
 
-def read_infotext(image: Image.Image) -> str | None:
-    return image.info.get("parameters")
+def open_image(source: Image.Image | bytes | str | os.PathLike, field: str = "image") -> Image.Image:
+    """An image from a PIL image (returned as is), image-file bytes, or a path; read fully, so no file stays open.
+
+    TypeError for anything else, ValueError when it cannot be read; both name `field`.
+    """
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    elif not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"{field}: expected a PIL image, image file bytes or a path, got {type(source).__name__}")
+    try:
+        with Image.open(source) as image:
+            image.load()
+            return image.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{field}: not a readable image ({' '.join(str(error).split())})") from None
+
+
+def read_infotext(
+    source: Image.Image | bytes | str | os.PathLike, field: str = "image", missing_ok: bool = False
+) -> str:
+    """The generation parameters stored in an image (the webui's PNG Info), from anything `open_image` takes.
+
+    ValueError if it has none, unless `missing_ok` (then "").
+    """
+    text = open_image(source, field).info.get("parameters")
+    if not text and not missing_ok:
+        raise ValueError(f"{field}: the image has no generation parameters (no 'parameters' PNG text chunk)")
+    return text or ""
 
 
 def next_image_number(folder: Path) -> int:

@@ -8,6 +8,7 @@ Processed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -16,66 +17,74 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from modules import determinism, diffusion, images, infotext, rng, sd_models, sd_samplers, styles, validation
+from modules import (
+    determinism,
+    diffusion,
+    generation_fields,
+    images,
+    infotext,
+    rng,
+    sd_models,
+    sd_samplers,
+    styles,
+    validation,
+)
+from modules.generation_fields import declared
 from modules.runtime.runner import ProcessingRequest, ProcessingRunner
 from modules.runtime.state import GenerationState, Interrupted, Skipped
 from modules.runtime.timings import PhaseTimings
 
-# override_settings keys (the webui's option names) -> processing fields.
-OVERRIDABLE_SETTINGS = {
-    "sd_model_checkpoint": "sd_model_checkpoint",
-    "CLIP_stop_at_last_layers": "clip_skip",
-    "eta_ddim": "eta",
-    "samples_save": None,  # inverted into do_not_save_samples
-    "grid_save": None,  # inverted into do_not_save_grid
-}
-
 
 @dataclass
 class StableDiffusionProcessing:
-    """One generation job. `width`/`height` None means the model's native size; `seed` -1 means random.
+    """One generation job. Defaults, allowed values and infotext keys of every field: its declaration in
+    modules.generation_fields. `width`/`height` None mean the model's native size; `seed` -1 means random.
 
     `prompt`, `negative_prompt`, `seed`, `subseed` and `cfg_scale` also take a list with one value per image
-    (batch_size x n_iter): that is how a sweep runs cells that differ only in these as one batch.
+    (batch_size x n_iter): that is how a sweep runs cells that differ only in these as one batch. Sampler and schedule
+    type are kept under the webui's own names ("k_euler_a" becomes "Euler a"; "DPM++ 2M Karras" becomes "DPM++ 2M"
+    with scheduler "Karras").
     """
 
-    prompt: str | list[str] = ""
-    negative_prompt: str | list[str] = ""
-    styles: list[str] = field(default_factory=list)
-    seed: int | list[int] = -1
-    subseed: int | list[int] = -1
-    subseed_strength: float = 0.0
-    seed_resize_from_h: int = -1
-    seed_resize_from_w: int = -1
-    sampler_name: str = "Euler a"
-    scheduler: str = "Automatic"
-    batch_size: int = 1
-    n_iter: int = 1
-    steps: int = 20
-    cfg_scale: float | list[float] = 7.0
-    width: int | None = None
-    height: int | None = None
-    eta: float | None = None
-    clip_skip: int = 1
-    sd_model_checkpoint: str | None = None
-    do_not_save_samples: bool = False
-    do_not_save_grid: bool = False
-    override_settings: dict = field(default_factory=dict)
-    outpath_samples: str = ""
-    outpath_grids: str = ""
-    exact: bool = False  # one image at a time: bytes independent of batch size
-    extra_generation_params: dict = field(default_factory=dict)
+    prompt: str | list[str] = declared("prompt")
+    negative_prompt: str | list[str] = declared("negative_prompt")
+    styles: list[str] = declared("styles")
+    seed: int | list[int] = declared("seed")
+    subseed: int | list[int] = declared("subseed")
+    subseed_strength: float = declared("subseed_strength")
+    seed_resize_from_h: int = declared("seed_resize_from_h")
+    seed_resize_from_w: int = declared("seed_resize_from_w")
+    sampler_name: str = declared("sampler_name")
+    scheduler: str = declared("scheduler")
+    batch_size: int = declared("batch_size")
+    n_iter: int = declared("n_iter")
+    steps: int = declared("steps")
+    cfg_scale: float | list[float] = declared("cfg_scale")
+    width: int | None = declared("width")
+    height: int | None = declared("height")
+    eta: float | None = declared("eta")
+    clip_skip: int = declared("clip_skip")
+    sd_model_checkpoint: str | None = declared("sd_model_checkpoint")
+    do_not_save_samples: bool = declared("do_not_save_samples")
+    do_not_save_grid: bool = declared("do_not_save_grid")
+    override_settings: dict = declared("override_settings")
+    outpath_samples: str = declared("outpath_samples")
+    outpath_grids: str = declared("outpath_grids")
+    exact: bool = declared("exact")  # one image at a time: bytes independent of batch size
+    extra_generation_params: dict = declared("extra_generation_params")
     state: GenerationState = field(default_factory=GenerationState, compare=False, repr=False)
+
+    def __post_init__(self):
+        self.sampler_name, self.scheduler = sd_samplers.canonical_names(self.sampler_name, self.scheduler)
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad field; loads no model."""
-        validation.require_type("override_settings", self.override_settings, dict, "a dict of webui options")
-        unknown = sorted(set(self.override_settings) - set(OVERRIDABLE_SETTINGS))
+        generation_fields.declaration_of("override_settings").check(self.override_settings)
+        options = generation_fields.webui_options()
+        unknown = sorted(set(self.override_settings) - set(options))
         if unknown:
-            raise ValueError(
-                f"override_settings: unknown option {unknown[0]!r}; supported: {', '.join(OVERRIDABLE_SETTINGS)}"
-            )
-        effective = self.with_overrides()
+            raise ValueError(f"override_settings: unknown option {unknown[0]!r}; supported: {', '.join(options)}")
+        effective = self.effective()
         validation.check_processing(effective, styles.load_styles())
         checkpoint = sd_models.resolve_checkpoint(effective.sd_model_checkpoint)
         if checkpoint.is_pickle and not sd_models.model_cache.holds(checkpoint):
@@ -84,44 +93,44 @@ class StableDiffusionProcessing:
                 "loaded; load it explicitly with load_model(path, allow_pickle=True) or convert it to .safetensors"
             )
 
-    def with_overrides(self) -> StableDiffusionProcessing:
-        """A copy with override_settings applied to the fields they name."""
-        changes = {}
-        for key, value in self.override_settings.items():
-            if key == "samples_save":
-                changes["do_not_save_samples"] = not value
-            elif key == "grid_save":
-                changes["do_not_save_grid"] = not value
-            else:
-                changes[OVERRIDABLE_SETTINGS[key]] = value
-        return dataclasses.replace(self, override_settings={}, **changes)
+    def effective(self) -> StableDiffusionProcessing:
+        """The job as the engine runs it: a copy with override_settings applied to the fields they set."""
+        return dataclasses.replace(
+            self, override_settings={}, **generation_fields.fields_from_settings(self.override_settings)
+        )
 
 
 @dataclass
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
-    outpath_samples: str = "outputs/txt2img-images"
-    outpath_grids: str = "outputs/txt2img-grids"
+    outpath_samples: str = declared("outpath_samples", "txt2img")
+    outpath_grids: str = declared("outpath_grids", "txt2img")
 
 
 @dataclass
 class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
-    init_images: list = field(default_factory=list)
-    denoising_strength: float = 0.75
-    resize_mode: int = 0
-    outpath_samples: str = "outputs/img2img-images"
-    outpath_grids: str = "outputs/img2img-grids"
+    init_images: list = declared("init_images")
+    denoising_strength: float = declared("denoising_strength")
+    resize_mode: int = declared("resize_mode")
+    initial_noise_multiplier: float = declared("initial_noise_multiplier")
+    outpath_samples: str = declared("outpath_samples", "img2img")
+    outpath_grids: str = declared("outpath_grids", "img2img")
 
-    def validate(self) -> None:
-        super().validate()
-        validation.check_img2img(self)
+
+def all_values_name(name: str) -> str:
+    """Where a result keeps a per-image field's value for every image: seed -> all_seeds."""
+    return f"all_{name}s"
 
 
 @dataclass
 class Processed:
     """The result of a job, with the webui's field names. `images[index_of_first_image:]` are the samples; a grid,
-    when made, comes first."""
+    when made, comes first.
 
-    images: list[Image.Image]
+    A field named like a processing field reports that field's value; per-image fields (`seed`, `prompt`, ...) report
+    the first image's, and `all_seeds`, `all_prompts`, ... every image's.
+    """
+
+    images: list[Image.Image] = field(metadata={"in_info": False})
     prompt: str
     negative_prompt: str
     seed: int
@@ -138,6 +147,7 @@ class Processed:
     all_negative_prompts: list[str]
     all_seeds: list[int]
     all_subseeds: list[int]
+    all_cfg_scales: list[float]
     infotexts: list[str]
     index_of_first_image: int = 0
     styles: list[str] = field(default_factory=list)
@@ -149,10 +159,44 @@ class Processed:
     clip_skip: int = 1
     extra_generation_params: dict = field(default_factory=dict)
     job_timestamp: str = ""
-    paths: list[str] = field(default_factory=list)  # saved files: samples then grid
+    paths: list[str] = field(default_factory=list, metadata={"in_info": False})  # saved files: samples, then grid
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     kernels: dict = field(default_factory=dict)  # what besides the job decides the bytes (determinism.job_kernels)
+
+    @classmethod
+    def of_job(
+        cls, p: StableDiffusionProcessing, per_image: dict[str, list], first: dict | None = None, **result
+    ) -> Processed:
+        """A result of the (effective) job `p`: `per_image` holds each per-image field's values for the images kept,
+        `first` the values reported when none was kept; `result` the rest (images, infotexts, width, ...)."""
+        reported = {f.name for f in dataclasses.fields(cls)} & {f.name for f in dataclasses.fields(p)}
+        values = {name: copy.copy(getattr(p, name)) for name in generation_fields.by_name() if name in reported}
+        for name, kept in per_image.items():
+            values[name] = kept[0] if kept else (first or {})[name]
+            values[all_values_name(name)] = list(kept)
+        return cls(**(values | result))
+
+    def for_samples(self, positions: list[int]) -> Processed:
+        """This result for some of its samples (positions among the samples, the grid not counted): a sweep gives
+        each cell of a batch its own result this way."""
+        first = self.index_of_first_image
+        samples, infotexts = self.images[first:], self.infotexts[first:]
+        per_image = {}
+        for name in generation_fields.per_image_names():
+            values = getattr(self, all_values_name(name))
+            per_image[name] = values[positions[0]]
+            per_image[all_values_name(name)] = [values[position] for position in positions]
+        samples_saved = len(self.paths) >= len(samples)  # paths hold the samples (when saved), then the grid
+        return dataclasses.replace(
+            self,
+            images=[samples[position] for position in positions],
+            infotexts=[infotexts[position] for position in positions],
+            index_of_first_image=0,
+            batch_size=len(positions),
+            paths=[self.paths[position] for position in positions] if samples_saved else [],
+            **per_image,
+        )
 
     @property
     def info(self) -> str:
@@ -160,62 +204,30 @@ class Processed:
         return self.infotexts[0] if self.infotexts else ""
 
     def js(self) -> str:
-        """The webui's info JSON."""
-        data = {
-            name: getattr(self, name)
-            for name in (
-                "prompt",
-                "all_prompts",
-                "negative_prompt",
-                "all_negative_prompts",
-                "seed",
-                "all_seeds",
-                "subseed",
-                "all_subseeds",
-                "subseed_strength",
-                "width",
-                "height",
-                "sampler_name",
-                "scheduler",
-                "cfg_scale",
-                "steps",
-                "batch_size",
-                "sd_model_name",
-                "sd_model_hash",
-                "seed_resize_from_w",
-                "seed_resize_from_h",
-                "denoising_strength",
-                "extra_generation_params",
-                "index_of_first_image",
-                "infotexts",
-                "styles",
-                "job_timestamp",
-                "clip_skip",
-                "interrupted",
-                "timings",
-                "kernels",
-            )
-        }
+        """The webui's info JSON: every field but the images and the file paths."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("in_info", True)}
         return json.dumps(data, ensure_ascii=False)
 
 
 @dataclass
 class ImageJob:
-    """What the engine decided for a job before sampling: sizes, per-image prompts and seeds."""
+    """What the engine decided for a job before sampling: the size, and each image's value of every per-image field
+    (seeds drawn for -1, styles applied to the prompts)."""
 
     width: int
     height: int
-    prompts: list[str]
-    negative_prompts: list[str]
-    seeds: list[int]
-    subseeds: list[int]
-    cfg_scales: list[float]
+    per_image: dict[str, list]
     seed_resize_from: tuple[int, int] | None  # latent (h, w), or None
 
+    def values(self, name: str, indices) -> list:
+        return [self.per_image[name][index] for index in indices]
+
+    def image_values(self, index: int) -> dict:
+        return {name: values[index] for name, values in self.per_image.items()}
+
     def batches(self, batch_size: int) -> list[range]:
-        return [
-            range(start, min(start + batch_size, len(self.seeds))) for start in range(0, len(self.seeds), batch_size)
-        ]
+        count = len(self.per_image["seed"])
+        return [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
 
 
 def per_image_seeds(seed: int | list[int], count: int) -> list[int]:
@@ -227,12 +239,21 @@ def per_image_seeds(seed: int | list[int], count: int) -> list[int]:
 
 def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> ImageJob:
     count = p.batch_size * p.n_iter
-    prompts = p.prompt if isinstance(p.prompt, list) else [p.prompt] * count
-    negatives = p.negative_prompt if isinstance(p.negative_prompt, list) else [p.negative_prompt] * count
+    per_image = {
+        name: value if isinstance(value := getattr(p, name), list) else [value] * count
+        for name in generation_fields.per_image_names()
+    }
     available = styles.load_styles() if p.styles else {}
     styled = [
-        styles.apply_styles(prompt, negative, p.styles, available) for prompt, negative in zip(prompts, negatives)
+        styles.apply_styles(prompt, negative, p.styles, available)
+        for prompt, negative in zip(per_image["prompt"], per_image["negative_prompt"])
     ]
+    per_image |= {
+        "prompt": [prompt for prompt, _ in styled],
+        "negative_prompt": [negative for _, negative in styled],
+        "seed": per_image_seeds(p.seed, count),
+        "subseed": per_image_seeds(p.subseed, count),
+    }
     resize_from = None
     if p.seed_resize_from_h > 0 and p.seed_resize_from_w > 0:
         factor = model.vae_scale_factor
@@ -240,40 +261,28 @@ def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> Imag
     return ImageJob(
         width=p.width or model.native_size,
         height=p.height or model.native_size,
-        prompts=[prompt for prompt, _ in styled],
-        negative_prompts=[negative for _, negative in styled],
-        seeds=per_image_seeds(p.seed, count),
-        subseeds=per_image_seeds(p.subseed, count),
-        cfg_scales=p.cfg_scale if isinstance(p.cfg_scale, list) else [p.cfg_scale] * count,
+        per_image=per_image,
         seed_resize_from=resize_from,
     )
+
+
+def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model: sd_models.LoadedModel) -> dict:
+    """Every field's value as the engine used it for image `index`: the image's own per-image values, the size
+    made, and the checkpoint loaded."""
+    values = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+    resolved = {"width": job.width, "height": job.height, "sd_model_checkpoint": model.checkpoint}
+    return values | job.image_values(index) | resolved
 
 
 def generation_parameters(
     p: StableDiffusionProcessing, job: ImageJob, index: int, model: sd_models.LoadedModel
 ) -> dict:
-    """The infotext's key/value line for image `index`, in the webui's key order."""
-    variation = p.subseed_strength > 0
-    resized = job.seed_resize_from is not None
-    parameters = {
-        "Steps": p.steps,
-        "Sampler": p.sampler_name,
-        "Schedule type": p.scheduler if p.scheduler != "Automatic" else None,
-        "CFG scale": job.cfg_scales[index],
-        "Seed": job.seeds[index],
-        "Size": f"{job.width}x{job.height}",
-        "Model hash": model.checkpoint.shorthash,
-        "Model": model.checkpoint.name,
-        "Variation seed": job.subseeds[index] if variation else None,
-        "Variation seed strength": p.subseed_strength if variation else None,
-        "Seed resize from": f"{p.seed_resize_from_w}x{p.seed_resize_from_h}" if resized else None,
-        "Denoising strength": getattr(p, "denoising_strength", None),
-        "Clip skip": p.clip_skip if p.clip_skip > 1 else None,
-        "Eta": p.eta,
-        "Fast path": model.fast_path.infotext_value() if model.fast_path else None,
-        "Kernels": determinism.infotext_value(model.device),
-    }
-    return parameters | dict(p.extra_generation_params)
+    """The infotext's key/value line for image `index`: the fields' pairs in the webui's key order, the fast path's
+    options, then extra_generation_params."""
+    fast_path = model.fast_path.infotext_value() if model.fast_path else None
+    pairs = generation_fields.infotext_pairs(image_values(p, job, index, model))
+    kernels = {determinism.KERNELS_KEY: determinism.infotext_value(model.device)}
+    return pairs | {generation_fields.FAST_PATH_KEY: fast_path} | kernels | dict(p.extra_generation_params)
 
 
 def prepare_init_image(image: Image.Image, width: int, height: int, resize_mode: int) -> Image.Image:
@@ -294,7 +303,7 @@ def sample_batch(
     p: StableDiffusionProcessing, model: sd_models.LoadedModel, job: ImageJob, indices: range, timings: PhaseTimings
 ) -> list[Image.Image]:
     """Encode prompts, make noise, denoise and decode one batch of images."""
-    seeds = [job.seeds[i] for i in indices]
+    seeds = job.values("seed", indices)
     latent_shape = (
         model.pipeline.unet.config.in_channels,
         job.height // model.vae_scale_factor,
@@ -302,16 +311,18 @@ def sample_batch(
     )
     with timings.phase("encode_prompt"):
         embeddings = diffusion.encode_prompts(
-            model, [job.prompts[i] for i in indices], [job.negative_prompts[i] for i in indices], p.clip_skip
+            model, job.values("prompt", indices), job.values("negative_prompt", indices), p.clip_skip
         )
     noise = diffusion.initial_noise(
-        latent_shape, seeds, [job.subseeds[i] for i in indices], p.subseed_strength, job.seed_resize_from
+        latent_shape, seeds, job.values("subseed", indices), p.subseed_strength, job.seed_resize_from
     )
     scheduler = sd_samplers.create_scheduler(p.sampler_name, p.scheduler, model.pipeline.scheduler.config)
     if isinstance(p, StableDiffusionProcessingImg2Img):
         with timings.phase("encode_image"):
             init_images = [p.init_images[i % len(p.init_images)] for i in indices]  # position in its batch
             init_latents = encode_init_images(p, model, init_images, job)
+        if p.initial_noise_multiplier != 1:  # as in the webui: the noise added to the init latents, not step noise
+            noise = noise * p.initial_noise_multiplier
         timesteps, latents = diffusion.img2img_latents(
             model, scheduler, init_latents, noise, p.steps, p.denoising_strength
         )
@@ -324,7 +335,7 @@ def sample_batch(
             latents,
             timesteps,
             embeddings,
-            [job.cfg_scales[i] for i in indices],
+            job.values("cfg_scale", indices),
             seeds,
             p.eta,
             p.state,
@@ -358,7 +369,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
 def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     """Validate, load the model, then for each batch: prompts -> noise -> sampling -> decode -> infotext -> save."""
     p.validate()
-    p = p.with_overrides()
+    p = p.effective()
     state = p.state
     timings = PhaseTimings()
     with timings.phase("load_model"):
@@ -381,12 +392,12 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 except Skipped:
                     continue
                 for index, image in zip(indices, batch_images):
-                    text = infotext.create_infotext(
-                        job.prompts[index], job.negative_prompts[index], generation_parameters(p, job, index, model)
-                    )
+                    values = job.image_values(index)
+                    parameters = generation_parameters(p, job, index, model)
+                    text = infotext.create_infotext(values["prompt"], values["negative_prompt"], parameters)
                     if not p.do_not_save_samples:
                         with timings.phase("save"):
-                            paths.append(str(images.save_image(image, p.outpath_samples, str(job.seeds[index]), text)))
+                            paths.append(str(images.save_image(image, p.outpath_samples, str(values["seed"]), text)))
                     image.info["parameters"] = text
                     samples.append(image)
                     infotexts.append(text)
@@ -407,35 +418,17 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         infotexts.insert(0, grid_text)
         index_of_first_image = 1
 
-    first = kept_indices[0] if kept_indices else 0
-    return Processed(
+    return Processed.of_job(
+        p,
+        per_image={name: job.values(name, kept_indices) for name in job.per_image},
+        first=job.image_values(0),  # reported when no image was kept
         images=output_images,
-        prompt=job.prompts[first],
-        negative_prompt=job.negative_prompts[first],
-        seed=job.seeds[0],
-        subseed=job.subseeds[0],
-        subseed_strength=p.subseed_strength,
         width=job.width,
         height=job.height,
-        sampler_name=p.sampler_name,
-        scheduler=p.scheduler,
-        cfg_scale=job.cfg_scales[first],
-        steps=p.steps,
-        batch_size=p.batch_size,
-        all_prompts=[job.prompts[i] for i in kept_indices],
-        all_negative_prompts=[job.negative_prompts[i] for i in kept_indices],
-        all_seeds=[job.seeds[i] for i in kept_indices],
-        all_subseeds=[job.subseeds[i] for i in kept_indices],
         infotexts=infotexts,
         index_of_first_image=index_of_first_image,
-        styles=list(p.styles),
         sd_model_name=model.checkpoint.name,
         sd_model_hash=model.checkpoint.shorthash,
-        seed_resize_from_w=p.seed_resize_from_w,
-        seed_resize_from_h=p.seed_resize_from_h,
-        denoising_strength=getattr(p, "denoising_strength", None),
-        clip_skip=p.clip_skip,
-        extra_generation_params=dict(p.extra_generation_params),
         job_timestamp=job_timestamp,
         paths=paths,
         interrupted=state.interrupted,

@@ -57,23 +57,59 @@ SAMPLER_NAMES: tuple[str, ...] = tuple(spec.name for spec in SAMPLERS)
 _BY_NAME = {spec.name.lower(): spec for spec in SAMPLERS} | {
     alias.lower(): spec for spec in SAMPLERS for alias in spec.aliases
 }
+_SCHEDULES_BY_NAME = {schedule.lower(): schedule for schedule in SCHEDULE_TYPES}
 
 
 def find_sampler(name: str) -> SamplerSpec:
     """The sampler called `name` (case-insensitive, webui aliases accepted); ValueError lists the valid names."""
     spec = _BY_NAME.get(str(name).strip().lower())
-    if spec is None:
-        raise ValueError(f"sampler_name: unknown sampler {name!r}; valid samplers: {', '.join(SAMPLER_NAMES)}")
-    return spec
+    if spec is not None:
+        return spec
+    legacy = _split_legacy_name(str(name).strip())
+    if legacy is not None:  # canonical_names leaves it only when `scheduler` names another schedule type
+        raise ValueError(
+            f"sampler_name: {name!r} is sampler {legacy[0]!r} with schedule type {legacy[1]!r}, but scheduler names "
+            f"another; give sampler_name {legacy[0]!r} and the scheduler you want"
+        )
+    raise ValueError(f"sampler_name: unknown sampler {name!r}; valid samplers: {', '.join(SAMPLER_NAMES)}")
 
 
-def split_legacy_sampler_name(name: str) -> tuple[str, str]:
-    """Old webui infotexts fold the schedule into the sampler name ("DPM++ 2M Karras")."""
+def find_schedule_type(name: str) -> str:
+    """The schedule type called `name` (case-insensitive: the webui API sends "karras"); ValueError lists the valid."""
+    schedule = _SCHEDULES_BY_NAME.get(str(name).strip().lower())
+    if schedule is None:
+        raise unknown_schedule_type(name)
+    return schedule
+
+
+def unknown_schedule_type(name) -> ValueError:
+    return ValueError(f"scheduler: unknown schedule type {name!r}; valid: {', '.join(SCHEDULE_TYPES)}")
+
+
+def _split_legacy_name(name: str) -> tuple[str, str] | None:
+    """Old webui names fold the schedule type into the sampler's ("DPM++ 2M Karras"): (sampler, schedule), or None."""
     for schedule in SCHEDULE_TYPES:
-        suffix = f" {schedule}"
-        if schedule != "Automatic" and name.endswith(suffix) and name[: -len(suffix)].lower() in _BY_NAME:
+        suffix = f" {schedule}".lower()
+        if schedule != "Automatic" and name.lower().endswith(suffix) and name[: -len(suffix)].lower() in _BY_NAME:
             return name[: -len(suffix)], schedule
-    return name, "Automatic"
+    return None
+
+
+def canonical_names(sampler_name, schedule_type) -> tuple:
+    """The webui's own names for a sampler and schedule type as given: aliases and case resolved ("k_euler_a" ->
+    "Euler a", "karras" -> "Karras"), a legacy "DPM++ 2M Karras" read as "DPM++ 2M" with schedule type "Karras".
+
+    Names it does not know (and a legacy name whose schedule type contradicts `schedule_type`) are returned as
+    given, for validation to refuse with the valid names.
+    """
+    if not isinstance(sampler_name, str) or not isinstance(schedule_type, str):
+        return sampler_name, schedule_type
+    schedule_type = _SCHEDULES_BY_NAME.get(schedule_type.strip().lower(), schedule_type)
+    legacy = _split_legacy_name(sampler_name.strip())
+    if legacy is not None and schedule_type in ("Automatic", legacy[1]):
+        sampler_name, schedule_type = legacy
+    spec = _BY_NAME.get(sampler_name.strip().lower())
+    return (spec.name if spec else sampler_name), schedule_type
 
 
 def supported_schedule_types(sampler_name: str) -> list[str]:
@@ -84,7 +120,7 @@ def supported_schedule_types(sampler_name: str) -> list[str]:
 
 def check_schedule_type(sampler_name: str, schedule_type: str) -> None:
     if schedule_type not in SCHEDULE_TYPES:
-        raise ValueError(f"scheduler: unknown schedule type {schedule_type!r}; valid: {', '.join(SCHEDULE_TYPES)}")
+        raise unknown_schedule_type(schedule_type)
     supported = supported_schedule_types(sampler_name)
     if schedule_type not in supported:
         raise ValueError(

@@ -20,19 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import modules  # noqa: F401  (portable CPU kernels: set before any command imports torch)
+from modules import generation_fields
+from modules.field_types import Flag
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-# Processing fields whose CLI option is not simply "--" + the field name with dashes.
-OPTION_FOR_FIELD = {
-    "sampler_name": "--sampler",
-    "sd_model_checkpoint": "--model",
-    "outpath_samples": "--outdir",
-    "outpath_grids": "--outdir",
-    "init_images": "--init-image",
-    "styles": "--style",
-    "do_not_save_grid": "--no-grid",
-}
 _FIELD_MESSAGE = re.compile(r"^(\w+)(\[\d+\])?: (.*)$", re.DOTALL)
 
 
@@ -51,7 +43,8 @@ def option_error(error: Exception) -> UsageError:
     if match is None:
         return UsageError(str(error))
     field, index, detail = match.groups()
-    option = OPTION_FOR_FIELD.get(field, "--" + field.replace("_", "-"))
+    declaration = generation_fields.by_name().get(field)
+    option = declaration.cli_flag if declaration and declaration.cli else "--" + field.replace("_", "-")
     return UsageError(f"{option}{index or ''}: {detail}")
 
 
@@ -139,80 +132,51 @@ def output_folders(outdir: str, kind: str) -> dict:
     }
 
 
-def generation_fields(args, kind: str) -> dict:
-    return {
-        "prompt": args.prompt,
-        "negative_prompt": args.negative_prompt,
-        "styles": args.style or [],
-        "seed": args.seed,
-        "subseed": args.subseed,
-        "subseed_strength": args.subseed_strength,
-        "sampler_name": args.sampler,
-        "scheduler": args.scheduler,
-        "batch_size": args.batch_size,
-        "n_iter": args.n_iter,
-        "steps": args.steps,
-        "cfg_scale": args.cfg_scale,
-        "width": args.width,
-        "height": args.height,
-        "clip_skip": args.clip_skip,
-        "eta": args.eta,
-        "sd_model_checkpoint": args.model,
-        "exact": args.exact,
-        "do_not_save_grid": args.no_grid,
-    } | output_folders(args.outdir, kind)
-
-
-def load_image(path: str, option: str = "--init-image"):
-    from PIL import Image
-
+def processing_fields(args, kind: str) -> dict:
+    """The processing fields the generation options give (an option not given leaves the field's default)."""
+    fields = {}
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UsageError(f"{option}: cannot read {path!r}: {one_line(error)}") from None
+        for declaration in generation_fields.fields_for(kind):
+            if declaration.cli is not None and hasattr(args, declaration.name):
+                value = getattr(args, declaration.name)
+                fields[declaration.name] = declaration.kind.from_cli(value, declaration.cli_flag)
+    except (TypeError, ValueError) as error:  # an init image that cannot be read
+        raise UsageError(one_line(error)) from None
+    return fields | output_folders(args.outdir, kind)
 
 
 def read_infotext(path: str) -> str:
-    from PIL import Image
-
-    from modules.images import read_infotext as infotext_of
+    from modules import images
 
     try:
-        with Image.open(path) as image:
-            text = infotext_of(image)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise UsageError(f"{path}: cannot read the image: {one_line(error)}") from None
-    if not text:
-        raise UsageError(f"{path}: the image has no generation parameters (no 'parameters' text chunk)")
-    return text
+        return images.read_infotext(path, field=path)
+    except (TypeError, ValueError) as error:
+        raise UsageError(one_line(error)) from None
 
 
 def txt2img_command(args) -> int:
     from modules.processing import StableDiffusionProcessingTxt2Img
 
-    p = StableDiffusionProcessingTxt2Img(**generation_fields(args, "txt2img"))
+    p = StableDiffusionProcessingTxt2Img(**processing_fields(args, "txt2img"))
     return exit_status(p, generate(p, args))
 
 
 def img2img_command(args) -> int:
     from modules.processing import StableDiffusionProcessingImg2Img
 
-    p = StableDiffusionProcessingImg2Img(
-        **generation_fields(args, "img2img"),
-        init_images=[load_image(path) for path in args.init_image],
-        denoising_strength=args.denoising_strength,
-        resize_mode=args.resize_mode,
-    )
+    p = StableDiffusionProcessingImg2Img(**processing_fields(args, "img2img"))
     return exit_status(p, generate(p, args))
 
 
 def replay_command(args) -> int:
+    from modules import images
     from modules.replay import ReplayWarning, processing_from_infotext
 
     text = read_infotext(args.file)
-    init_images = [load_image(path) for path in args.init_image] if args.init_image else None
+    try:
+        init_images = [images.open_image(path, "--init-image") for path in args.init_image or ()] or None
+    except (TypeError, ValueError) as error:
+        raise UsageError(one_line(error)) from None
     kind = "img2img" if init_images else "txt2img"
     try:
         with warnings.catch_warnings(record=True) as caveats:
@@ -340,32 +304,40 @@ def positive_int(text: str) -> int:
 positive_int.__name__ = "positive integer"  # argparse names the type in its message
 
 
+def generation_options(kind: str) -> ArgumentParser:
+    """The options of `serena txt2img` / `img2img`: one per declared field with a CLI option, then the CLI's own."""
+    options = ArgumentParser(add_help=False)
+    for declaration in generation_fields.fields_for(kind):
+        if declaration.cli is None:
+            continue
+        default = declaration.default_for(kind)
+        help_text = declaration.description
+        if default not in (None, "", [], {}) and default is not False:
+            help_text += f" (default: {default})"
+        if isinstance(declaration.kind, Flag):
+            argument = {"action": "store_true"}
+        else:
+            argument = {"type": declaration.kind.cli_type, "metavar": declaration.cli.metavar}
+            argument["metavar"] = argument["metavar"] or declaration.short_name.upper()
+            if declaration.cli.repeatable:
+                argument["action"] = "append"
+                help_text += " (repeatable)"
+        options.add_argument(
+            declaration.cli_flag,
+            dest=declaration.name,
+            default=argparse.SUPPRESS,  # not given: the field keeps its declared default
+            required=declaration.cli.required,
+            help=help_text,
+            **argument,
+        )
+    options.add_argument("--outdir", default="outputs", help="outputs root (default: outputs)")
+    options.add_argument("--quiet", action="store_true", help="no progress bar")
+    return options
+
+
 def build_parser() -> ArgumentParser:
     common = ArgumentParser(add_help=False)
     common.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's, OMP_NUM_THREADS)")
-
-    generation = ArgumentParser(add_help=False)
-    generation.add_argument("--prompt", default="", help="the prompt (default: empty)")
-    generation.add_argument("--negative-prompt", default="")
-    generation.add_argument("--style", action="append", help="a style from styles.csv (repeatable)")
-    generation.add_argument("--steps", type=int, default=20)
-    generation.add_argument("--cfg-scale", type=float, default=7.0)
-    generation.add_argument("--sampler", default="Euler a", help="a sampler name, see 'serena samplers'")
-    generation.add_argument("--scheduler", default="Automatic", help="schedule type: Automatic, Karras, Exponential")
-    generation.add_argument("--seed", type=int, default=-1, help="-1: random (the chosen seed is in the infotext)")
-    generation.add_argument("--subseed", type=int, default=-1, help="variation seed")
-    generation.add_argument("--subseed-strength", type=float, default=0.0, help="variation strength 0..1")
-    generation.add_argument("--width", type=int, help="default: the model's native size")
-    generation.add_argument("--height", type=int, help="default: the model's native size")
-    generation.add_argument("--batch-size", type=int, default=1)
-    generation.add_argument("--n-iter", type=int, default=1, help="number of batches")
-    generation.add_argument("--clip-skip", type=int, default=1)
-    generation.add_argument("--eta", type=float, help="noise multiplier for DDIM-like samplers")
-    generation.add_argument("--model", help="checkpoint: a path, or a name in the models folder (default: embedded)")
-    generation.add_argument("--outdir", default="outputs", help="outputs root (default: outputs)")
-    generation.add_argument("--exact", action="store_true", help="one image at a time: bytes independent of batch")
-    generation.add_argument("--no-grid", action="store_true", help="do not save a grid of the batch")
-    generation.add_argument("--quiet", action="store_true", help="no progress bar")
 
     parser = ArgumentParser(
         prog="serena",
@@ -373,13 +345,14 @@ def build_parser() -> ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
-    txt2img = commands.add_parser("txt2img", parents=[common, generation], help="generate images from a prompt")
+    txt2img = commands.add_parser(
+        "txt2img", parents=[common, generation_options("txt2img")], help="generate images from a prompt"
+    )
     txt2img.set_defaults(run=txt2img_command)
 
-    img2img = commands.add_parser("img2img", parents=[common, generation], help="generate from init images")
-    img2img.add_argument("--init-image", action="append", required=True, metavar="FILE", help="repeatable")
-    img2img.add_argument("--denoising-strength", type=float, default=0.75)
-    img2img.add_argument("--resize-mode", type=int, default=0, help="0 resize, 1 crop, 2 fill, 3 latent upscale")
+    img2img = commands.add_parser(
+        "img2img", parents=[common, generation_options("img2img")], help="generate from init images"
+    )
     img2img.set_defaults(run=img2img_command)
 
     replay = commands.add_parser("replay", parents=[common], help="regenerate an image from its infotext")

@@ -1,38 +1,21 @@
 """The reproducibility loop: image -> infotext -> the same image again, and short fingerprints of images.
 
-Parsing and rebuilding the processing object live in the engine (modules.infotext, modules.replay); this module
-only opens images from the forms a notebook has at hand (a path, PNG bytes, a PIL image).
+Opening images, reading their infotext and rebuilding the processing object live in the engine (modules.images,
+modules.replay); this module runs them from the forms a notebook has at hand (a path, PNG bytes, a PIL image).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 
 from PIL import Image
 
-from modules import images, infotext
+from modules import generation_fields, images, infotext
+from modules.images import read_infotext
 from modules.processing import Processed, process_images
 from modules.replay import processing_from_infotext
 
-
-def open_image(png_or_path: Image.Image | bytes | str | os.PathLike) -> Image.Image:
-    if isinstance(png_or_path, Image.Image):
-        return png_or_path
-    if isinstance(png_or_path, (bytes, bytearray, memoryview)):
-        return Image.open(io.BytesIO(bytes(png_or_path)))
-    if isinstance(png_or_path, (str, os.PathLike)):
-        return Image.open(png_or_path)
-    raise TypeError(f"image: expected a PIL image, PNG bytes or a path, got {type(png_or_path).__name__}")
-
-
-def read_infotext(png_or_path: Image.Image | bytes | str | os.PathLike) -> str:
-    """The generation parameters stored in an image (the webui's PNG Info); ValueError if it has none."""
-    text = images.read_infotext(open_image(png_or_path))
-    if not text:
-        raise ValueError("image: it has no generation parameters (no 'parameters' PNG text chunk)")
-    return text
+__all__ = ["png_hash", "read_infotext", "replay"]
 
 
 def replay(png_or_path, init_images: list | None = None, strict: bool = False, **fields) -> Processed:
@@ -42,7 +25,8 @@ def replay(png_or_path, init_images: list | None = None, strict: bool = False, *
     What may keep the new image from being the same (infotext keys Serena does not honour, other kernels than the
     image records) is a ReplayWarning; `strict=True` makes it a ValueError instead."""
     text = read_infotext(png_or_path)
-    if init_images is None and "Denoising strength" in infotext.parse_infotext(text):
+    img2img_key = generation_fields.declaration_of("denoising_strength").infotext.key
+    if init_images is None and img2img_key in infotext.parse_infotext(text):
         raise ValueError("init_images: this image was made by img2img; pass its init image to replay it")
     return process_images(processing_from_infotext(text, init_images, strict=strict, **fields))
 

@@ -9,26 +9,13 @@ the same way, on remote actors.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 from collections.abc import Callable
 
-from PIL import Image
-
+from modules import generation_fields
 from modules.processing import Processed, StableDiffusionProcessing, process_images
 from modules.runtime.state import GenerationState
-
-
-def frozen(value):
-    """A hashable stand-in for a field value; images by their pixels."""
-    if isinstance(value, Image.Image):
-        return ("image", value.mode, value.size, hashlib.sha256(value.tobytes()).hexdigest())
-    if isinstance(value, dict):
-        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(frozen(item) for item in value)
-    return value
-
+from serena_kit import sweep_output
 
 # An executor runs the distinct cells and returns their results in order. One that also takes `on_result` reports
 # each cell as it finishes, `on_result(index, processed)`, so a sweep with an output directory writes it at once.
@@ -46,18 +33,12 @@ def run_distinct(processings: list[StableDiffusionProcessing], on_result: OnResu
     return results
 
 
-# Fields a batch may vary image by image (the engine takes one value per image for these).
-PER_IMAGE_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "cfg_scale")
 MAX_BATCH = 16
 
 
-def batch_key(p: StableDiffusionProcessing) -> tuple:
-    """Cells with equal keys can share one batch: everything but the per-image fields is the same."""
-    return (type(p).__name__,) + tuple(
-        (f.name, frozen(getattr(p, f.name)))
-        for f in dataclasses.fields(p)
-        if f.compare and f.name not in PER_IMAGE_FIELDS
-    )
+def batch_key(p: StableDiffusionProcessing) -> sweep_output.FrozenDict:
+    """Cells with equal keys can share one batch: all but the per-image fields (prompts, seeds, CFG) are the same."""
+    return sweep_output.cell_parameters(p, leave_out=generation_fields.per_image_names())
 
 
 def plan_batches(processings: list[StableDiffusionProcessing], max_batch: int = MAX_BATCH) -> list[list[int]]:
@@ -73,7 +54,7 @@ def batch_processing(cells: list[StableDiffusionProcessing]) -> StableDiffusionP
     """One job for cells of one batch: the first cell's fields, with one prompt, seed and CFG per image."""
     return dataclasses.replace(
         cells[0],
-        **{name: [getattr(p, name) for p in cells] for name in PER_IMAGE_FIELDS},
+        **{name: [getattr(p, name) for p in cells] for name in generation_fields.per_image_names()},
         batch_size=len(cells),
         n_iter=1,
         do_not_save_grid=True,
@@ -112,25 +93,4 @@ def split_processed(batch: Processed, cells: list[StableDiffusionProcessing]) ->
     """One Processed per cell of a batch; timings are the batch's divided evenly (the cost per image)."""
     count = len(batch.all_seeds)
     share = {phase: seconds / count for phase, seconds in batch.timings.items()}
-    first = batch.index_of_first_image
-    return [
-        dataclasses.replace(
-            batch,
-            images=[batch.images[first + i]],
-            prompt=batch.all_prompts[i],
-            negative_prompt=batch.all_negative_prompts[i],
-            seed=batch.all_seeds[i],
-            subseed=batch.all_subseeds[i],
-            cfg_scale=cells[i].cfg_scale,
-            batch_size=1,
-            all_prompts=[batch.all_prompts[i]],
-            all_negative_prompts=[batch.all_negative_prompts[i]],
-            all_seeds=[batch.all_seeds[i]],
-            all_subseeds=[batch.all_subseeds[i]],
-            infotexts=[batch.infotexts[first + i]],
-            index_of_first_image=0,
-            paths=[batch.paths[i]] if len(batch.paths) > i else [],
-            timings=dict(share),
-        )
-        for i in range(count)
-    ]
+    return [dataclasses.replace(batch.for_samples([i]), timings=dict(share)) for i in range(count)]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import images, rng
+from modules import generation_fields, images, rng
 from modules.processing import Processed, StableDiffusionProcessing
 
 try:
@@ -40,34 +40,44 @@ except ImportError:  # Windows: no advisory lock, one sweep per directory is the
 MANIFEST = "manifest.jsonl"
 RANDOM_SEEDS = "random-seeds.json"
 LOCK = ".lock"
-# Fields that say where or whether the engine saves, not what it generates: they are not part of a cell's identity.
-OUTPUT_FIELDS = frozenset({"do_not_save_samples", "do_not_save_grid", "outpath_samples", "outpath_grids"})
 
 # execute(processings, on_result) -> their Processed; on_result(index, processed) as each one finishes.
 Execute = Callable[[list[StableDiffusionProcessing], Callable[[int, Processed], None]], list[Processed]]
 
 
+class FrozenDict(dict):
+    """A dict that can be a dict key (its items are hashable); JSON writes it as the dict it is."""
+
+    def __hash__(self):
+        return hash(frozenset(self.items()))
+
+
 def plain(value):
-    """A JSON-ready stand-in for a field value; images by their size and pixels' hash."""
+    """A stand-in for a field value that is both hashable (cells are compared by it) and JSON-ready (the manifest):
+    lists as tuples, dicts as FrozenDicts, images by their size and pixels' hash."""
     if isinstance(value, Image.Image):
         digest = hashlib.sha256(value.tobytes()).hexdigest()
         return f"image {value.mode} {value.width}x{value.height} sha256:{digest}"
     if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
+        return FrozenDict({str(key): plain(item) for key, item in value.items()})
     if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
+        return tuple(plain(item) for item in value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
 
 
-def cell_parameters(p: StableDiffusionProcessing) -> dict:
-    """Everything that decides a cell's image: its kind and every compared field but the output ones."""
-    return {"kind": type(p).__name__} | {
-        field.name: plain(getattr(p, field.name))
-        for field in dataclasses.fields(p)
-        if field.compare and field.name not in OUTPUT_FIELDS
-    }
+def cell_parameters(p: StableDiffusionProcessing, leave_out: tuple[str, ...] = ()) -> FrozenDict:
+    """Everything that decides a cell's image: its kind and every field that affects the image (not those saying
+    where or whether it is saved), but those in `leave_out`. Equal parameters, equal images."""
+    return FrozenDict(
+        {"kind": type(p).__name__}
+        | {
+            declaration.name: plain(getattr(p, declaration.name))
+            for declaration in generation_fields.declarations_of(p)
+            if declaration.affects_image and declaration.name not in leave_out
+        }
+    )
 
 
 def cell_id(p: StableDiffusionProcessing) -> str:
@@ -187,10 +197,7 @@ class SweepOutput:
             "file": path.name,
             "sha256": hashlib.sha256(data).hexdigest(),
             "axes": axes,
-            "seed": processed.seed,
-            "subseed": processed.subseed,
-            "prompt": processed.prompt,
-            "negative_prompt": processed.negative_prompt,
+            **{name: getattr(processed, name) for name in generation_fields.per_image_names()},
             "width": processed.width,
             "height": processed.height,
             "model": processed.sd_model_name,
@@ -212,10 +219,7 @@ class SweepOutput:
     def read_back(self, p: StableDiffusionProcessing, entry: dict) -> Processed:
         """A done cell's Processed, rebuilt from its file and manifest line (no timings: nothing ran)."""
         path = self.folder / entry["file"]
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened.copy()
-        return processed_from_file(p.with_overrides(), image, entry, path)
+        return processed_from_file(p.effective(), images.open_image(path), entry, path)
 
     def run(
         self, processings: list[StableDiffusionProcessing], axes: list[dict], execute: Execute
@@ -244,33 +248,17 @@ class SweepOutput:
 
 
 def processed_from_file(p: StableDiffusionProcessing, image: Image.Image, entry: dict, path: Path) -> Processed:
-    infotext = image.info.get("parameters", "")
-    return Processed(
+    """A done cell's result: its per-image values from its manifest line (the cell's own where an older line lacks
+    one), the rest from the cell's job."""
+    per_image = {name: [entry.get(name, getattr(p, name))] for name in generation_fields.per_image_names()}
+    return Processed.of_job(
+        p,
+        per_image=per_image,
         images=[image],
-        prompt=entry["prompt"],
-        negative_prompt=entry["negative_prompt"],
-        seed=entry["seed"],
-        subseed=entry["subseed"],
-        subseed_strength=p.subseed_strength,
         width=image.width,
         height=image.height,
-        sampler_name=p.sampler_name,
-        scheduler=p.scheduler,
-        cfg_scale=p.cfg_scale,
-        steps=p.steps,
-        batch_size=1,
-        all_prompts=[entry["prompt"]],
-        all_negative_prompts=[entry["negative_prompt"]],
-        all_seeds=[entry["seed"]],
-        all_subseeds=[entry["subseed"]],
-        infotexts=[infotext],
-        styles=list(p.styles),
+        infotexts=[image.info.get("parameters", "")],
         sd_model_name=entry.get("model", ""),
         sd_model_hash=entry.get("model_hash", ""),
-        seed_resize_from_w=p.seed_resize_from_w,
-        seed_resize_from_h=p.seed_resize_from_h,
-        denoising_strength=getattr(p, "denoising_strength", None),
-        clip_skip=p.clip_skip,
-        extra_generation_params=dict(p.extra_generation_params),
         paths=[str(path)],
     )

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from PIL import Image
 
-from modules.images import png_bytes, replace_file
+from modules.images import open_image, png_bytes, replace_file
 from modules.processing import StableDiffusionProcessing, StableDiffusionProcessingImg2Img
 from serena_kit.sweeps import SweepResult, sweep
 
@@ -61,7 +60,8 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     if "init_images" in base:
         init = base["init_images"]
         paths = [init] if isinstance(init, str) else list(init)
-        base = StableDiffusionProcessingImg2Img(**(base | {"init_images": [open_image(folder / p) for p in paths]}))
+        images = [open_image(folder / image_path, "base.init_images") for image_path in paths]
+        base = StableDiffusionProcessingImg2Img(**(base | {"init_images": images}))
     ray = data.get("ray") or {}
     if not isinstance(ray, dict) or set(ray) - set(RAY_KEYS):
         raise ValueError(f"ray: expected a mapping with keys among {', '.join(RAY_KEYS)}, got {ray!r}")
@@ -83,12 +83,6 @@ def parse_axis_spec(position: str, spec) -> tuple:
     if isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str):
         return spec[0], spec[1]
     raise ValueError(f"{position}: expected {{name: PARAMETER, values: [...]}} or [PARAMETER, [...]], got {spec!r}")
-
-
-def open_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image.load()
-        return image.copy()
 
 
 def run_spec(

@@ -4,9 +4,11 @@
     result.grid()          # labelled grid image
     result.to_records()    # one dict per cell: parameters, timings, image hash
 
-An axis is `(name, values)`. The name is any processing field ("cfg_scale", "steps", "seed", "denoising_strength",
-...), "sampler" (sampler_name), "model" (sd_model_checkpoint), or "prompt_sr": the webui's Prompt S/R, whose
-first value is the text to search for and every value the text to put in its place in prompt and negative prompt.
+An axis is `(name, values)`. The name is any processing field that changes the image ("cfg_scale", "steps", "seed",
+"denoising_strength", ...), a field's short name ("sampler" for sampler_name, "model" for sd_model_checkpoint, as on
+the CLI), or "prompt_sr": the webui's Prompt S/R, whose first value is the text to search for and every value the
+text to put in its place in prompt and negative prompt. Cells are labelled with the fields' declared labels (the
+infotext's names: "CFG scale: 7").
 
 Every cell uses the same seed unless the seed is an axis (a base seed of -1 is resolved once, up front), and cells
 with identical parameters are generated once.
@@ -22,38 +24,19 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from modules import images, rng
+from modules import generation_fields, images, rng
+from modules.field_types import Seed
 from modules.processing import Processed, StableDiffusionProcessing, StableDiffusionProcessingTxt2Img
 from modules.runtime.state import GenerationState
 from serena_kit import plots, sweep_output
 from serena_kit.grids import CELL_SIZE, labelled_grid, side_by_side
-from serena_kit.sweep_executors import frozen, run_batched, run_executor
+from serena_kit.sweep_executors import run_batched, run_executor
 
-AXIS_ALIASES = {"sampler": "sampler_name", "model": "sd_model_checkpoint"}
 PROMPT_SR = "prompt_sr"
-# One image per cell: these would change how many images a cell makes, not what it looks like.
-NOT_SWEEPABLE = {"batch_size", "n_iter", "state"}
-# Grid labels use the infotext's names where there is one.
-LABELS = {
-    "cfg_scale": "CFG scale",
-    "steps": "Steps",
-    "sampler_name": "Sampler",
-    "scheduler": "Schedule type",
-    "seed": "Seed",
-    "subseed": "Variation seed",
-    "subseed_strength": "Variation strength",
-    "denoising_strength": "Denoising",
-    "sd_model_checkpoint": "Model",
-    "clip_skip": "Clip skip",
-    "width": "Width",
-    "height": "Height",
-    "eta": "Eta",
-}
 
 
 @dataclass(frozen=True)
@@ -77,13 +60,20 @@ class Axis:
     def label(self, value) -> str:
         if self.field == PROMPT_SR:
             return str(value)  # the webui labels Prompt S/R cells with the replacement text alone
-        if self.field == "sd_model_checkpoint":
-            return "Model: " + (Path(value).name if value else "default")
-        return f"{LABELS.get(self.field, self.field)}: {value}"
+        declaration = generation_fields.declaration_of(self.field)
+        return f"{declaration.label}: {declaration.display(value)}"
 
 
-def sweepable_fields(base: StableDiffusionProcessing) -> list[str]:
-    return [f.name for f in dataclasses.fields(base) if f.name not in NOT_SWEEPABLE]
+def sweepable_fields(base: StableDiffusionProcessing) -> dict[str, str]:
+    """{axis name: field} for every field of `base` a sweep can vary: short names ("sampler") first, then fields."""
+    sweepable = [declaration for declaration in generation_fields.declarations_of(base) if declaration.sweepable]
+    aliases = {d.short_name: d.name for d in sweepable if d.short_name != d.name}
+    return aliases | {d.name: d.name for d in sweepable}
+
+
+def seed_fields() -> list[str]:
+    """The fields whose -1 means a random seed."""
+    return [declaration.name for declaration in generation_fields.FIELDS if isinstance(declaration.kind, Seed)]
 
 
 def draw_seed(key: str) -> int:
@@ -104,14 +94,13 @@ def parse_axis(
     values = [value.item() if isinstance(value, np.generic) else value for value in values]  # numpy -> Python
     if not values:
         raise ValueError(f"{position}: {name!r} needs a non-empty list of values, got {spec[1]!r}")
-    target = AXIS_ALIASES.get(name, name)
     fields = sweepable_fields(base)
-    if target != PROMPT_SR and target not in fields:
-        valid = ", ".join([*AXIS_ALIASES, PROMPT_SR, *fields])
-        raise ValueError(f"{position}: {name!r} cannot be swept; valid: {valid}")
+    if name != PROMPT_SR and name not in fields:
+        raise ValueError(f"{position}: {name!r} cannot be swept; valid: {', '.join([PROMPT_SR, *fields])}")
+    target = fields.get(name, name)
     if target == PROMPT_SR:
         check_prompt_search(position, base, values)
-    if target in ("seed", "subseed"):  # a random seed in an axis is drawn once, so its cells can be compared
+    if target in seed_fields():  # a random seed in an axis is drawn once, so its cells can be compared
         values = [draw(f"{position}[{index}]") if value == -1 else value for index, value in enumerate(values)]
     return Axis(name, target, tuple(values))
 
@@ -130,13 +119,13 @@ def with_fixed_seeds(
 ) -> StableDiffusionProcessing:
     """Resolve a random (-1) seed and variation seed once, so every cell starts from the same noise."""
     swept = {axis.field for axis in axes}
-    drawn = [name for name in ("seed", "subseed") if getattr(base, name) == -1 and name not in swept]
+    drawn = [name for name in seed_fields() if getattr(base, name) == -1 and name not in swept]
     return dataclasses.replace(base, **{name: draw(name) for name in drawn})
 
 
-def parameter_key(p: StableDiffusionProcessing) -> tuple:
-    """Equal keys mean equal generations: the class and every compared field."""
-    return (type(p).__name__,) + tuple((f.name, frozen(getattr(p, f.name))) for f in dataclasses.fields(p) if f.compare)
+def parameter_key(p: StableDiffusionProcessing) -> sweep_output.FrozenDict:
+    """Equal keys mean equal images: the cell's kind and every field that affects its image."""
+    return sweep_output.cell_parameters(p)
 
 
 def plan_cells(base: StableDiffusionProcessing, axes: list[Axis | None]) -> tuple[list[tuple], list]:
@@ -161,6 +150,14 @@ def plan_cells(base: StableDiffusionProcessing, axes: list[Axis | None]) -> tupl
                     distinct.append(p)
                 positions.append(((x, y, z), index_of_key[key], first))
     return positions, distinct
+
+
+# A record's parameter columns: the sweepable fields a result reports, as the engine used them.
+RECORD_FIELDS = tuple(
+    declaration.name
+    for declaration in generation_fields.FIELDS
+    if declaration.sweepable and declaration.name in {f.name for f in dataclasses.fields(Processed)}
+)
 
 
 @dataclass
@@ -254,19 +251,8 @@ class SweepResult:
             record = {
                 axis.name: value for axis, value in zip((self.x, self.y, self.z), (cell.x, cell.y, cell.z)) if axis
             }
+            record |= {name: getattr(processed, name) for name in RECORD_FIELDS}
             record |= {
-                "prompt": processed.prompt,
-                "negative_prompt": processed.negative_prompt,
-                "seed": processed.seed,
-                "sampler_name": processed.sampler_name,
-                "scheduler": processed.scheduler,
-                "steps": processed.steps,
-                "cfg_scale": processed.cfg_scale,
-                "width": processed.width,
-                "height": processed.height,
-                "denoising_strength": processed.denoising_strength,
-                "subseed": processed.subseed,
-                "subseed_strength": processed.subseed_strength,
                 "model": processed.sd_model_name,
                 "generated": cell.generated,
                 "seconds": cell.seconds,

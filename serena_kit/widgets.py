@@ -7,17 +7,16 @@ and to run other cells; `form.generate()` is the same job, synchronous, for note
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import html
-import io
 import threading
 from collections.abc import Mapping
 
 import ipywidgets as w
 from PIL import Image
 
-from modules import images, sd_samplers, validation
+from modules import generation_fields, images, sd_samplers
+from modules.field_types import Choice, SamplerName, ScheduleType
 from modules.processing import (
     Processed,
     StableDiffusionProcessingImg2Img,
@@ -28,56 +27,38 @@ from modules.runtime.runner import ProcessingRequest
 from modules.runtime.state import GenerationState
 from serena_kit.grids import upscale_for_display
 
-# The processing fields the form shows; every other field is fixed when the form is made.
-FORM_FIELDS = (
-    "prompt",
-    "negative_prompt",
-    "sampler_name",
-    "scheduler",
-    "steps",
-    "cfg_scale",
-    "width",
-    "height",
-    "seed",
-    "batch_size",
-    "n_iter",
-    "denoising_strength",
-)
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
-NOT_FROM_WIDGETS = {"state", "init_images"}
+
+
+def form_fields() -> list[generation_fields.GenerationField]:
+    """The fields the form shows: those declared with a widget; every other field is fixed when the form is made."""
+    return [declaration for declaration in generation_fields.fields_for("img2img") if declaration.widget]
 
 
 def processing_field_names() -> list[str]:
-    """Fields a widget state may set: img2img's fields (a superset of txt2img's) except the engine's own."""
-    return [f.name for f in dataclasses.fields(StableDiffusionProcessingImg2Img) if f.name not in NOT_FROM_WIDGETS]
+    """Fields a widget state may set: img2img's (a superset of txt2img's), init images coming as `init_image`."""
+    return [
+        declaration.name for declaration in generation_fields.fields_for("img2img") if declaration.name != "init_images"
+    ]
 
 
 def init_image_from(value) -> Image.Image | None:
-    """The init image from a PIL image, image-file bytes, or a FileUpload value (a tuple of file dicts)."""
+    """The init image from a FileUpload value (a tuple of file dicts), or anything modules.images.open_image takes
+    (a PIL image, image-file bytes, a path)."""
     if value is None or (isinstance(value, (tuple, list)) and len(value) == 0):
         return None
-    if isinstance(value, Image.Image):
-        return value
     if isinstance(value, (tuple, list)) and isinstance(value[0], Mapping) and "content" in value[0]:
         value = value[0]["content"]
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        try:
-            image = Image.open(io.BytesIO(bytes(value)))
-            image.load()
-        except OSError as error:
-            raise ValueError(f"{INIT_IMAGE}: not a readable image ({error})") from None
-        return image
-    raise TypeError(
-        f"{INIT_IMAGE}: expected a PIL image, image file bytes or a FileUpload value, got {type(value).__name__}"
-    )
+    return images.open_image(value, INIT_IMAGE)
 
 
 def request_from_widgets(state) -> ProcessingRequest:
     """A validated ProcessingRequest from widget values: a dict keyed by processing field names (plus
     `init_image`, which makes it img2img), or a GenerationForm.
 
-    Width or height 0 means the model's native size; denoising_strength is ignored without an init image.
-    Unknown names and invalid values raise the engine's ValueError/TypeError naming the field.
+    A control's stand-in for None (width 0: the model's native size) means None; the form's img2img controls
+    (denoising strength, noise multiplier) are ignored without an init image. Unknown names and invalid values raise
+    the engine's ValueError/TypeError naming the field.
     """
     values = dict(state.widget_state() if isinstance(state, GenerationForm) else state)
     known = processing_field_names()
@@ -85,13 +66,15 @@ def request_from_widgets(state) -> ProcessingRequest:
     if unknown:
         raise ValueError(f"{unknown[0]}: not a generation parameter; valid: {', '.join([*known, INIT_IMAGE])}")
     init_image = init_image_from(values.pop(INIT_IMAGE, None))
-    for name in ("width", "height"):
-        if values.get(name) == 0:
-            values[name] = None
+    for declaration in form_fields():
+        if declaration.widget.none_as is not None and values.get(declaration.name) == declaration.widget.none_as:
+            values[declaration.name] = None
     if init_image is None:
-        values.pop("denoising_strength", None)
-        txt2img_fields = {f.name for f in dataclasses.fields(StableDiffusionProcessingTxt2Img)}
-        img2img_only = sorted(set(values) - txt2img_fields)
+        txt2img_names = {declaration.name for declaration in generation_fields.fields_for("txt2img")}
+        for declaration in form_fields():
+            if declaration.name not in txt2img_names:
+                values.pop(declaration.name, None)
+        img2img_only = sorted(set(values) - txt2img_names)
         if img2img_only:
             raise ValueError(f"{img2img_only[0]}: only used by img2img; give an {INIT_IMAGE} too")
         p = StableDiffusionProcessingTxt2Img(**values)
@@ -123,7 +106,7 @@ def upload_value_for(image: Image.Image) -> tuple:
 class GenerationForm:
     """Prompt, sampler, steps, CFG, size, seed, batch and img2img inputs; Generate and Interrupt; progress; gallery.
 
-    Keyword arguments set the form's starting values (for FORM_FIELDS) or fix other processing fields for every
+    Keyword arguments set the form's starting values (for `form_fields()`) or fix other processing fields for every
     generation (e.g. `sd_model_checkpoint=...`, `do_not_save_samples=True`). `form.result` is the last Processed.
     """
 
@@ -132,13 +115,14 @@ class GenerationForm:
         unknown = sorted(set(fields) - set(known))
         if unknown:
             raise ValueError(f"{unknown[0]}: not a generation parameter; valid: {', '.join(known)}")
-        start = {
-            f.name: f.default for f in dataclasses.fields(StableDiffusionProcessingImg2Img) if f.name in FORM_FIELDS
-        }
-        start |= {name: value for name, value in fields.items() if name in FORM_FIELDS}
-        self.fixed = {name: value for name, value in fields.items() if name not in FORM_FIELDS}
+        shown = [declaration.name for declaration in form_fields()]
+        start = {declaration.name: declaration.default for declaration in form_fields()}
+        start |= {name: value for name, value in fields.items() if name in shown}
+        self.fixed = {name: value for name, value in fields.items() if name not in shown}
         check_starting_values(start | self.fixed)
-        start["sampler_name"] = sd_samplers.find_sampler(start["sampler_name"]).name  # "k_euler" -> "Euler"
+        start["sampler_name"], start["scheduler"] = sd_samplers.canonical_names(
+            start["sampler_name"], start["scheduler"]
+        )
         self.display_size = display_size
         self.result: Processed | None = None
         self.error: Exception | None = None
@@ -147,56 +131,57 @@ class GenerationForm:
         self._thread: threading.Thread | None = None
         self._build_widgets(start)
 
+    def _field_control(self, declaration: generation_fields.GenerationField, start: dict) -> w.DOMWidget:
+        """The control a field's declaration asks for, starting at `start`'s value for it."""
+        spec, kind = declaration.widget, declaration.kind
+        value = spec.none_as if start[declaration.name] is None else start[declaration.name]
+        options = {"description": declaration.label, "style": {"description_width": "initial"}} | dict(spec.options)
+        if spec.control == "text area":
+            return w.Textarea(value, layout=w.Layout(width="100%"), **options)
+        if spec.control == "dropdown":
+            return w.Dropdown(options=self._choices(kind, start), value=value, **options)
+        if spec.control == "int":
+            return w.IntText(value, **options)
+        low, high = kind.bounds()
+        options = {"min": low, "max": high} | options
+        if spec.control == "bounded int":
+            return w.BoundedIntText(value, **options)
+        options["max"] = max(options["max"], value)  # a starting value above the slider's usual range stays as given
+        return w.FloatSlider(value, **options)
+
+    @staticmethod
+    def _choices(kind, start: dict):
+        """A dropdown's options for a field of this kind (schedule types: those the starting sampler supports)."""
+        if isinstance(kind, SamplerName):
+            return sd_samplers.SAMPLER_NAMES
+        if isinstance(kind, ScheduleType):
+            return sd_samplers.supported_schedule_types(start["sampler_name"])
+        if isinstance(kind, Choice):
+            return [(name, code) for code, name in kind.options]
+        raise TypeError(f"{type(kind).__name__} fields have no dropdown")
+
     def _build_widgets(self, start: dict) -> None:
-        wide = w.Layout(width="100%")
-        labels = {"description_width": "initial"}
-        self.prompt = w.Textarea(start["prompt"], description="Prompt", rows=2, layout=wide, style=labels)
-        self.negative_prompt = w.Textarea(
-            start["negative_prompt"], description="Negative prompt", rows=1, layout=wide, style=labels
-        )
-        self.sampler_name = w.Dropdown(
-            options=sd_samplers.SAMPLER_NAMES, value=start["sampler_name"], description="Sampler"
-        )
-        self.scheduler = w.Dropdown(
-            options=sd_samplers.supported_schedule_types(start["sampler_name"]),
-            value=start["scheduler"],
-            description="Schedule type",
-            style=labels,
-        )
+        rows: dict[int, list] = {}
+        for declaration in form_fields():
+            control = self._field_control(declaration, start)
+            control.add_class("serena-" + declaration.name.replace("_", "-"))  # for browser tests and custom styling
+            setattr(self, declaration.name, control)
+            rows.setdefault(declaration.widget.row, []).append(control)
         self.sampler_name.observe(self._offer_schedules_of_sampler, names="value")
-        self.steps = w.BoundedIntText(start["steps"], min=1, max=validation.MAX_STEPS, description="Steps")
-        self.cfg_scale = w.FloatSlider(
-            start["cfg_scale"],
-            min=0.0,
-            max=max(30.0, start["cfg_scale"]),
-            step=0.5,
-            description="CFG scale",
-            style=labels,
-        )
-        native = {"min": 0, "max": validation.MAX_SIZE, "step": 8, "tooltip": "0: the model's native size"}
-        self.width = w.BoundedIntText(start["width"] or 0, description="Width", **native)
-        self.height = w.BoundedIntText(start["height"] or 0, description="Height", **native)
-        self.seed = w.IntText(start["seed"], description="Seed")
         self.random_seed_button = w.Button(description="Random", icon="dice", tooltip="Seed -1: a new one each time")
         self.reuse_seed_button = w.Button(
             description="Reuse last", icon="recycle", tooltip="The seed of the last result", disabled=True
         )
         self.random_seed_button.on_click(lambda _: setattr(self.seed, "value", -1))
         self.reuse_seed_button.on_click(lambda _: self.reuse_last_seed())
-        self.batch_size = w.BoundedIntText(
-            start["batch_size"], min=1, max=validation.MAX_BATCH_SIZE, description="Batch size", style=labels
-        )
-        self.n_iter = w.BoundedIntText(
-            start["n_iter"], min=1, max=validation.MAX_N_ITER, description="Batch count", style=labels
-        )
+        rows[generation_fields.declaration_of("seed").widget.row] += [self.random_seed_button, self.reuse_seed_button]
         self.init_image = w.FileUpload(
             accept="image/*", multiple=False, description="Init image", tooltip="An image to start from: img2img"
         )
         self.clear_image_button = w.Button(description="Clear image", icon="times")
         self.clear_image_button.on_click(lambda _: self.set_init_image(None))
-        self.denoising_strength = w.FloatSlider(
-            start["denoising_strength"], min=0.0, max=1.0, step=0.05, description="Denoising strength", style=labels
-        )
+        img2img_row = rows[generation_fields.declaration_of("denoising_strength").widget.row]
+        img2img_row[:0] = [self.init_image, self.clear_image_button]
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.add_class("serena-generate")
         self.generate_button.on_click(self.on_generate_clicked)
@@ -208,20 +193,13 @@ class GenerationForm:
         self.status = w.HTML("").add_class("serena-status")
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap")).add_class("serena-gallery")
         self.root = w.VBox(
-            [
-                self.prompt,
-                self.negative_prompt,
-                w.HBox([self.sampler_name, self.scheduler, self.steps, self.cfg_scale]),
-                w.HBox([self.width, self.height, self.batch_size, self.n_iter]),
-                w.HBox([self.seed, self.random_seed_button, self.reuse_seed_button]),
-                w.HBox([self.init_image, self.clear_image_button, self.denoising_strength]),
+            [w.HBox(row) if len(row) > 1 else row[0] for _, row in sorted(rows.items())]
+            + [
                 w.HBox([self.generate_button, self.interrupt_button, self.progress, self.progress_text]),
                 self.status,
                 self.gallery,
             ]
         ).add_class("serena-form")
-        for name in FORM_FIELDS:  # CSS classes for browser tests and custom styling: serena-steps, serena-seed, ...
-            getattr(self, name).add_class("serena-" + name.replace("_", "-"))
 
     def _offer_schedules_of_sampler(self, change) -> None:
         supported = sd_samplers.supported_schedule_types(change["new"])
@@ -233,7 +211,7 @@ class GenerationForm:
 
     def widget_state(self) -> dict:
         """The form's values by processing field name, the fixed fields, and `init_image` when one is uploaded."""
-        values = {name: getattr(self, name).value for name in FORM_FIELDS}
+        values = {declaration.name: getattr(self, declaration.name).value for declaration in form_fields()}
         values = values | self.fixed
         image = init_image_from(self.init_image.value)
         if image is not None:

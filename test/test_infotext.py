@@ -1,3 +1,5 @@
+import pytest
+
 from modules.infotext import create_infotext, parse_infotext
 
 WEBUI_INFOTEXT = """masterpiece, a cat, (fluffy:1.2)
@@ -52,3 +54,21 @@ def test_round_trip_of_our_own_infotext():
     parsed = parse_infotext(create_infotext("a\nb", "c", parameters))
     assert parsed["Prompt"] == "a\nb" and parsed["Negative prompt"] == "c"
     assert parsed["CFG scale"] == "7.5" and parsed["Seed resize from-1"] == "64"
+
+
+def test_replay_reads_the_declared_pairs_keeps_inert_ones_and_warns_about_the_rest():
+    from modules.replay import ReplayWarning, processing_from_infotext, unread_parameters
+
+    parsed = parse_infotext(WEBUI_INFOTEXT)
+    assert unread_parameters(parsed) == {"Lora hashes": "add_detail: 7c6bad76eb54, other: 1234", "Version": "v1.6.0"}
+    with pytest.warns(ReplayWarning, match="^replay: infotext keys Serena does not honour: Lora hashes "):
+        p = processing_from_infotext(WEBUI_INFOTEXT.replace("Model: v1-5-pruned-emaonly", "Model: serena-default"))
+    assert (p.sampler_name, p.scheduler, p.cfg_scale, p.seed, p.width, p.height) == (
+        "DPM++ 2M",
+        "Karras",
+        6.5,
+        3735928559,
+        512,
+        768,
+    )
+    assert p.extra_generation_params == {"Version": "v1.6.0"}  # describes the image, changes nothing: kept

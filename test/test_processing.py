@@ -90,6 +90,69 @@ def test_skip_abandons_only_the_current_batch():
     assert result.all_seeds == [1, 3] and not result.interrupted
 
 
+def test_a_result_reports_its_first_kept_image_after_a_skipped_batch():
+    """Seed, variation seed, prompt and CFG all describe the first image shown: "Reuse last seed" reuses its seed."""
+    p = txt2img(
+        seed=1,
+        subseed=50,
+        subseed_strength=0.1,
+        prompt=["a", "b", "c"],
+        cfg_scale=[3.0, 5.0, 7.0],
+        n_iter=3,
+        do_not_save_samples=True,
+        do_not_save_grid=True,
+    )
+    p.state.listeners.append(lambda state: state.skip() if state.job_no == 0 and state.sampling_step == 1 else None)
+    result = process_images(p)
+    assert (result.all_seeds, result.all_subseeds, result.all_cfg_scales) == ([2, 3], [51, 52], [5.0, 7.0])
+    assert (result.seed, result.subseed, result.prompt, result.cfg_scale) == (2, 51, "b", 5.0)
+    assert f"Seed: {result.seed}," in result.info
+    info = json.loads(result.js())
+    assert (info["seed"], info["subseed"], info["prompt"]) == (2, 51, "b")
+    assert "images" not in info and "paths" not in info
+
+
+def test_sampler_aliases_and_legacy_names_are_written_under_the_webuis_names():
+    alias = process_images(txt2img(seed=3, sampler_name="k_euler_a", do_not_save_samples=True))
+    named = process_images(txt2img(seed=3, sampler_name="Euler a", do_not_save_samples=True))
+    assert alias.sampler_name == "Euler a" and "Sampler: Euler a, CFG scale" in alias.info
+    assert png_of(alias.images[0]) == png_of(named.images[0])
+    legacy = process_images(txt2img(seed=3, sampler_name="DPM++ 2M Karras", do_not_save_samples=True))
+    split = process_images(txt2img(seed=3, sampler_name="DPM++ 2M", scheduler="Karras", do_not_save_samples=True))
+    assert (legacy.sampler_name, legacy.scheduler) == ("DPM++ 2M", "Karras")
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in legacy.info
+    assert png_of(legacy.images[0]) == png_of(split.images[0])
+
+
+def test_replay_reads_a_webui_legacy_sampler_name_as_sampler_and_schedule_type():
+    p = processing_from_infotext("a cat\nSteps: 3, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 9, Size: 32x24")
+    assert (p.sampler_name, p.scheduler, p.steps, p.cfg_scale, p.seed) == ("DPM++ 2M", "Karras", 3, 6.5, 9)
+    assert (p.width, p.height, p.extra_generation_params) == (32, 24, {})
+
+
+def test_replay_names_the_field_whose_infotext_value_cannot_be_read():
+    with pytest.raises(ValueError, match="^steps: cannot read 'Steps' value 'many': "):
+        processing_from_infotext("a cat\nSteps: many, Sampler: Euler, Seed: 9")
+
+
+def test_noise_multiplier_scales_img2img_noise_and_replays():
+    init = Image.new("RGB", (32, 32), (30, 120, 200))
+
+    def img2img(**fields):
+        values = dict(prompt="x", init_images=[init], seed=4, steps=6, denoising_strength=0.8, do_not_save_samples=True)
+        return StableDiffusionProcessingImg2Img(**(values | fields))
+
+    plain = process_images(img2img())
+    quieter = process_images(img2img(initial_noise_multiplier=0.5))
+    assert "Noise multiplier" not in plain.info and quieter.info.endswith(
+        ", Denoising strength: 0.8, Noise multiplier: 0.5"
+    )
+    assert max_pixel_difference(plain.images[0], quieter.images[0]) > 0
+    replay = processing_from_infotext(quieter.info, [init])
+    assert replay.initial_noise_multiplier == 0.5
+    assert png_of(process_images(replay).images[0]) == png_of(quieter.images[0])
+
+
 def test_progress_reaches_every_step_and_ends_complete():
     p = txt2img(seed=1, n_iter=2, steps=5, do_not_save_samples=True, do_not_save_grid=True)
     seen = []

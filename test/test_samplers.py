@@ -64,5 +64,12 @@ def test_schedule_type_not_supported_by_the_sampler_is_refused_with_the_valid_on
 
 
 def test_legacy_sampler_names_split_into_sampler_and_schedule():
-    assert sd_samplers.split_legacy_sampler_name("DPM++ 2M Karras") == ("DPM++ 2M", "Karras")
-    assert sd_samplers.split_legacy_sampler_name("Euler a") == ("Euler a", "Automatic")
+    assert sd_samplers.canonical_names("DPM++ 2M Karras", "Automatic") == ("DPM++ 2M", "Karras")
+    assert sd_samplers.canonical_names("k_dpmpp_2m Karras", "karras") == ("DPM++ 2M", "Karras")
+    assert sd_samplers.canonical_names("Euler a", "Automatic") == ("Euler a", "Automatic")
+
+
+def test_names_it_does_not_know_are_left_for_validation_to_refuse():
+    assert sd_samplers.canonical_names("Euler b", "Wavy") == ("Euler b", "Wavy")
+    assert sd_samplers.canonical_names("DPM++ 2M Karras", "Exponential") == ("DPM++ 2M Karras", "Exponential")
+    assert sd_samplers.canonical_names(3, None) == (3, None)

@@ -1,75 +1,147 @@
 """Bad input fails before any model work, naming the field and what is allowed, and writes nothing."""
 
+import re
+
 import pytest
 from PIL import Image
 
 from modules import sd_models
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
 
+SAMPLERS = "Euler, Euler a, Heun, LMS, DPM2, DPM2 a, DPM++ 2M, DPM++ 2M SDE, DPM++ SDE, DDIM, PLMS, UniPC, LCM"
+SIZES = "allowed multiples of 8 from 8 to 4096"
+OPTIONS = "sd_model_checkpoint, CLIP_stop_at_last_layers, eta_ddim, samples_save, grid_save"
+
 BAD_TXT2IMG = [
     ({"steps": 0}, ValueError, "steps: 0 is out of range; allowed 1..1000"),
-    ({"steps": 2.5}, TypeError, "steps: expected an integer"),
-    ({"steps": True}, TypeError, "steps: expected an integer, got bool"),
-    ({"cfg_scale": "7"}, TypeError, "cfg_scale: expected a number"),
-    ({"cfg_scale": float("nan")}, ValueError, "cfg_scale: nan is out of range"),
-    ({"width": 33}, ValueError, "width: 33 is not allowed; allowed multiples of 8"),
-    ({"height": 100000}, ValueError, "height: 100000 is not allowed"),
-    ({"batch_size": 0}, ValueError, "batch_size: 0 is out of range"),
-    ({"n_iter": -1}, ValueError, "n_iter: -1 is out of range"),
-    ({"seed": -2}, ValueError, "seed: -2 is out of range; allowed -1 \\(random\\)"),
-    ({"seed": 2**32}, ValueError, "seed: 4294967296 is out of range"),
-    ({"subseed": "1"}, TypeError, "subseed: expected an integer"),
+    ({"steps": 2.5}, TypeError, "steps: expected an integer, got float 2.5"),
+    ({"steps": True}, TypeError, "steps: expected an integer, got bool True"),
+    ({"cfg_scale": "7"}, TypeError, "cfg_scale: expected a number, got str '7'"),
+    ({"cfg_scale": float("nan")}, ValueError, "cfg_scale: nan is out of range; allowed 0.0..50.0"),
+    ({"width": 33}, ValueError, f"width: 33 is not allowed; {SIZES}"),
+    ({"height": 100000}, ValueError, f"height: 100000 is not allowed; {SIZES}"),
+    ({"batch_size": 0}, ValueError, "batch_size: 0 is out of range; allowed 1..64"),
+    ({"n_iter": -1}, ValueError, "n_iter: -1 is out of range; allowed 1..1000"),
+    ({"seed": -2}, ValueError, "seed: -2 is out of range; allowed -1 (random) or 0..4294967295"),
+    ({"seed": 2**32}, ValueError, "seed: 4294967296 is out of range; allowed -1 (random) or 0..4294967295"),
+    ({"subseed": "1"}, TypeError, "subseed: expected an integer, got str '1'"),
     ({"subseed_strength": 1.5}, ValueError, "subseed_strength: 1.5 is out of range; allowed 0.0..1.0"),
-    ({"seed_resize_from_h": 12}, ValueError, "seed_resize_from_h: 12 is not allowed"),
-    ({"seed_resize_from_w": -5}, ValueError, "seed_resize_from_w: -5 is not allowed; allowed -1 or 0"),
-    ({"sampler_name": "Euler b"}, ValueError, "sampler_name: unknown sampler 'Euler b'; valid samplers: Euler, "),
-    ({"sampler_name": 3}, TypeError, "sampler_name: expected a sampler name"),
-    ({"scheduler": "Karras", "sampler_name": "PLMS"}, ValueError, "scheduler: 'Karras' is not available"),
-    ({"eta": 2.0}, ValueError, "eta: 2.0 is out of range"),
-    ({"clip_skip": 0}, ValueError, "clip_skip: 0 is out of range"),
-    ({"prompt": 5}, TypeError, "prompt: expected a string or a list of strings"),
-    ({"prompt": ["a", "b"]}, ValueError, "prompt: a list must have one prompt per image \\(1\\), got 2"),
+    ({"seed_resize_from_h": 12}, ValueError, f"seed_resize_from_h: 12 is not allowed; {SIZES}"),
+    ({"seed_resize_from_w": -5}, ValueError, "seed_resize_from_w: -5 is not allowed; allowed -1 or 0 (off) or a size"),
+    ({"sampler_name": "Euler b"}, ValueError, f"sampler_name: unknown sampler 'Euler b'; valid samplers: {SAMPLERS}"),
+    ({"sampler_name": 3}, TypeError, "sampler_name: expected a sampler name, got int 3"),
+    (
+        {"scheduler": "Karras", "sampler_name": "PLMS"},
+        ValueError,
+        "scheduler: 'Karras' is not available with sampler 'PLMS'; valid for it: Automatic",
+    ),
+    (
+        {"scheduler": "Wavy"},
+        ValueError,
+        "scheduler: unknown schedule type 'Wavy'; valid: Automatic, Karras, Exponential",
+    ),
+    (
+        {"sampler_name": "DPM++ 2M Karras", "scheduler": "Exponential"},
+        ValueError,
+        "sampler_name: 'DPM++ 2M Karras' is sampler 'DPM++ 2M' with schedule type 'Karras', but scheduler names "
+        "another; give sampler_name 'DPM++ 2M' and the scheduler you want",
+    ),
+    ({"eta": 2.0}, ValueError, "eta: 2.0 is out of range; allowed 0.0..1.0"),
+    ({"clip_skip": 0}, ValueError, "clip_skip: 0 is out of range; allowed 1..12"),
+    ({"prompt": 5}, TypeError, "prompt: expected a string or a list of strings, got int 5"),
+    ({"prompt": ["a", "b"]}, ValueError, "prompt: a list must have one value per image (1), got 2"),
     ({"styles": ["nope"]}, ValueError, "styles: unknown style 'nope'; available: none"),
-    ({"styles": "nope"}, TypeError, "styles: expected a list of style names"),
-    ({"sd_model_checkpoint": "missing-model"}, ValueError, "sd_model_checkpoint: no model 'missing-model'; available"),
-    ({"override_settings": {"bogus": 1}}, ValueError, "override_settings: unknown option 'bogus'; supported: "),
-    ({"override_settings": {"CLIP_stop_at_last_layers": 40}}, ValueError, "clip_skip: 40 is out of range"),
-    ({"do_not_save_samples": "no"}, TypeError, "do_not_save_samples: expected true or false"),
-    ({"exact": 1}, TypeError, "exact: expected true or false"),
+    ({"styles": "nope"}, TypeError, "styles: expected a list of style names, got str 'nope'"),
+    (
+        {"sd_model_checkpoint": "missing-model"},
+        ValueError,
+        "sd_model_checkpoint: no model 'missing-model'; available: serena-default (or a path)",
+    ),
+    (
+        {"override_settings": {"bogus": 1}},
+        ValueError,
+        f"override_settings: unknown option 'bogus'; supported: {OPTIONS}",
+    ),
+    (
+        {"override_settings": {"CLIP_stop_at_last_layers": 40}},
+        ValueError,
+        "clip_skip: 40 is out of range; allowed 1..12",
+    ),
+    ({"do_not_save_samples": "no"}, TypeError, "do_not_save_samples: expected true or false, got str 'no'"),
+    ({"exact": 1}, TypeError, "exact: expected true or false, got int 1"),
 ]
+
+
+def whole(message: str) -> str:
+    """A `match=` pattern for exactly this message."""
+    return "^" + re.escape(message) + "$"
 
 
 @pytest.mark.parametrize("fields, error, message", BAD_TXT2IMG)
 def test_bad_txt2img_field_is_named_in_the_error_and_nothing_is_written(fields, error, message, tmp_path):
     p = StableDiffusionProcessingTxt2Img(**({"prompt": "x", "outpath_samples": str(tmp_path / "out")} | fields))
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=whole(message)):
         process_images(p)
     assert not (tmp_path / "out").exists()
 
 
 BAD_IMG2IMG = [
-    ({"init_images": []}, ValueError, "init_images: at least one image is required"),
-    ({"init_images": ["x.png"]}, TypeError, "init_images\\[0\\]: expected a PIL image, got str"),
-    ({"init_images": [Image.new("RGB", (8, 8))] * 3, "batch_size": 2}, ValueError, "init_images: give 1 image or"),
+    ({"init_images": []}, ValueError, "init_images: at least one image is required for img2img"),
+    ({"init_images": ["x.png"]}, TypeError, "init_images[0]: expected a PIL image, got str"),
+    (
+        {"init_images": [Image.new("RGB", (8, 8))] * 3, "batch_size": 2},
+        ValueError,
+        "init_images: give 1 image or batch_size (2) images, got 3",
+    ),
     ({"denoising_strength": -0.1}, ValueError, "denoising_strength: -0.1 is out of range; allowed 0.0..1.0"),
-    ({"resize_mode": 7}, ValueError, "resize_mode: 7 is not allowed; allowed 0 \\(Just resize\\)"),
+    (
+        {"initial_noise_multiplier": 2.0},
+        ValueError,
+        "initial_noise_multiplier: 2.0 is out of range; allowed 0.0..1.5",
+    ),
+    (
+        {"resize_mode": 7},
+        ValueError,
+        "resize_mode: 7 is not allowed; allowed 0 (Just resize), 1 (Crop and resize), 2 (Resize and fill), "
+        "3 (Just resize (latent upscale))",
+    ),
 ]
 
 
 @pytest.mark.parametrize("fields, error, message", BAD_IMG2IMG)
 def test_bad_img2img_field_is_named_in_the_error(fields, error, message):
     values = {"prompt": "x", "init_images": [Image.new("RGB", (32, 32))]} | fields
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=whole(message)):
         StableDiffusionProcessingImg2Img(**values).validate()
 
 
 def test_validation_loads_no_model(monkeypatch):
     monkeypatch.setattr(sd_models.model_cache, "get", lambda *args, **kwargs: pytest.fail("model loaded"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=whole("steps: 0 is out of range; allowed 1..1000")):
         process_images(StableDiffusionProcessingTxt2Img(steps=0))
 
 
-def test_a_valid_job_passes_validation():
-    StableDiffusionProcessingTxt2Img(
+def test_a_valid_job_passes_validation_and_runs_with_its_overrides_applied():
+    p = StableDiffusionProcessingTxt2Img(
         prompt=["a", "b"], batch_size=2, seed=-1, width=64, height=48, override_settings={"CLIP_stop_at_last_layers": 2}
-    ).validate()
+    )
+    p.validate()
+    effective = p.effective()
+    assert (effective.clip_skip, effective.override_settings) == (2, {})
+    assert (p.clip_skip, p.override_settings) == (1, {"CLIP_stop_at_last_layers": 2})  # the caller's, unchanged
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        (("k_euler_a", "Automatic"), ("Euler a", "Automatic")),
+        (("euler", "karras"), ("Euler", "Karras")),
+        (("DPM++ 2M Karras", "Automatic"), ("DPM++ 2M", "Karras")),
+        (("dpm++ 2m karras", "Karras"), ("DPM++ 2M", "Karras")),
+        (("DPM++ 2M", "exponential"), ("DPM++ 2M", "Exponential")),
+    ],
+)
+def test_samplers_and_schedule_types_are_kept_under_the_webuis_own_names(given, expected):
+    p = StableDiffusionProcessingTxt2Img(sampler_name=given[0], scheduler=given[1])
+    assert (p.sampler_name, p.scheduler) == expected
+    p.validate()

@@ -180,7 +180,7 @@ def create_app(
     @app.post("/sdapi/v1/png-info", response_model=models.PNGInfoResponse)
     def png_info(request: models.PNGInfoRequest):
         image = requests.decode_image(request.image, "image", limits)
-        text = images.read_infotext(image) or ""
+        text = images.read_infotext(image, missing_ok=True)
         items = {key: value for key, value in image.info.items() if key != "parameters" and isinstance(value, str)}
         return models.PNGInfoResponse(info=text, items=items, parameters=infotext.parse_infotext(text) if text else {})
 

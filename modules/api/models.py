@@ -1,8 +1,11 @@
 """The API's wire format: request and response models with the webui's names, defaults and shapes.
 
-Requests are strict (JSON types as declared) and refuse fields the webui does not have (422). Webui fields that
-Serena does not implement are accepted only where webui clients commonly send them: `IGNORED_FIELDS` at any value,
-`NO_OP_VALUES` only at the values that change nothing (anything else is refused with 400 naming the field).
+Requests are strict (JSON types as declared) and refuse fields the webui does not have (422). Their generation fields
+come from the field declarations (modules.generation_fields: kind, default, the webui API's default where it differs,
+description); the webui API's own fields (how to answer, and fields accepted for webui clients) are declared here.
+Webui fields that Serena does not implement are accepted only where webui clients commonly send them:
+`IGNORED_FIELDS` at any value, `NO_OP_VALUES` only at the values that change nothing (anything else is refused with
+400 naming the field).
 
 One deliberate difference from the webui: `width`/`height` default to null, the loaded model's native size (512 for
 SD 1.x, 32 for the embedded model), instead of 512.
@@ -12,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from modules import generation_fields
 
 # Fields a webui client sends with every request; Serena has nothing they would change, whatever their value.
 IGNORED_FIELDS = (
@@ -65,32 +70,16 @@ NO_OP_VALUES: dict[str, tuple] = {
     "outpath_grids": (None,),
     "mask": (None, ""),
     "latent_mask": (None, ""),
-    "initial_noise_multiplier": (None, 1.0),
 }
 
 
-class StableDiffusionTxt2ImgProcessingAPI(BaseModel):
+class WebuiRequest(BaseModel):
+    """The webui API's fields that are not generation fields: how to answer, and fields accepted for webui clients."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    prompt: str | list[str] = ""
-    negative_prompt: str | list[str] = ""
-    styles: list[str] | None = None
-    seed: int = -1
-    subseed: int = -1
-    subseed_strength: float = 0.0
-    seed_resize_from_h: int = -1
-    seed_resize_from_w: int = -1
-    seed_enable_extras: bool = True
-    sampler_name: str | None = None
-    sampler_index: str = "Euler"
-    scheduler: str | None = None
-    batch_size: int = 1
-    n_iter: int = 1
-    steps: int = 50
-    cfg_scale: float = 7.0
-    width: int | None = Field(None, description="null: the model's native size")
-    height: int | None = Field(None, description="null: the model's native size")
-    eta: float | None = None
+    sampler_index: str = Field("Euler", description="the sampler when sampler_name is null (the webui's older name)")
+    seed_enable_extras: bool = Field(True, description="false: no variation seed and no seed resize")
     override_settings: dict[str, Any] | None = None
     send_images: bool = True
     save_images: bool = False
@@ -119,7 +108,7 @@ class StableDiffusionTxt2ImgProcessingAPI(BaseModel):
     infotext: str | None = None
 
 
-class StableDiffusionTxt2ImgAPI(StableDiffusionTxt2ImgProcessingAPI):
+class WebuiTxt2ImgRequest(WebuiRequest):
     """txt2img adds the webui's hires. fix fields (accepted while enable_hr is false)."""
 
     enable_hr: bool = False
@@ -138,10 +127,7 @@ class StableDiffusionTxt2ImgAPI(StableDiffusionTxt2ImgProcessingAPI):
     hr_negative_prompt: str = ""
 
 
-class StableDiffusionImg2ImgProcessingAPI(StableDiffusionTxt2ImgProcessingAPI):
-    init_images: list[str] | None = Field(None, description="base64 images (PNG, JPEG, WebP, ...), data URLs allowed")
-    denoising_strength: float = 0.75
-    resize_mode: int = 0
+class WebuiImg2ImgRequest(WebuiRequest):
     include_init_images: bool = False
 
     # Inpainting and instruct-pix2pix fields, accepted for webui clients; see IGNORED_FIELDS and NO_OP_VALUES.
@@ -156,7 +142,27 @@ class StableDiffusionImg2ImgProcessingAPI(StableDiffusionTxt2ImgProcessingAPI):
     inpaint_full_res: bool = True
     inpaint_full_res_padding: int = 0
     inpainting_mask_invert: int = 0
-    initial_noise_multiplier: float | None = None
+
+
+def request_model(name: str, mode: str, base: type[WebuiRequest]) -> type[WebuiRequest]:
+    """A request model: `base`'s fields, then every generation field of `mode` the webui API has, with the webui
+    API's default (null where the engine's default applies)."""
+    fields = {}
+    for declaration in generation_fields.fields_for(mode):
+        if declaration.api is None:
+            continue
+        default = declaration.api_default(mode)
+        annotation = declaration.kind.json_type | None if default is None else declaration.kind.json_type
+        examples = [declaration.example] if declaration.example is not None else None
+        description = declaration.api.description or declaration.description
+        fields[declaration.api_name] = (annotation, Field(default, description=description, examples=examples))
+    return create_model(name, __base__=base, **fields)
+
+
+StableDiffusionTxt2ImgAPI = request_model("StableDiffusionTxt2ImgAPI", "txt2img", WebuiTxt2ImgRequest)
+StableDiffusionImg2ImgProcessingAPI = request_model(
+    "StableDiffusionImg2ImgProcessingAPI", "img2img", WebuiImg2ImgRequest
+)
 
 
 class TextToImageResponse(BaseModel):

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import sd_models, sd_samplers, validation
+from modules import generation_fields, sd_models
 from modules.api import models
-from modules.processing import OVERRIDABLE_SETTINGS, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
+from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,")
@@ -69,8 +69,9 @@ def engine_error(error: Exception, override_settings: dict | None) -> ApiError:
     if match is None:
         return invalid(None, str(error))
     field, detail = match.groups()
+    options = generation_fields.webui_options()
     for option in override_settings or {}:  # the engine names the processing field an option set
-        if OVERRIDABLE_SETTINGS.get(option) == field:
+        if option in options and options[option].name == field:
             field = f"override_settings.{option}"
     return invalid(field, f"{field}: {detail}")
 
@@ -102,13 +103,6 @@ def decode_image(text: str, field: str, limits: ApiLimits) -> Image.Image:
     return image
 
 
-def schedule_type(name: str | None) -> str:
-    """The webui takes a schedule type's label ("Karras") or name ("karras"); null is "Automatic"."""
-    if name is None:
-        return "Automatic"
-    return next((label for label in sd_samplers.SCHEDULE_TYPES if label.lower() == name.lower()), name)
-
-
 def allowed_checkpoints(models_dir: Path) -> list[sd_models.CheckpointInfo]:
     """The default model, then the checkpoints whose real path is inside the models folder."""
     folder = models_dir.resolve()
@@ -134,12 +128,17 @@ def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointI
 
 
 class ServerOptions:
-    """The webui options a client may read and set (/sdapi/v1/options): defaults for every later generation."""
+    """The webui options a client may read and set (/sdapi/v1/options): defaults for every later generation.
+
+    The checkpoint, and `SETTABLE` options, each starting at its field's declared default."""
+
+    SETTABLE = ("CLIP_stop_at_last_layers", "eta_ddim")
 
     def __init__(self, models_dir: Path):
         self.models_dir = models_dir
         self.checkpoint: sd_models.CheckpointInfo | None = None  # None: the default model
-        self.values: dict = {"CLIP_stop_at_last_layers": 1, "eta_ddim": None}
+        options = generation_fields.webui_options()
+        self.values: dict = {option: options[option].default for option in self.SETTABLE}
 
     def as_dict(self) -> dict:
         checkpoint = self.checkpoint or sd_models.default_checkpoint()
@@ -148,14 +147,13 @@ class ServerOptions:
     def update(self, values: dict) -> None:
         """Check every option, then set them all; the model loads with the next generation."""
         settable = ("sd_model_checkpoint", *self.values)
+        options = generation_fields.webui_options()
         for key, value in values.items():
             if key not in settable:
                 raise invalid(key, f"{key}: unknown or read-only option; settable: {', '.join(settable)}")
             try:
-                if key == "CLIP_stop_at_last_layers":
-                    validation.require_int(key, value, 1, 12)
-                elif key == "eta_ddim" and value is not None:
-                    validation.require_number(key, value, 0.0, 1.0)
+                if key in self.values:
+                    options[key].check(value, key)
             except (TypeError, ValueError) as error:
                 raise invalid(key, str(error)) from None
         checkpoint = self.checkpoint
@@ -177,7 +175,7 @@ class ServerOptions:
         return settings
 
 
-def check_request(request: models.StableDiffusionTxt2ImgProcessingAPI, limits: ApiLimits) -> None:
+def check_request(request: models.WebuiRequest, limits: ApiLimits) -> None:
     """Refuse webui features Serena lacks and anything over the server's limits."""
     for field, allowed in models.NO_OP_VALUES.items():
         if field in type(request).model_fields and (value := getattr(request, field)) not in allowed:
@@ -197,17 +195,25 @@ def check_request(request: models.StableDiffusionTxt2ImgProcessingAPI, limits: A
         raise over_limit("n_iter", detail)
 
 
+# The webui's seed_enable_extras switch: false sets these to their defaults.
+SEED_EXTRAS = ("subseed", "subseed_strength", "seed_resize_from_h", "seed_resize_from_w")
+
+
 def processing_fields(request, kind: str, options: ServerOptions, outdir: Path) -> dict:
-    """The processing fields both txt2img and img2img take, with the webui API's rules for them."""
-    names = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_h")
-    names += ("seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta")
-    fields = {name: getattr(request, name) for name in names}
-    if not request.seed_enable_extras:  # the webui's switch for variation seeds and seed resize
-        fields |= {"subseed": -1, "subseed_strength": 0.0, "seed_resize_from_h": -1, "seed_resize_from_w": -1}
+    """The processing fields of a request, with the webui API's rules for them: null means the engine's default,
+    sampler_index stands in for a null sampler_name, seed_enable_extras false turns variation seeds and seed resize
+    off. Init images are decoded separately, with the server's limits."""
+    fields = {
+        declaration.name: value
+        for declaration in generation_fields.fields_for(kind)
+        if declaration.api is not None
+        and declaration.name != "init_images"
+        and (value := getattr(request, declaration.api_name)) is not None
+    }
+    fields["sampler_name"] = request.sampler_name or request.sampler_index
+    if not request.seed_enable_extras:
+        fields |= {name: generation_fields.declaration_of(name).default for name in SEED_EXTRAS}
     return fields | {
-        "styles": list(request.styles or []),
-        "sampler_name": request.sampler_name or request.sampler_index,
-        "scheduler": schedule_type(request.scheduler),
         "override_settings": options.override_settings(request.override_settings),
         "do_not_save_samples": not request.save_images,
         "do_not_save_grid": not request.save_images,
@@ -243,10 +249,4 @@ def img2img_processing(
     if len(request.init_images) > max(request.batch_size, 1):
         raise invalid("init_images", "init_images: give 1 image or batch_size images")
     init_images = [decode_image(text, f"init_images[{i}]", limits) for i, text in enumerate(request.init_images)]
-    p = StableDiffusionProcessingImg2Img(
-        **fields,
-        init_images=init_images,
-        denoising_strength=request.denoising_strength,
-        resize_mode=request.resize_mode,
-    )
-    return validated(p, request)
+    return validated(StableDiffusionProcessingImg2Img(**fields, init_images=init_images), request)

@@ -24,7 +24,7 @@ class Skipped(Exception):
 
 @dataclass
 class GenerationState:
-    job_count: int = 0  # batches in the job (n_iter)
+    job_count: int = 0  # batches the engine runs: n_iter, or batch_size * n_iter in exact mode (one image each)
     job_no: int = 0  # batches finished
     sampling_steps: int = 0  # steps per batch
     sampling_step: int = 0  # steps finished in the current batch

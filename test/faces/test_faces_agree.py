@@ -1,6 +1,7 @@
 """The same parameters through the kit, the CLI and the API give byte-identical PNGs (infotext included)."""
 
 import base64
+import io
 from pathlib import Path
 
 from face_helpers import decode_b64
@@ -65,3 +66,25 @@ def test_img2img_is_byte_identical_through_kit_cli_and_api(capsys, api_server, i
     encoded = base64.b64encode(Path("init.png").read_bytes()).decode()
     api = api_pngs(api_server, "img2img", parameters | {"init_images": [encoded]})
     assert len(kit) == 1 and kit == cli == api
+
+
+def test_a_legacy_sampler_name_and_the_noise_multiplier_agree_through_kit_cli_and_api(capsys, api_server):
+    """A legacy "DPM++ 2M Karras" is sampler DPM++ 2M with schedule type Karras in every face, and every face
+    honours img2img's initial_noise_multiplier."""
+    Image.new("RGB", (32, 32), (20, 160, 90)).save("init.png")
+    init = Image.open("init.png")
+    parameters = {
+        "prompt": "a red square on a green background",
+        "seed": 77,
+        "steps": 5,
+        "sampler_name": "DPM++ 2M Karras",
+        "denoising_strength": 0.8,
+        "initial_noise_multiplier": 0.6,
+    }
+    kit = [png_of(image) for image in serena_kit.img2img(init, **parameters, do_not_save_samples=True).images]
+    cli = cli_pngs(capsys, "img2img", parameters, "--init-image", "init.png")
+    encoded = base64.b64encode(Path("init.png").read_bytes()).decode()
+    api = api_pngs(api_server, "img2img", parameters | {"init_images": [encoded]})
+    assert len(kit) == 1 and kit == cli == api
+    text = Image.open(io.BytesIO(kit[0])).info["parameters"]
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in text and text.endswith(", Noise multiplier: 0.6")

@@ -96,10 +96,14 @@ def test_read_infotext_from_a_path_png_bytes_or_an_image(isolated_workdir):
 
 def test_read_infotext_of_an_image_without_parameters_says_so(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
-    with pytest.raises(ValueError, match="no generation parameters"):
+    with pytest.raises(
+        ValueError, match=r"^image: the image has no generation parameters \(no 'parameters' PNG text chunk\)$"
+    ):
         sk.read_infotext(tmp_path / "plain.png")
-    with pytest.raises(TypeError, match="expected a PIL image, PNG bytes or a path"):
+    with pytest.raises(TypeError, match="^image: expected a PIL image, image file bytes or a path, got int$"):
         sk.read_infotext(12)
+    with pytest.raises(ValueError, match="^image: not a readable image"):
+        sk.read_infotext(b"not an image")
 
 
 def test_replay_of_a_saved_png_makes_the_same_bytes(isolated_workdir):

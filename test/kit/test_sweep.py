@@ -1,5 +1,6 @@
 """Sweeps: one generation per distinct cell, the same seed everywhere unless swept, a labelled X/Y/Z grid."""
 
+import re
 import shutil
 
 import numpy as np
@@ -9,7 +10,7 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.default_model import DEFAULT_MODEL_DIR
-from serena_kit import sweep_executors
+from serena_kit import sweep_executors, sweeps
 from serena_kit.grids import CELL_GAP, CELL_SIZE, upscale_for_display
 from serena_kit.sweep_executors import run_distinct
 
@@ -81,16 +82,29 @@ def test_grid_labels_every_column_and_row_in_the_margins():
         assert (pixels[start : start + CELL_SIZE, :left_margin] < 128).any()
 
 
+def test_axis_labels_use_the_infotexts_names():
+    base = sk.StableDiffusionProcessingImg2Img(init_images=[Image.new("RGB", (32, 32))], prompt="a circle")
+
+    def label(name, value):
+        return sweeps.parse_axis("x", (name, [value]), base).label(value)
+
+    assert label("subseed_strength", 0.25) == "Variation seed strength: 0.25"
+    assert label("denoising_strength", 0.5) == "Denoising strength: 0.5"
+    assert label("initial_noise_multiplier", 0.8) == "Noise multiplier: 0.8"
+    assert label("model", None) == "Model: default"
+    assert label("sampler", "DDIM") == "Sampler: DDIM"
+
+
 def test_identical_parameter_sets_are_generated_once():
     calls = []
     result = sk.sweep(
         BASE, x=("cfg_scale", [7, 7.0, 5]), y=("sampler", ["Euler", "euler"]), execute=counting_executor(calls)
     )
     assert len(result.cells) == 6
-    assert calls == [4]  # 7 == 7.0; sampler names differ in case, so they count as different
-    assert result.generated_count == 4
-    assert result.cell(7, "Euler").processed is result.cell(7.0, "Euler").processed
-    assert [cell.generated for cell in result.cells[:3]] == [True, False, True]
+    assert calls == [2]  # 7 == 7.0, and "euler" is the sampler "Euler"
+    assert result.generated_count == 2
+    assert result.cell(7, "Euler").processed is result.cell(7.0, "euler").processed
+    assert [cell.generated for cell in result.cells] == [True, False, True, False, False, False]
 
 
 def test_a_random_base_seed_is_drawn_once_for_every_cell():
@@ -160,8 +174,15 @@ def test_invalid_axis_values_fail_before_anything_is_generated():
 
 
 def test_axes_name_what_cannot_be_swept():
-    with pytest.raises(ValueError, match="^x: 'cfg' cannot be swept; valid: sampler, model, prompt_sr, .*cfg_scale"):
+    valid = (
+        "prompt_sr, style, sampler, model, prompt, negative_prompt, styles, steps, sampler_name, scheduler, cfg_scale, "
+        "seed, width, height, sd_model_checkpoint, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h, "
+        "clip_skip, eta, exact, override_settings, extra_generation_params"
+    )
+    with pytest.raises(ValueError, match=f"^x: 'cfg' cannot be swept; valid: {re.escape(valid)}$"):
         sk.sweep(BASE, x=("cfg", [1, 2]))
+    with pytest.raises(ValueError, match="^x: 'outpath_samples' cannot be swept"):  # saving, not the image
+        sk.sweep(BASE, x=("outpath_samples", ["a", "b"]))
     with pytest.raises(ValueError, match="^y: 'batch_size' cannot be swept"):
         sk.sweep(BASE, y=("batch_size", [1, 2]))
     with pytest.raises(ValueError, match="^x: 'steps' needs a non-empty list of values"):

@@ -1,5 +1,6 @@
 """The widget form and request_from_widgets: widget values -> a validated engine request -> images in a gallery."""
 
+import dataclasses
 import threading
 import time
 
@@ -78,7 +79,7 @@ def test_an_empty_upload_means_txt2img():
         ({"width": 30}, ValueError, "^width: 30 is not allowed; allowed multiples of 8"),
         ({"cfg_scale": "7"}, TypeError, "^cfg_scale: expected a number, got str '7'"),
         ({"init_image": b"not an image"}, ValueError, "^init_image: not a readable image"),
-        ({"init_image": 3}, TypeError, "^init_image: expected a PIL image, image file bytes or a FileUpload value"),
+        ({"init_image": 3}, TypeError, "^init_image: expected a PIL image, image file bytes or a path, got int$"),
         ({"resize_mode": 1}, ValueError, "^resize_mode: only used by img2img; give an init_image too"),
     ],
 )
@@ -227,3 +228,23 @@ def test_the_form_reads_well_as_text():
     assert repr(form) == "GenerationForm(prompt='a cat', sampler_name='Euler a', steps=7, cfg_scale=7.0, seed=4)"
     bundle = form._repr_mimebundle_()
     assert bundle["text/plain"] == repr(form) and "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_a_field_declared_with_a_widget_appears_in_the_form(monkeypatch):
+    """The form shows the fields declared with a widget: here resize_mode, given a dropdown of its webui names."""
+    from modules import generation_fields
+
+    fields = tuple(
+        dataclasses.replace(declaration, widget=generation_fields.Widget("dropdown", 5))
+        if declaration.name == "resize_mode"
+        else declaration
+        for declaration in generation_fields.FIELDS
+    )
+    monkeypatch.setattr(generation_fields, "FIELDS", fields)
+    form = sk.GenerationForm(resize_mode=2)
+    assert form.resize_mode.options[2] == ("Resize and fill", 2) and form.resize_mode.value == 2
+    assert "resize_mode" in form.widget_state()
+    form.set_init_image(Image.new("RGB", (40, 24), "teal"))
+    assert sk.request_from_widgets(form).processing.resize_mode == 2
+    form.set_init_image(None)  # txt2img: the form's img2img controls are left out
+    assert isinstance(sk.request_from_widgets(form).processing, sk.StableDiffusionProcessingTxt2Img)

@@ -32,6 +32,15 @@ def test_img2img_replay_with_its_init_image_reproduces_the_png_bytes():
     assert png_of(process_images(job).images[0]) == golden
 
 
+def test_a_noise_multiplier_of_one_leaves_the_golden_img2img_bytes_unchanged():
+    """The golden was made before img2img had a noise multiplier; 1.0 (the default, not written) changes nothing."""
+    import dataclasses
+
+    golden = (GOLDEN_DIR / "img2img_euler.png").read_bytes()
+    unchanged = dataclasses.replace(golden_jobs()["img2img_euler"], initial_noise_multiplier=1.0)
+    assert png_of(process_images(unchanged).images[0]) == golden
+
+
 def job(**fields):
     values = (
         dict(

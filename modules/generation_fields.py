@@ -1,0 +1,615 @@
+"""One declaration per generation field: what a field of a processing job takes, and how every face shows it.
+
+A declaration (`GenerationField`) holds a field's kind (type and allowed range or values, `modules.field_types`),
+its default, whether it takes one value per image, how it is written to and read from the infotext, the webui option
+that may set it, and how each face shows it: CLI option, API name and the webui API's default where it differs,
+widget, label (widgets, sweep axes). Everything else is derived from `FIELDS`:
+
+- `modules/processing.py`: the dataclasses' defaults (`declared`), the infotext writer (`infotext_pairs`), the
+  per-image values a result reports (`per_image_names`), override_settings (`fields_from_settings`);
+- `modules/validation.py`: every field's own check; `modules/replay.py`: the infotext reader
+  (`values_from_infotext`) and the keys it honours (`infotext_keys_read`);
+- the faces: the CLI's generation options (`serena_kit/cli.py`), the API's request models and server options
+  (`modules/api/`), the widget form (`serena_kit/widgets.py`), sweep axes, labels and batching
+  (`serena_kit/sweeps.py`), a sweep cell's identity (`serena_kit/sweep_output.py`).
+
+The processing dataclasses stay written out, typed, with the webui's field names, for readers and editors; each field's
+default comes from here (`seed: int | list[int] = declared("seed")`), and a test checks that the classes and the
+declarations name the same fields. Adding a field is one declaration, its typed line in the dataclass, and its use
+in the engine; validation, infotext, replay, CLI, API, widgets and sweeps then know it.
+
+No torch here: the CLI builds its parser from these declarations without loading the engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modules.field_types import (
+    Choice,
+    Dictionary,
+    Flag,
+    Images,
+    Integer,
+    Kind,
+    Names,
+    Number,
+    OrNone,
+    PromptText,
+    SamplerName,
+    ScheduleType,
+    Seed,
+    Size,
+    SizeOrOff,
+    Text,
+)
+
+MODES = ("txt2img", "img2img")
+IMG2IMG = ("img2img",)
+TEXT_KEYS = ("Prompt", "Negative prompt")  # the infotext's text lines, not pairs of its key/value line
+FAST_PATH_KEY = "Fast path"  # the loaded model's pixel-changing options (modules.fast_path), after the fields' keys
+# Written from the loaded model (its file's hash, its fast-path options), not read back: replay finds the model by name.
+ENGINE_INFOTEXT_KEYS = ("Model hash", FAST_PATH_KEY)
+SAME_AS_ENGINE = object()
+
+
+@dataclass(frozen=True)
+class Infotext:
+    """How a field appears on the infotext's key/value line (the webui's keys and order: declaration order).
+
+    part: 1 or 2 when the field is that side of a "WxH" value ("Size" is width x height); the key is written when
+        both sides are, and read back from the parser's "Size-1" / "Size-2".
+    when: the key is written only when this holds of the image's values (None values are never written).
+    write: the key/value pairs for a value, when not just {key: value}.
+    read: the value from the key's text, when not the kind's `parse`.
+    """
+
+    key: str
+    part: int | None = None
+    when: Callable[[Mapping], bool] | None = None
+    write: Callable[[Any], dict] | None = None
+    read: Callable[[str], Any] | None = None
+
+    @property
+    def parsed_key(self) -> str:
+        return self.key if self.part is None else f"{self.key}-{self.part}"
+
+
+@dataclass(frozen=True)
+class Cli:
+    """The field's `serena txt2img/img2img` option: `--` and the field's short name with dashes."""
+
+    repeatable: bool = False
+    required: bool = False
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
+class Api:
+    """The field in the webui API's requests: its name and default there, where they differ from the engine's.
+    A null value in a request means the engine's default."""
+
+    name: str | None = None
+    default: Any = SAME_AS_ENGINE
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Widget:
+    """The field's control in the notebook form (serena_kit.widgets): `control` is "text area", "dropdown", "int",
+    "bounded int" (bounds from the kind unless given) or "slider"; controls sit on `row` in declaration order.
+    `none_as`: the control's value for None ("0: the model's native size")."""
+
+    control: str
+    row: int
+    options: Mapping = field(default_factory=dict)
+    none_as: Any = None
+
+
+@dataclass(frozen=True)
+class WebuiOption:
+    """The webui option (an `override_settings` key) that sets the field; `inverted` for "save" options of
+    "do not save" fields."""
+
+    name: str
+    inverted: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationField:
+    """Everything Serena knows about one field of a processing job.
+
+    label: the webui UI's name, used by widgets and sweep labels; default: the infotext key.
+    per_image: takes a list with one value per image (batch_size x n_iter) as well as one value.
+    affects_image: False for fields that only say where or whether images are saved.
+    sweepable: can be a sweep axis; default: affects_image.
+    short_name: the CLI option's name and the sweep axis alias, when not the field's name ("sampler").
+    example: a valid value other than the default (shown in the API schema; the infotext round-trip test uses it).
+    display: how labels show a value.
+    mode_defaults: the default per mode, where it differs (the output folders).
+    """
+
+    name: str
+    kind: Kind
+    default: Any
+    description: str
+    label: str | None = None
+    per_image: bool = False
+    modes: tuple[str, ...] = MODES
+    affects_image: bool = True
+    sweepable: bool | None = None
+    short_name: str | None = None
+    infotext: Infotext | None = None
+    cli: Cli | None = Cli()
+    api: Api | None = Api()
+    widget: Widget | None = None
+    option: WebuiOption | None = None
+    example: Any = None
+    display: Callable[[Any], str] = str
+    mode_defaults: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        derived = {
+            "label": self.label or (self.infotext.key if self.infotext else self.name),
+            "sweepable": self.affects_image if self.sweepable is None else self.sweepable,
+            "short_name": self.short_name or self.name,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def cli_flag(self) -> str:
+        return "--" + self.short_name.replace("_", "-")
+
+    @property
+    def api_name(self) -> str:
+        return (self.api.name if self.api else None) or self.name
+
+    def default_for(self, mode: str | None = None):
+        return self.mode_defaults.get(mode, self.default)
+
+    def api_default(self, mode: str):
+        default = self.api.default if self.api else SAME_AS_ENGINE
+        return self.default_for(mode) if default is SAME_AS_ENGINE else default
+
+    def check(self, value, name: str | None = None) -> None:
+        """The field's own check of `value` (each item of a per-image list); errors name the field (or `name`)."""
+        name = name or self.name
+        if self.per_image and isinstance(value, list):
+            for index, item in enumerate(value):
+                self.kind.check(f"{name}[{index}]", item)
+        else:
+            self.kind.check(name, value)
+
+
+def show_checkpoint(value) -> str:
+    return Path(value).name if value else "default"
+
+
+def read_checkpoint(name: str) -> str | None:
+    """The checkpoint an infotext's "Model" names: the default model (None), or that model in the models folder."""
+    from modules import sd_models
+
+    if name == sd_models.DEFAULT_MODEL_NAME:
+        return None
+    return str(sd_models.resolve_checkpoint(name).path)
+
+
+def both_sides_set(first: str, second: str) -> Callable[[Mapping], bool]:
+    return lambda values: values[first] > 0 and values[second] > 0
+
+
+RESIZE_MODES = ((0, "Just resize"), (1, "Crop and resize"), (2, "Resize and fill"), (3, "Just resize (latent upscale)"))
+
+# Declaration order is the infotext's key order (the webui's) and the order of CLI options and API fields.
+FIELDS: tuple[GenerationField, ...] = (
+    GenerationField(
+        "prompt",
+        PromptText(),
+        "",
+        "the prompt",
+        per_image=True,
+        infotext=Infotext("Prompt"),
+        widget=Widget("text area", 0, {"rows": 2}),
+        example="a red circle on a blue background",
+    ),
+    GenerationField(
+        "negative_prompt",
+        PromptText(),
+        "",
+        "what the image should not show",
+        per_image=True,
+        infotext=Infotext("Negative prompt"),
+        widget=Widget("text area", 1, {"rows": 1}),
+        example="blurry",
+    ),
+    GenerationField(
+        "styles",
+        Names("a list of style names"),
+        [],
+        "styles from styles.csv, applied to the prompts",
+        label="Styles",
+        short_name="style",
+        cli=Cli(repeatable=True, metavar="STYLE"),
+        api=Api(default=None),
+    ),
+    GenerationField(
+        "steps",
+        Integer(1, 1000),
+        20,
+        "sampling steps",
+        infotext=Infotext("Steps"),
+        api=Api(default=50),
+        widget=Widget("bounded int", 2),
+        example=3,
+    ),
+    GenerationField(
+        "sampler_name",
+        SamplerName(),
+        "Euler a",
+        "the sampler, see 'serena samplers'",
+        short_name="sampler",
+        infotext=Infotext("Sampler"),
+        api=Api(default=None, description="null: sampler_index"),
+        widget=Widget("dropdown", 2),
+        example="DPM++ 2M",
+    ),
+    GenerationField(
+        "scheduler",
+        ScheduleType(),
+        "Automatic",
+        "schedule type: Automatic, Karras, Exponential (those the sampler supports)",
+        infotext=Infotext("Schedule type", when=lambda values: values["scheduler"] != "Automatic"),
+        api=Api(default=None, description="null: Automatic"),
+        widget=Widget("dropdown", 2),
+        example="Karras",
+    ),
+    GenerationField(
+        "cfg_scale",
+        Number(0.0, 50.0),
+        7.0,
+        "classifier-free guidance scale",
+        per_image=True,
+        infotext=Infotext("CFG scale"),
+        widget=Widget("slider", 2, {"max": 30.0, "step": 0.5}),
+        example=6.5,
+    ),
+    GenerationField(
+        "seed",
+        Seed(),
+        -1,
+        "-1: random (the chosen seed is in the infotext)",
+        per_image=True,
+        infotext=Infotext("Seed"),
+        widget=Widget("int", 4),
+        example=1234,
+    ),
+    GenerationField(
+        "width",
+        OrNone(Size()),
+        None,
+        "default: the model's native size",
+        label="Width",
+        infotext=Infotext("Size", part=1),
+        api=Api(description="null: the model's native size"),
+        widget=Widget("bounded int", 3, {"min": 0, "step": 8, "tooltip": "0: the model's native size"}, none_as=0),
+        example=40,
+    ),
+    GenerationField(
+        "height",
+        OrNone(Size()),
+        None,
+        "default: the model's native size",
+        label="Height",
+        infotext=Infotext("Size", part=2),
+        api=Api(description="null: the model's native size"),
+        widget=Widget("bounded int", 3, {"min": 0, "step": 8, "tooltip": "0: the model's native size"}, none_as=0),
+        example=24,
+    ),
+    GenerationField(
+        "sd_model_checkpoint",
+        OrNone(Text("a checkpoint name or path")),
+        None,
+        "checkpoint: a path, or a name in the models folder (default: the embedded model)",
+        short_name="model",
+        infotext=Infotext(
+            "Model",
+            write=lambda checkpoint: {"Model hash": checkpoint.shorthash, "Model": checkpoint.name},
+            read=read_checkpoint,
+        ),
+        api=None,  # the webui API sets it with override_settings
+        option=WebuiOption("sd_model_checkpoint"),
+        display=show_checkpoint,
+    ),
+    GenerationField(
+        "subseed",
+        Seed(),
+        -1,
+        "variation seed",
+        per_image=True,
+        infotext=Infotext("Variation seed", when=lambda values: values["subseed_strength"] > 0),
+        example=7,
+    ),
+    GenerationField(
+        "subseed_strength",
+        Number(0.0, 1.0),
+        0.0,
+        "variation strength: 0 the seed's noise, 1 the variation seed's",
+        infotext=Infotext("Variation seed strength", when=lambda values: values["subseed_strength"] > 0),
+        example=0.3,
+    ),
+    GenerationField(
+        "seed_resize_from_w",
+        SizeOrOff(),
+        -1,
+        "seed resize: the width the seed's noise was made for (-1: off)",
+        label="Seed resize from width",
+        infotext=Infotext("Seed resize from", part=1, when=both_sides_set("seed_resize_from_w", "seed_resize_from_h")),
+        example=32,
+    ),
+    GenerationField(
+        "seed_resize_from_h",
+        SizeOrOff(),
+        -1,
+        "seed resize: the height the seed's noise was made for (-1: off)",
+        label="Seed resize from height",
+        infotext=Infotext("Seed resize from", part=2, when=both_sides_set("seed_resize_from_w", "seed_resize_from_h")),
+        example=32,
+    ),
+    GenerationField(
+        "denoising_strength",
+        Number(0.0, 1.0),
+        0.75,
+        "how much of the init image is replaced: 0 none, 1 all",
+        modes=IMG2IMG,
+        infotext=Infotext("Denoising strength"),
+        widget=Widget("slider", 5, {"step": 0.05}),
+        example=0.6,
+    ),
+    GenerationField(
+        "clip_skip",
+        Integer(1, 12),
+        1,
+        "text encoder layers to leave out from the end (1: none)",
+        infotext=Infotext("Clip skip", when=lambda values: values["clip_skip"] > 1),
+        api=None,  # the webui API sets it with override_settings
+        option=WebuiOption("CLIP_stop_at_last_layers"),
+        example=2,
+    ),
+    GenerationField(
+        "eta",
+        OrNone(Number(0.0, 1.0)),
+        None,
+        "step noise multiplier for DDIM-like samplers (default: the sampler's)",
+        infotext=Infotext("Eta"),
+        option=WebuiOption("eta_ddim"),
+        example=0.5,
+    ),
+    GenerationField(
+        "initial_noise_multiplier",
+        Number(0.0, 1.5),
+        1.0,
+        "multiplies the noise added to the init images' latents",
+        label="Noise multiplier",
+        modes=IMG2IMG,
+        infotext=Infotext("Noise multiplier", when=lambda values: values["initial_noise_multiplier"] != 1),
+        api=Api(default=None),
+        widget=Widget("slider", 5, {"step": 0.05}),
+        example=0.8,
+    ),
+    GenerationField(
+        "batch_size",
+        Integer(1, 64),
+        1,
+        "images per batch",
+        label="Batch size",
+        sweepable=False,  # a sweep cell is one image
+        widget=Widget("bounded int", 3),
+    ),
+    GenerationField(
+        "n_iter",
+        Integer(1, 1000),
+        1,
+        "number of batches",
+        label="Batch count",
+        sweepable=False,
+        widget=Widget("bounded int", 3),
+    ),
+    GenerationField(
+        "init_images",
+        Images(),
+        [],
+        "the images to start from: one, or one per batch position",
+        label="Init images",
+        modes=IMG2IMG,
+        short_name="init_image",
+        cli=Cli(repeatable=True, required=True, metavar="FILE"),
+        api=Api(default=None, description="base64 images (PNG, JPEG, WebP, ...), data URLs allowed"),
+    ),
+    GenerationField(
+        "resize_mode",
+        Choice(RESIZE_MODES),
+        0,
+        "how init images are fitted to the size: " + Choice(RESIZE_MODES).describe(),
+        label="Resize mode",
+        modes=IMG2IMG,
+    ),
+    GenerationField(
+        "exact",
+        Flag(),
+        False,
+        "one image at a time: bytes independent of the batch size",
+        label="Exact",
+        api=None,
+    ),
+    GenerationField(
+        "do_not_save_samples",
+        Flag(),
+        False,
+        "do not save the images",
+        label="Do not save samples",
+        affects_image=False,
+        cli=None,  # the CLI always saves
+        api=None,  # the webui API's save_images decides
+        option=WebuiOption("samples_save", inverted=True),
+    ),
+    GenerationField(
+        "do_not_save_grid",
+        Flag(),
+        False,
+        "do not save a grid of the batch",
+        label="Do not save grid",
+        affects_image=False,
+        short_name="no_grid",
+        api=None,
+        option=WebuiOption("grid_save", inverted=True),
+    ),
+    GenerationField(
+        "outpath_samples",
+        Text("a folder path"),
+        "",
+        "the folder images are saved in (under a folder per day)",
+        label="Images folder",
+        affects_image=False,
+        cli=None,  # the CLI's --outdir, the API's server folder
+        api=None,
+        mode_defaults={mode: f"outputs/{mode}-images" for mode in MODES},
+    ),
+    GenerationField(
+        "outpath_grids",
+        Text("a folder path"),
+        "",
+        "the folder grids are saved in (under a folder per day)",
+        label="Grids folder",
+        affects_image=False,
+        cli=None,
+        api=None,
+        mode_defaults={mode: f"outputs/{mode}-grids" for mode in MODES},
+    ),
+    GenerationField(
+        "override_settings",
+        Dictionary("a dict of webui options"),
+        {},
+        "webui options for this job only: sd_model_checkpoint, CLIP_stop_at_last_layers, eta_ddim, ...",
+        label="Override settings",
+        cli=None,
+        api=None,  # the API merges them with the server's options
+    ),
+    GenerationField(
+        "extra_generation_params",
+        Dictionary("a dict"),
+        {},
+        "more infotext key/value pairs, written after Serena's own",
+        label="Extra generation params",
+        cli=None,
+        api=None,
+    ),
+)
+
+
+def by_name() -> dict[str, GenerationField]:
+    return {declaration.name: declaration for declaration in FIELDS}
+
+
+def declaration_of(name: str) -> GenerationField:
+    return by_name()[name]
+
+
+def fields_for(mode: str) -> list[GenerationField]:
+    """The declarations of a txt2img or img2img job, in declaration order."""
+    return [declaration for declaration in FIELDS if mode in declaration.modes]
+
+
+def declarations_of(p) -> list[GenerationField]:
+    """The declarations of the fields a processing object has, in declaration order."""
+    names = {f.name for f in dataclasses.fields(p)}
+    return [declaration for declaration in FIELDS if declaration.name in names]
+
+
+def per_image_names() -> tuple[str, ...]:
+    return tuple(declaration.name for declaration in FIELDS if declaration.per_image)
+
+
+def declared(name: str, mode: str | None = None) -> Any:
+    """A dataclass field with the declared default of `name` (for `mode`, where defaults differ by mode)."""
+    default = declaration_of(name).default_for(mode)
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=functools.partial(copy.copy, default))
+    return dataclasses.field(default=default)
+
+
+# override_settings ---------------------------------------------------------------------------------------------------
+
+
+def webui_options() -> dict[str, GenerationField]:
+    """The webui options override_settings may hold, by option name."""
+    return {declaration.option.name: declaration for declaration in FIELDS if declaration.option}
+
+
+def fields_from_settings(settings: Mapping) -> dict:
+    """override_settings as the field values they set ("samples_save": False -> do_not_save_samples=True)."""
+    options = webui_options()
+    return {
+        options[key].name: (not value if options[key].option.inverted else value) for key, value in settings.items()
+    }
+
+
+# The infotext ---------------------------------------------------------------------------------------------------------
+
+
+def infotext_pairs(values: Mapping) -> dict:
+    """The key/value line of one image's infotext, in the webui's key order.
+
+    `values`: every field's value as the engine used it for that image (its own seed, prompt and CFG, the resolved
+    size, and for `sd_model_checkpoint` the loaded checkpoint). Fields missing from `values` are not written.
+    """
+    pairs: dict = {}
+    for declaration in FIELDS:
+        spec = declaration.infotext
+        if spec is None or spec.key in TEXT_KEYS or declaration.name not in values:
+            continue
+        value = values[declaration.name]
+        if value is None or (spec.when is not None and not spec.when(values)):
+            continue
+        if spec.part is not None:
+            pairs.setdefault(spec.key, {})[spec.part] = value
+        else:
+            pairs |= spec.write(value) if spec.write else {spec.key: value}
+    return {key: join_sides(value) if isinstance(value, dict) else value for key, value in pairs.items()}
+
+
+def join_sides(sides: dict) -> str | None:
+    return f"{sides[1]}x{sides[2]}" if set(sides) == {1, 2} else None
+
+
+def values_from_infotext(parameters: Mapping, mode: str) -> dict:
+    """The field values a parsed infotext (modules.infotext.parse_infotext) gives a `mode` job; keys it lacks give
+    nothing (the field keeps its default). ValueError names the field whose value cannot be read."""
+    values = {}
+    for declaration in fields_for(mode):
+        spec = declaration.infotext
+        if spec is None or spec.parsed_key not in parameters:
+            continue
+        text = parameters[spec.parsed_key]
+        try:
+            values[declaration.name] = (spec.read or declaration.kind.parse)(text)
+        except ValueError as error:
+            if str(error).startswith(f"{declaration.name}:"):
+                raise
+            raise ValueError(f"{declaration.name}: cannot read {spec.key!r} value {text!r}: {error}") from None
+    return values
+
+
+def infotext_keys_read() -> set[str]:
+    """The infotext keys the declarations read: what replay honours (parsed "Size-1" style keys included)."""
+    keys = set()
+    for declaration in FIELDS:
+        if declaration.infotext:
+            keys |= {declaration.infotext.key, declaration.infotext.parsed_key}
+    return keys
