@@ -23,7 +23,10 @@ from modules.runtime.runner import ProcessingRequest, ProcessingRunner
 from modules.runtime.state import GenerationState
 from serena_kit.reproduce import png_hash, read_infotext, replay
 from serena_kit.sweeps import Axis, SweepCell, SweepResult, sweep
-from serena_kit.widgets import GenerationForm, request_from_widgets
+
+# The widget form needs the notebook extra (ipywidgets): imported on first use, so that the plain install's
+# `import serena_kit` and CLI work without it.
+_FROM_WIDGETS = ("GenerationForm", "request_from_widgets")
 
 __all__ = [
     "Axis",
@@ -48,6 +51,14 @@ __all__ = [
     "sweep",
     "txt2img",
 ]
+
+
+def __getattr__(name: str):
+    if name in _FROM_WIDGETS:
+        from serena_kit import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'serena_kit' has no attribute {name!r}")
 
 
 def txt2img(prompt: str, **params) -> Processed:

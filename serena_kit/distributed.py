@@ -17,7 +17,7 @@ written twice. An error raised by the engine itself (a bad parameter) is not ret
 In exact mode (`exact=True`) images are byte-identical to the local executor's on the same hardware and thread count;
 in the default batched mode, as with any batch size, within 1/255 (see README).
 
-Ray is optional (`pip install -e .[ray]`) and imported only when a Ray executor is made.
+Ray is the optional extra `ray` and is imported only when a Ray executor is made.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from modules import determinism
 from modules.processing import Processed, StableDiffusionProcessing, process_images
 from modules.runtime.state import GenerationState
+from serena_kit.extras import require
 from serena_kit.sweep_executors import MAX_BATCH, OnResult, batch_processing, plan_batches, split_processed
 
-RAY_MISSING = "executor='ray' needs Ray, an optional extra: pip install -e .[ray]"
 BATCHES_PER_WORKER = 2  # queued on each actor, so it never idles waiting for the driver between batches
 BATCHES_PER_WORKER_AUTO = 4  # with batch_size unset, aim for this many batches per actor (balance, cheap retries)
 NOTICE_AFTER_S = 60.0  # say so when no actor has started after this long (the cluster lacks the resources)
@@ -44,11 +44,7 @@ FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", *determinism.PORTABLE_ENVIRONMENT)
 
 
 def import_ray():
-    try:
-        import ray
-    except ImportError as error:
-        raise ImportError(RAY_MISSING) from error
-    return ray
+    return require("ray", "executor='ray'")
 
 
 class SweepWorker:

@@ -1,6 +1,7 @@
 """Metrics of generated images and matplotlib plots of a metric against a swept parameter.
 
-matplotlib is imported only when a plot is drawn, so importing serena_kit stays cheap.
+matplotlib (the notebook extra) is imported only when a plot is drawn, so importing serena_kit stays cheap and works
+without it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+
+from serena_kit.extras import require
 
 
 def brightness(image: Image.Image) -> float:
@@ -53,7 +56,7 @@ def metric_values(metric: str | Callable, records: list[dict], images: list[Imag
 def plot_metric(records: list[dict], values: list[float], name: str, against: str, by: str | None = None, ax=None):
     """One line of `values` over the `against` column per value of the `by` column; returns the matplotlib Axes.
     String parameters (samplers, prompts) are placed in their order of first appearance."""
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "Plotting a sweep (SweepResult.plot)")
 
     if against not in records[0]:
         raise ValueError(f"against: unknown parameter {against!r}; valid: {', '.join(records[0])}")

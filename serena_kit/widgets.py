@@ -12,7 +12,6 @@ import html
 import threading
 from collections.abc import Mapping
 
-import ipywidgets as w
 from PIL import Image
 
 from modules import generation_fields, images, sd_samplers
@@ -25,7 +24,10 @@ from modules.processing import (
 )
 from modules.runtime.runner import ProcessingRequest
 from modules.runtime.state import GenerationState
+from serena_kit.extras import require
 from serena_kit.grids import upscale_for_display
+
+w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
 

@@ -157,7 +157,7 @@ def test_ray_options_need_the_ray_executor():
 
 def test_the_ray_executor_without_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(ImportError, match=r"pip install -e \.\[ray\]"):
+    with pytest.raises(ImportError, match=r"^executor='ray' needs Serena's optional extra 'ray': pip install -e '\.\["):
         sk.sweep(BASE, x=("cfg_scale", [3]), executor="ray")
 
 
