@@ -22,6 +22,7 @@ from pathlib import Path
 import modules  # noqa: F401  (portable CPU kernels: set before any command imports torch)
 from modules import generation_fields
 from modules.field_types import Flag
+from serena_kit.extras import require
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -178,6 +179,7 @@ def replay_command(args) -> int:
     except (TypeError, ValueError) as error:
         raise UsageError(one_line(error)) from None
     kind = "img2img" if init_images else "txt2img"
+    save = args.save or not args.verify  # a check leaves no files behind unless asked to
     try:
         with warnings.catch_warnings(record=True) as caveats:
             warnings.simplefilter("always", ReplayWarning)
@@ -185,7 +187,7 @@ def replay_command(args) -> int:
                 text,
                 init_images,
                 strict=args.strict,
-                do_not_save_samples=False,
+                do_not_save_samples=not save,
                 exact=args.exact,
                 **output_folders(args.outdir, kind),
             )
@@ -197,7 +199,10 @@ def replay_command(args) -> int:
     result = generate(p, args)
     status = exit_status(p, result)
     if args.verify and status == EXIT_OK:
-        same = Path(args.file).read_bytes() == Path(result.paths[0]).read_bytes()
+        image = result.images[result.index_of_first_image]
+        same = Path(args.file).read_bytes() == images.png_bytes(
+            image, image.info["parameters"]
+        )  # the bytes a save writes
         print(f"serena: replay {'is byte-identical to' if same else 'differs from'} {args.file}", file=sys.stderr)
         return EXIT_OK if same else EXIT_FAILURE
     return status
@@ -232,6 +237,8 @@ def models_command(args) -> int:
 
 
 def serve_command(args) -> int:
+    for module in ("fastapi", "uvicorn"):
+        require(module, "serena serve")
     from modules.api.app import create_app
     from modules.api.requests import ApiLimits
     from modules.api.security import parse_api_auth
@@ -360,7 +367,8 @@ def build_parser() -> ArgumentParser:
     replay.add_argument("--init-image", action="append", metavar="FILE", help="for an img2img infotext")
     replay.add_argument("--outdir", default="outputs")
     replay.add_argument("--exact", action="store_true")
-    replay.add_argument("--verify", action="store_true", help="exit 1 unless the new file is byte-identical")
+    replay.add_argument("--verify", action="store_true", help="exit 1 unless byte-identical (saves nothing)")
+    replay.add_argument("--save", action="store_true", help="with --verify: save the new image too")
     replay.add_argument("--quiet", action="store_true")
     replay.add_argument(
         "--strict", action="store_true", help="exit 2 instead of warning when the image may not be reproduced here"

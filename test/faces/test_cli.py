@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from face_helpers import single_thread_env
+from face_helpers import free_port, single_thread_env
 from PIL import Image, PngImagePlugin
 
 from modules import sd_samplers
@@ -67,11 +67,31 @@ def test_png_info_prints_the_infotext_or_its_json(capsys):
     assert (parsed["Prompt"], parsed["Seed"], parsed["Steps"]) == ("a blue circle", "4", "2")
 
 
-def test_replay_regenerates_the_same_bytes(capsys):
+def test_replay_verify_compares_without_writing_unless_asked_to_save(capsys):
     _, (original,), _ = run(capsys, "txt2img", "--prompt", "replay me", "--steps", 3, "--seed", -1, "--quiet")
-    code, (replayed,), err = run(capsys, "replay", "--verify", "--quiet", "--outdir", "again", original)
+    code, lines, err = run(capsys, "replay", "--verify", "--quiet", "--outdir", "again", original)
+    assert code == 0 and "byte-identical" in err
+    assert lines == [] and not Path("again").exists()
+    code, (replayed,), err = run(capsys, "replay", "--verify", "--save", "--quiet", "--outdir", "again", original)
     assert code == 0 and "byte-identical" in err
     assert Path(replayed).read_bytes() == Path(original).read_bytes()
+
+
+def test_replay_verify_fails_when_the_bytes_differ(capsys):
+    _, (original,), _ = run(capsys, "txt2img", "--prompt", "replay me", "--steps", 3, "--seed", 8, "--quiet")
+    image = Image.open(original)
+    altered = PngImagePlugin.PngInfo()
+    altered.add_text("parameters", image.info["parameters"])
+    image.point(lambda value: 255 - value).save("altered.png", pnginfo=altered)  # same infotext, other pixels
+    code, lines, err = run(capsys, "replay", "--verify", "--quiet", "altered.png")
+    assert code == 1 and "differs from altered.png" in err and lines == []
+
+
+def test_serve_without_the_api_extra_names_the_extra(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the api extra were not installed
+    code, lines, err = run(capsys, "serve", "--port", free_port())
+    assert code == 1 and lines == []
+    assert "serena serve needs Serena's optional extra 'api': pip install -e '.[api]'" in err
 
 
 def test_samplers_and_models_print_one_entry_per_line(capsys, isolated_workdir):
