@@ -2,7 +2,7 @@
 
 A GPU machine brings its own CUDA torch and most packages, at versions other than this project's pins: those are
 kept (a CUDA wheel is gigabytes, and the figures compare paths within one run). A missing package is installed at
-this project's pin, from bench/wheels/ when that folder holds wheels (for machines without a package index; fill
+its constraints.txt pin, from bench/wheels/ when that folder holds wheels (for machines without a package index; fill
 it on a machine with one: `python bench/gpu_setup.py --download diffusers`), else from the package index.
 
     python bench/gpu_setup.py               # check and install
@@ -17,7 +17,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +26,10 @@ BENCH_PACKAGES = ("diffusers", "transformers", "tokenizers", "safetensors", "acc
 
 
 def pins() -> dict[str, str]:
-    """name -> requirement, from pyproject.toml's dependencies (the one place the versions are declared)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {Requirement(text).name.lower(): text for text in project["dependencies"]}
+    """name -> requirement, from constraints.txt (the exact versions this project tests)."""
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    requirements = [Requirement(line) for line in lines if line and not line.startswith("#")]
+    return {requirement.name.lower(): str(requirement) for requirement in requirements}
 
 
 def installed_version(name: str) -> str | None:

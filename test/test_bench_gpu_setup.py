@@ -3,7 +3,7 @@
 from bench import gpu_setup
 
 
-def test_pins_come_from_pyproject():
+def test_pins_come_from_the_constraints():
     pins = gpu_setup.pins()
     assert pins["diffusers"].startswith("diffusers==") and "torch" in pins
     assert set(gpu_setup.BENCH_PACKAGES) <= set(pins)
