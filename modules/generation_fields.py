@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules.determinism import KERNELS_KEY
 from modules.field_types import (
     Choice,
     Dictionary,
@@ -54,8 +55,9 @@ MODES = ("txt2img", "img2img")
 IMG2IMG = ("img2img",)
 TEXT_KEYS = ("Prompt", "Negative prompt")  # the infotext's text lines, not pairs of its key/value line
 FAST_PATH_KEY = "Fast path"  # the loaded model's pixel-changing options (modules.fast_path), after the fields' keys
-# Written from the loaded model (its file's hash, its fast-path options), not read back: replay finds the model by name.
-ENGINE_INFOTEXT_KEYS = ("Model hash", FAST_PATH_KEY)
+# Written by the engine (the model file's hash, its fast-path options, non-portable kernels), not read back into
+# fields: replay finds the model by name and compares the kernels itself.
+ENGINE_INFOTEXT_KEYS = ("Model hash", FAST_PATH_KEY, KERNELS_KEY)
 SAME_AS_ENGINE = object()
 
 

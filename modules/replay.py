@@ -24,7 +24,6 @@ def unread_parameters(parameters: dict) -> dict:
     """The parsed infotext's pairs that no field declaration reads and the engine does not write (a webui's
     "Lora hashes", "Version", ...)."""
     known = generation_fields.infotext_keys_read() | set(generation_fields.ENGINE_INFOTEXT_KEYS)
-    known.add(determinism.KERNELS_KEY)
     return {key: value for key, value in parameters.items() if key not in known}
 
 
