@@ -6,10 +6,18 @@ model's scheduler config instead of reusing the pipeline's instance.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import diffusers
+if TYPE_CHECKING:
+    import diffusers
+
+# What a sampler's diffusers class takes (test_samplers checks it against the class's signature), so listing the
+# samplers and checking a job need not load diffusers and torch: `serena samplers` starts in a fraction of a second.
+ALL_SCHEDULES = ("Automatic", "Karras", "Exponential")
+AUTOMATIC_ONLY = ("Automatic",)
 
 
 @dataclass(frozen=True)
@@ -18,11 +26,12 @@ class SamplerSpec:
     scheduler_class: str
     config_overrides: dict = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    schedule_types: tuple[str, ...] = ALL_SCHEDULES
 
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("Euler", "EulerDiscreteScheduler", aliases=("k_euler",)),
-    SamplerSpec("Euler a", "EulerAncestralDiscreteScheduler", aliases=("k_euler_a",)),
+    SamplerSpec("Euler a", "EulerAncestralDiscreteScheduler", aliases=("k_euler_a",), schedule_types=AUTOMATIC_ONLY),
     SamplerSpec("Heun", "HeunDiscreteScheduler", aliases=("k_heun",)),
     SamplerSpec("LMS", "LMSDiscreteScheduler", aliases=("k_lms",)),
     SamplerSpec("DPM2", "KDPM2DiscreteScheduler", aliases=("k_dpm_2",)),
@@ -40,10 +49,10 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
         aliases=("k_dpmpp_2m_sde",),
     ),
     SamplerSpec("DPM++ SDE", "DPMSolverSDEScheduler", aliases=("k_dpmpp_sde",)),
-    SamplerSpec("DDIM", "DDIMScheduler", aliases=("ddim",)),
-    SamplerSpec("PLMS", "PNDMScheduler", {"skip_prk_steps": True}, aliases=("plms",)),
+    SamplerSpec("DDIM", "DDIMScheduler", aliases=("ddim",), schedule_types=AUTOMATIC_ONLY),
+    SamplerSpec("PLMS", "PNDMScheduler", {"skip_prk_steps": True}, aliases=("plms",), schedule_types=AUTOMATIC_ONLY),
     SamplerSpec("UniPC", "UniPCMultistepScheduler", aliases=("unipc",)),
-    SamplerSpec("LCM", "LCMScheduler", aliases=("lcm",)),
+    SamplerSpec("LCM", "LCMScheduler", aliases=("lcm",), schedule_types=AUTOMATIC_ONLY),
 )
 
 # Schedule type -> the scheduler config flag that selects it ("Automatic" keeps the scheduler's own spacing).
@@ -113,9 +122,11 @@ def canonical_names(sampler_name, schedule_type) -> tuple:
 
 
 def supported_schedule_types(sampler_name: str) -> list[str]:
-    scheduler_class = getattr(diffusers, find_sampler(sampler_name).scheduler_class)
-    parameters = inspect.signature(scheduler_class.__init__).parameters
-    return [schedule for schedule, flag in SCHEDULE_TYPES.items() if flag is None or flag in parameters]
+    return list(find_sampler(sampler_name).schedule_types)
+
+
+def scheduler_class(spec: SamplerSpec) -> type:
+    return getattr(importlib.import_module("diffusers"), spec.scheduler_class)
 
 
 def check_schedule_type(sampler_name: str, schedule_type: str) -> None:
@@ -137,8 +148,8 @@ def create_scheduler(sampler_name: str, schedule_type: str, base_config) -> diff
     flag = SCHEDULE_TYPES[schedule_type]
     if flag is not None:
         overrides[flag] = True
-    scheduler_class = getattr(diffusers, spec.scheduler_class)
+    cls = scheduler_class(spec)
     # Drop options of the model's own scheduler class that this class does not take (diffusers warns about them).
-    accepted = inspect.signature(scheduler_class.__init__).parameters
+    accepted = inspect.signature(cls.__init__).parameters
     config = {key: value for key, value in dict(base_config).items() if key in accepted or key.startswith("_")}
-    return scheduler_class.from_config(config, **overrides)
+    return cls.from_config(config, **overrides)

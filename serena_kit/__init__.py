@@ -6,68 +6,67 @@ Nothing here generates on its own: every helper builds a StableDiffusionProcessi
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING
 
-from PIL import Image
+import modules  # noqa: F401  (portable CPU kernels, before anything below loads torch)
 
-from modules import sd_models
-from modules.infotext import parse_infotext
-from modules.processing import (
-    Processed,
-    StableDiffusionProcessing,
-    StableDiffusionProcessingImg2Img,
-    StableDiffusionProcessingTxt2Img,
-    process_images,
-)
-from modules.runtime.runner import ProcessingRequest, ProcessingRunner
-from modules.runtime.state import GenerationState
-from serena_kit.reproduce import png_hash, read_infotext, replay
-from serena_kit.sweeps import Axis, SweepCell, SweepResult, sweep
+if TYPE_CHECKING:
+    from PIL import Image
 
-# The widget form needs the notebook extra (ipywidgets): imported on first use, so that the plain install's
-# `import serena_kit` and CLI work without it.
-_FROM_WIDGETS = ("GenerationForm", "request_from_widgets")
+    from modules import sd_models
+    from modules.processing import Processed
 
-__all__ = [
-    "Axis",
-    "GenerationForm",
-    "GenerationState",
-    "Processed",
-    "ProcessingRequest",
-    "ProcessingRunner",
-    "StableDiffusionProcessing",
-    "StableDiffusionProcessingImg2Img",
-    "StableDiffusionProcessingTxt2Img",
-    "SweepCell",
-    "SweepResult",
-    "img2img",
-    "load_model",
-    "parse_infotext",
-    "png_hash",
-    "process_images",
-    "read_infotext",
-    "replay",
-    "request_from_widgets",
-    "sweep",
-    "txt2img",
-]
+# Where each public name lives. Imported on first use, so that the CLI (`serena --help`) starts without loading
+# torch, and the widget form without the notebook extra until it is asked for.
+_PUBLIC = {
+    "Axis": "serena_kit.sweeps",
+    "GenerationForm": "serena_kit.widgets",
+    "GenerationState": "modules.runtime.state",
+    "Processed": "modules.processing",
+    "ProcessingRequest": "modules.runtime.runner",
+    "ProcessingRunner": "modules.runtime.runner",
+    "StableDiffusionProcessing": "modules.processing",
+    "StableDiffusionProcessingImg2Img": "modules.processing",
+    "StableDiffusionProcessingTxt2Img": "modules.processing",
+    "SweepCell": "serena_kit.sweeps",
+    "SweepResult": "serena_kit.sweeps",
+    "parse_infotext": "modules.infotext",
+    "png_hash": "serena_kit.reproduce",
+    "process_images": "modules.processing",
+    "read_infotext": "serena_kit.reproduce",
+    "replay": "serena_kit.reproduce",
+    "request_from_widgets": "serena_kit.widgets",
+    "sweep": "serena_kit.sweeps",
+}
+
+__all__ = sorted([*_PUBLIC, "img2img", "load_model", "txt2img"])
 
 
 def __getattr__(name: str):
-    if name in _FROM_WIDGETS:
-        from serena_kit import widgets
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'serena_kit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
 
-        return getattr(widgets, name)
-    raise AttributeError(f"module 'serena_kit' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
 
 
 def txt2img(prompt: str, **params) -> Processed:
     """Generate from a prompt; `params` are processing fields with the webui's names (seed, steps, cfg_scale, ...)."""
+    from modules.processing import StableDiffusionProcessingTxt2Img, process_images
+
     return process_images(StableDiffusionProcessingTxt2Img(prompt=prompt, **params))
 
 
 def img2img(image: Image.Image | list[Image.Image], prompt: str, **params) -> Processed:
     """Generate from an init image (or one per batch position) and a prompt; `params` as for txt2img."""
+    from modules.processing import StableDiffusionProcessingImg2Img, process_images
+
     init_images = list(image) if isinstance(image, (list, tuple)) else [image]
     return process_images(StableDiffusionProcessingImg2Img(init_images=init_images, prompt=prompt, **params))
 
@@ -75,4 +74,6 @@ def img2img(image: Image.Image | list[Image.Image], prompt: str, **params) -> Pr
 def load_model(path_or_default: str | os.PathLike | None = None, **options) -> sd_models.LoadedModel:
     """Load a checkpoint (None or "default": the embedded default model) ahead of generating; `options` are
     `device`, `dtype` and `allow_pickle`. Generations name their model with `sd_model_checkpoint`."""
+    from modules import sd_models
+
     return sd_models.load_model(path_or_default, **options)

@@ -73,3 +73,28 @@ def test_names_it_does_not_know_are_left_for_validation_to_refuse():
     assert sd_samplers.canonical_names("Euler b", "Wavy") == ("Euler b", "Wavy")
     assert sd_samplers.canonical_names("DPM++ 2M Karras", "Exponential") == ("DPM++ 2M Karras", "Exponential")
     assert sd_samplers.canonical_names(3, None) == (3, None)
+
+
+def test_declared_schedule_types_are_what_each_diffusers_class_takes():
+    """The table says which schedule types a sampler offers (so listing needs no diffusers); diffusers decides."""
+    import inspect
+
+    for spec in sd_samplers.SAMPLERS:
+        parameters = inspect.signature(sd_samplers.scheduler_class(spec).__init__).parameters
+        offered = [
+            schedule for schedule, flag in sd_samplers.SCHEDULE_TYPES.items() if flag is None or flag in parameters
+        ]
+        assert list(spec.schedule_types) == offered, spec.name
+
+
+def test_listing_samplers_and_the_cli_help_load_neither_torch_nor_diffusers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serena_kit.cli as cli\n"
+        "assert cli.main(['samplers']) == 0 and cli.main(['txt2img', '--help']) == 0\n"
+    )
+    code += "print(sorted(name for name in ('torch', 'diffusers') if name in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
