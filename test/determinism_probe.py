@@ -1,6 +1,6 @@
-"""Run in a fresh process by test/quality/test_portable_determinism.py: the golden jobs and one batched sweep under
-whatever kernel settings the environment gives, printed as one JSON line of hashes: of the PNG files, and of the
-pixels alone (native mode records its kernels in the infotext, so its files differ by their text too).
+"""The golden jobs and one batched sweep under whatever kernel settings the process has, as hashes of the PNG files
+and of the pixels alone (native mode records its kernels in the infotext, so its files differ by their text too).
+test/quality/test_portable_determinism.py runs it in fresh processes (one JSON line) and in the suite's own.
 
     python test/determinism_probe.py THREADS
 """
@@ -26,13 +26,13 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def main() -> None:
+def hashes() -> dict:
+    """The kernel path, and the hashes of the golden jobs' and the sweep's PNG files and pixels, made here."""
     from golden_cases import generate, golden_jobs
 
     import serena_kit as sk
     from modules.images import png_bytes
 
-    torch.set_num_threads(int(sys.argv[1]))
     png = {name: generate(name) for name in golden_jobs()}
     base = {"prompt": "a red circle on a blue background", "seed": 7, "steps": 10, "do_not_save_samples": True}
     result = sk.sweep(base, x=("cfg_scale", [3, 7]), y=("seed", [7, 8]))  # four cells, one batched engine call
@@ -40,7 +40,12 @@ def main() -> None:
     pixels = {name: sha(Image.open(io.BytesIO(data)).tobytes()) for name, data in png.items() if name != "sweep"}
     pixels["sweep"] = sha(b"".join(cell.image.tobytes() for cell in result.cells))
     capability = torch.backends.cpu.get_cpu_capability()
-    print(json.dumps({"capability": capability, "png": {k: sha(v) for k, v in png.items()}, "pixels": pixels}))
+    return {"capability": capability, "png": {k: sha(v) for k, v in png.items()}, "pixels": pixels}
+
+
+def main() -> None:
+    torch.set_num_threads(int(sys.argv[1]))
+    print(json.dumps(hashes()))
 
 
 if __name__ == "__main__":
