@@ -65,8 +65,10 @@ def child(model: str | None, size: int | None, steps: int, runs: int, threads: i
 
 
 def run_setting(setting: str, model: str | None, size: int | None, steps: int, runs: int, threads: int) -> dict:
-    environment = {key: value for key, value in os.environ.items() if key not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
-    environment.pop("ONEDNN_MAX_CPU_ISA", None)
+    from modules import determinism
+
+    caps = determinism.PORTABLE_ENVIRONMENT  # each setting decides them afresh, not this process's
+    environment = {key: value for key, value in os.environ.items() if key not in caps}
     environment |= SETTINGS[setting] | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     arguments = json.dumps([model, size, steps, runs, threads])
     output = subprocess.run(
