@@ -4,9 +4,10 @@ import datetime
 import json
 import shutil
 
+import numpy as np
 import pytest
 from helpers import max_pixel_difference, png_of
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from modules import sd_models
 from modules.default_model import DEFAULT_MODEL_DIR
@@ -151,6 +152,23 @@ def test_noise_multiplier_scales_img2img_noise_and_replays():
     replay = processing_from_infotext(quieter.info, [init])
     assert replay.initial_noise_multiplier == 0.5
     assert png_of(process_images(replay).images[0]) == png_of(quieter.images[0])
+
+
+def test_less_initial_noise_keeps_img2img_closer_to_its_init_image():
+    """The webui's meaning of the noise multiplier: below 1, less of the init image is noised away (6 seeds)."""
+    init = Image.new("RGB", (32, 32), (30, 120, 200))
+    ImageDraw.Draw(init).ellipse((8, 8, 23, 23), fill=(220, 30, 30))
+    reference = np.asarray(init, dtype=float)
+
+    def distance_to_init(seed, multiplier):
+        p = StableDiffusionProcessingImg2Img(
+            prompt="a red circle on a blue background", init_images=[init], seed=seed, steps=6,
+            denoising_strength=0.8, initial_noise_multiplier=multiplier, do_not_save_samples=True,
+        )  # fmt: skip
+        return np.abs(np.asarray(process_images(p).images[0], dtype=float) - reference).mean()
+
+    closer = [distance_to_init(seed, 0.5) < distance_to_init(seed, 1.0) for seed in range(4, 10)]
+    assert all(closer), closer
 
 
 def test_progress_reaches_every_step_and_ends_complete():
