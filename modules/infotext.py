@@ -50,7 +50,7 @@ def parse_infotext(text: str) -> dict:
     """
     lines = text.strip().split("\n")
     parameter_line = ""
-    if len(lines) > 1 and len(_PAIR.findall(lines[-1])) >= 3:
+    if len(_PAIR.findall(lines[-1])) >= 3:  # as the webui: the parameter line may be the only line
         parameter_line = lines.pop()
     prompt_lines: list[str] = []
     negative_lines: list[str] = []

@@ -31,7 +31,12 @@ class SamplerSpec:
 
 SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("Euler", "EulerDiscreteScheduler", aliases=("k_euler",)),
-    SamplerSpec("Euler a", "EulerAncestralDiscreteScheduler", aliases=("k_euler_a",), schedule_types=AUTOMATIC_ONLY),
+    SamplerSpec(
+        "Euler a",
+        "EulerAncestralDiscreteScheduler",
+        aliases=("k_euler_a", "k_euler_ancestral"),
+        schedule_types=AUTOMATIC_ONLY,
+    ),
     SamplerSpec("Heun", "HeunDiscreteScheduler", aliases=("k_heun",)),
     SamplerSpec("LMS", "LMSDiscreteScheduler", aliases=("k_lms",)),
     SamplerSpec("DPM2", "KDPM2DiscreteScheduler", aliases=("k_dpm_2",)),
@@ -52,7 +57,7 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("DDIM", "DDIMScheduler", aliases=("ddim",), schedule_types=AUTOMATIC_ONLY),
     SamplerSpec("PLMS", "PNDMScheduler", {"skip_prk_steps": True}, aliases=("plms",), schedule_types=AUTOMATIC_ONLY),
     SamplerSpec("UniPC", "UniPCMultistepScheduler", aliases=("unipc",)),
-    SamplerSpec("LCM", "LCMScheduler", aliases=("lcm",), schedule_types=AUTOMATIC_ONLY),
+    SamplerSpec("LCM", "LCMScheduler", aliases=("k_lcm", "lcm"), schedule_types=AUTOMATIC_ONLY),
 )
 
 # Schedule type -> the scheduler config flag that selects it ("Automatic" keeps the scheduler's own spacing).
