@@ -192,16 +192,14 @@ def test_generate_and_interrupt_buttons_in_jupyterlab(jupyterlab, page, tmp_path
         # A long job stopped by the Interrupt button ends early, short of 100 %.
         set_number(page, "serena-steps", 1000)
         set_number(page, "serena-n-iter", 10)  # 10 batches of 2 x 1000 steps: minutes, if not interrupted
-        started = time.monotonic()
         page.locator(".serena-generate").click()
         page.locator(".serena-progress-text", has_text="step").wait_for(timeout=GENERATION_TIMEOUT_S * 1000)
         page.locator(".serena-interrupt").click()
         page.locator(".serena-status", has_text="Interrupted").wait_for(timeout=GENERATION_TIMEOUT_S * 1000)
-        elapsed = time.monotonic() - started
-        assert progress_percent(page) < 100
+        # Stopped within the first of the 10 batches: the interrupt did not wait for a batch (or the job) to end.
+        assert progress_percent(page) < 10
         assert page.locator(".serena-status").inner_text().startswith("Interrupted: 0 images finished.")
         assert page.locator(".serena-gallery img").count() == 0
-        assert elapsed < 15, f"the interrupted job took {elapsed:.1f} s"
         assert page.locator(".serena-generate").is_enabled()
     except BaseException:
         save_failure_evidence(page, tmp_path / "failure.png", log)

@@ -315,41 +315,6 @@ def test_bodies_over_the_request_limit_are_refused_with_413(client):
     assert response.status_code == 413
 
 
-def test_skip_and_interrupt_during_a_long_run_return_the_finished_images(api_server, client):
-    request = {"prompt": "a long job", "seed": 500, "steps": 40, "n_iter": 16, "sampler_name": "Euler"}
-    result = {}
-
-    def generate():
-        with api_server.client() as generating:
-            result["response"] = generating.post("/sdapi/v1/txt2img", json=request)
-
-    thread = threading.Thread(target=generate)
-    thread.start()
-    try:
-        progress = wait_for(lambda p: p["state"]["job_no"] >= 1 and 2 <= p["state"]["sampling_step"] <= 20, client)
-        assert 0 < progress["progress"] < 1 and progress["eta_relative"] > 0 and progress["textinfo"]
-        assert (progress["state"]["job_count"], progress["state"]["sampling_steps"]) == (16, 40)
-        assert load_png(decode_b64(progress["current_image"])).mode == "RGB"  # a latent preview
-        assert client.get("/sdapi/v1/progress", params={"skip_current_image": True}).json()["current_image"] is None
-        skipped = progress["state"]["job_no"]
-        assert client.post("/sdapi/v1/skip").json() == {}
-        wait_for(lambda p: p["state"]["job_no"] >= skipped + 2, client)
-        assert client.post("/sdapi/v1/interrupt").json() == {}
-    finally:
-        thread.join(timeout=60)
-        if thread.is_alive():  # an assertion failed before the interrupt: do not wait for all 16 batches
-            client.post("/sdapi/v1/interrupt")
-            thread.join(timeout=300)
-    body = result["response"].json()
-    info = json.loads(body["info"])
-    seeds = info["all_seeds"]
-    assert info["interrupted"] is True
-    assert 2 <= len(seeds) < 16 and len(body["images"]) == len(seeds)
-    assert seeds[0] == 500 and 500 + skipped not in seeds and seeds == sorted(seeds)
-    assert wait_for(lambda p: p["state"]["job_count"] == 0, client)["progress"] == 0
-    assert api_server.alive()
-
-
 def test_a_failing_generation_is_a_500_and_the_server_keeps_serving(client, api_server):
     response = client.post(
         "/sdapi/v1/txt2img", json={"steps": 2, "override_settings": {"sd_model_checkpoint": "broken"}}
@@ -397,6 +362,8 @@ def test_an_app_without_auth_serves_everyone_and_applies_its_own_limits():
                 if (await client.get("/sdapi/v1/progress")).json()["state"]["sampling_step"] >= 2:
                     break
                 await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the long job never reached step 2")
             full = await client.post("/sdapi/v1/txt2img", json={"steps": 2})
             assert full.status_code == 503 and full.json()["error"] == "queue full"
             await client.post("/sdapi/v1/interrupt")

@@ -185,10 +185,13 @@ def test_generate_button_runs_in_the_background_and_interrupt_stops_it():
     assert thread.is_alive() and thread is not threading.current_thread()  # the caller (the kernel) is free
     wait_until(lambda: form.progress_text.value.startswith("0% · step") or form.progress.value > 0)
     assert form.running and form.generate_button.disabled
-    started = time.perf_counter()
+    state, steps_done = form._state, []
+    state.listeners.append(lambda state: steps_done.append(state.sampling_step))
+    steps_before_click = state.sampling_step
     form.interrupt_button.click()
-    thread.join(timeout=30)
-    assert not thread.is_alive() and time.perf_counter() - started < 5
+    thread.join(timeout=120)  # a hang guard only: a busy machine may take long, the step count below is the check
+    # The loop checks for an interrupt before every step: at most the step in flight and one more finish.
+    assert not thread.is_alive() and max(steps_done, default=steps_before_click) <= steps_before_click + 2 < 1000
     assert form.result.interrupted and form.result.images == []
     assert form.progress.value < 100 and form.status.value.startswith("Interrupted: 0 images finished.")
     assert not form.running and not form.generate_button.disabled and form.interrupt_button.disabled
