@@ -356,6 +356,11 @@ def mutate_module(
     test_files = [str(ROOT / name) for name in focused + (more if related else []) if (ROOT / name).exists()]
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     patch = Patch(module)
+    lock.before_mutant()
+    with _silenced(quiet_tests):
+        baseline = run_tests(test_files, timeout_s * 4)
+    if baseline != "survived":  # the tests must pass on the real module, or every mutant would count as killed
+        raise SystemExit(f"{path}: the tests do not pass on the unmutated module ({baseline}); fix them first")
     counts = {"killed": 0, "timeout": 0, "survived": 0, "broken": 0}
     survivors = []
     started = time.perf_counter()

@@ -10,6 +10,7 @@ from modules import devices, sd_models
 from modules.default_model import DEFAULT_MODEL_DIR
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.sd_single_file import save_single_file
+from training.default_model import dataset, scoring
 
 
 @pytest.fixture
@@ -85,14 +86,18 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
 def test_folder_hash_covers_the_weights():
     info = sd_models.default_checkpoint()
     files = sorted(DEFAULT_MODEL_DIR.rglob("*.safetensors"))
-    assert info.sha256 == sd_models.sha256_of_files(files)
-    assert len(info.shorthash) == 10
+    # Independently of the code: sha256 over the weight files' bytes in path order; the short hash is its first 10.
+    assert info.sha256 == hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()
+    assert info.shorthash == info.sha256[:10]
 
 
 def test_device_and_dtype_choice(monkeypatch):
     monkeypatch.delenv("SERENA_DEVICE", raising=False)
     monkeypatch.delenv("SERENA_DTYPE", raising=False)
-    assert devices.default_device().type in ("cuda", "mps", "cpu")
+    for cuda, mps, expected in [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda mps=mps: mps)
+        assert devices.default_device() == torch.device(expected)
     assert devices.default_dtype(torch.device("cuda")) == torch.float16
     assert devices.default_dtype(torch.device("cpu")) == torch.float32
     monkeypatch.setenv("SERENA_DEVICE", "cpu")
@@ -104,7 +109,14 @@ def test_device_and_dtype_choice(monkeypatch):
 
 
 def test_a_requested_dtype_reloads_and_generates_in_it():
+    """bfloat16 really runs (other bytes) and draws what float32 draws (the default model's scorer)."""
+    prompt = dataset.caption_for("circle", "red", "blue")
+    reference = process_images(job(prompt=prompt, seed=0, steps=20)).images[0]
     model = sd_models.load_model(dtype="bfloat16")
     assert model.pipeline.unet.dtype == torch.bfloat16
-    assert process_images(job()).images[0].size == (32, 32)
+    image = process_images(job(prompt=prompt, seed=0, steps=20)).images[0]
+    assert image.size == (32, 32) and image.tobytes() != reference.tobytes()
+    score, expected = scoring.score_image(image), scoring.score_image(reference)
+    assert (score.background, score.colour, score.shape) == (expected.background, expected.colour, expected.shape)
+    assert (expected.background, expected.colour) == ("blue", "red")
     assert sd_models.load_model(dtype="float32").pipeline.unet.dtype == torch.float32

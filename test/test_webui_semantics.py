@@ -456,3 +456,16 @@ def test_img2img_takes_one_init_image_or_one_per_batch_position():
         check_img2img(init_images=[Image.new("RGB", (1, 4097))])
     with pytest.raises(ValueError, match=r"^init_images: give 1 image or batch_size \(3\) images, got 2$"):
         check_img2img(init_images=[image] * 2, batch_size=3)
+
+
+def test_unknown_styles_name_the_first_and_list_the_available_ones(isolated_workdir):
+    (isolated_workdir / "styles.csv").write_text("name,prompt,negative_prompt\nink,{prompt} in ink,\noil,oil,\n")
+    check_txt2img(styles=["oil", "ink"])
+    with pytest.raises(ValueError, match=r"^styles: unknown style 'nope'; available: ink, oil$"):
+        check_txt2img(styles=["ink", "nope", "nada"])
+
+
+def test_plms_skips_the_runge_kutta_steps_whatever_the_models_scheduler_says():
+    """PLMS is PNDM with skip_prk_steps, also for a model saved with another scheduler class."""
+    config = SD_SCHEDULER_CONFIG | {"_class_name": "EulerDiscreteScheduler", "skip_prk_steps": False}
+    assert sd_samplers.create_scheduler("PLMS", "Automatic", config).config.skip_prk_steps is True
