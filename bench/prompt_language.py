@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import modules  # noqa: E402, F401  (portable CPU kernels, before torch loads)
 from bench.timing import alternate  # noqa: E402
 
 PROMPTS = {
