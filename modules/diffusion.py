@@ -9,58 +9,58 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
 
-from modules import rng
+from modules import prompt_encoding, prompt_parser, rng
 from modules.runtime.state import GenerationState
 from modules.sd_models import LoadedModel
-
-PROMPT_CACHE_SIZE = 256
 
 # torchsde's Brownian interval reports float round-off at the last step (DPM++ SDE); the samples are unaffected.
 warnings.filterwarnings("ignore", message="Should have tb<=t1", module="torchsde")
 
 
-def encode_prompts(model: LoadedModel, prompts: list[str], negative_prompts: list[str], clip_skip: int):
-    """Text embeddings for classifier-free guidance: [negatives..., positives...].
+@dataclass
+class PromptConditioning:
+    """The text embeddings of a batch for classifier-free guidance, per sampling step: rows are the negative
+    prompts, then the prompts; each row is a schedule of (end step, embedding) from prompt editing and alternation.
 
-    Each distinct text is encoded once, alone, and kept in the model's prompt cache: a sweep over seeds or CFG
-    re-encodes nothing, and an image's embedding does not depend on the other prompts in its batch.
+    A batch without editing has one embedding per row: `at` then returns the same tensor every step.
     """
-    return torch.cat([encode_text(model, text, clip_skip) for text in negative_prompts + prompts])
+
+    end_steps: list[list[int]]
+    embeddings: list[list[torch.Tensor]]
+    _by_indices: dict = field(default_factory=dict, repr=False)
+
+    def at(self, step_index: int) -> torch.Tensor:
+        """The (rows, tokens, dim) embeddings for sampling step `step_index` (0-based, one per model evaluation)."""
+        indices = tuple(prompt_parser.schedule_index(ends, step_index) for ends in self.end_steps)
+        if indices not in self._by_indices:
+            self._by_indices[indices] = torch.cat([row[index] for row, index in zip(self.embeddings, indices)])
+        return self._by_indices[indices]
 
 
-def encode_text(model: LoadedModel, text: str, clip_skip: int) -> torch.Tensor:
-    """One prompt's embedding (1, tokens, dim), as diffusers' `encode_prompt` computes it.
-
-    `clip_skip` counts like the webui: 1 is the last layer, 2 the one before it (then the final layer norm).
-    """
-    key = (text, clip_skip)
-    if key in model.prompt_cache:
-        return model.prompt_cache[key]
-    tokenizer, text_encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
-    tokens = tokenizer(
-        [text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    )
-    use_mask = getattr(text_encoder.config, "use_attention_mask", False)  # absent from CLIP's config, as in diffusers
-    attention_mask = tokens.attention_mask.to(model.device) if use_mask else None
-    if clip_skip == 1:
-        embedding = text_encoder(tokens.input_ids.to(model.device), attention_mask=attention_mask)[0]
-    else:
-        output = text_encoder(
-            tokens.input_ids.to(model.device), attention_mask=attention_mask, output_hidden_states=True
-        )
-        # transformers 5's CLIPTextModel has the layer norm at the top level (older versions: under text_model).
-        final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
-        embedding = final_layer_norm(output.hidden_states[-clip_skip])
-    embedding = embedding.to(dtype=model.dtype, device=model.device)
-    if len(model.prompt_cache) >= PROMPT_CACHE_SIZE:
-        model.prompt_cache.pop(next(iter(model.prompt_cache)))  # drop the oldest
-    model.prompt_cache[key] = embedding
-    return embedding
+def encode_prompts(
+    model: LoadedModel,
+    prompts: list[str],
+    negative_prompts: list[str],
+    clip_skip: int,
+    emphasis: str,
+    steps: int,
+) -> PromptConditioning:
+    """Each prompt's schedule over `steps` (modules.prompt_parser), each distinct text encoded once (cached by the
+    model), every embedding padded with empty chunks to the longest one's length."""
+    schedules = [prompt_parser.prompt_schedule(text, steps) for text in negative_prompts + prompts]
+    embeddings = [
+        [prompt_encoding.encode_text(model, text, clip_skip, emphasis) for _, text in schedule]
+        for schedule in schedules
+    ]
+    tokens = max(embedding.shape[1] for row in embeddings for embedding in row)
+    padded = [[prompt_encoding.pad_to_chunks(model, e, tokens, clip_skip) for e in row] for row in embeddings]
+    return PromptConditioning([[end for end, _ in schedule] for schedule in schedules], padded)
 
 
 def initial_noise(latent_shape, seeds, subseeds, subseed_strength, seed_resize_from) -> torch.Tensor:
@@ -87,13 +87,14 @@ def denoise(
     scheduler,
     latents,
     timesteps,
-    embeddings,
+    conditioning: PromptConditioning,
     cfg_scales: list[float],
     step_seeds: list[int],
     eta: float | None,
     state: GenerationState,
 ) -> torch.Tensor:
-    """The sampling loop. Per-image step noise comes from generators seeded from each image's seed.
+    """The sampling loop. Per-image step noise comes from generators seeded from each image's seed; the text
+    embeddings of each step come from `conditioning` (prompt editing changes them between steps).
 
     `cfg_scales` has one value per image; a batch whose values are all equal uses a plain scalar, the exact
     arithmetic of diffusers' pipeline.
@@ -108,9 +109,10 @@ def denoise(
     else:
         cfg_scale = torch.tensor(cfg_scales, device=model.device, dtype=latents.dtype).view(-1, 1, 1, 1)
     state.sampling_steps = len(timesteps)
-    for timestep in timesteps:
+    for step_index, timestep in enumerate(timesteps):
         state.raise_if_stopped()
         model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
+        embeddings = conditioning.at(step_index)
         noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False)[0]
         noise_uncond, noise_text = noise_pred.chunk(2)
         noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)

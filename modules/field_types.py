@@ -238,6 +238,21 @@ class Choice(Kind):
 
 
 @dataclass(frozen=True)
+class OneOf(Kind):
+    """One of a few names (the webui's option values)."""
+
+    names: tuple[str, ...]
+
+    def check(self, field, value):
+        require_type(field, value, str, "a string")
+        if value not in self.names:
+            raise ValueError(f"{field}: {value!r} is not allowed; allowed {self.describe()}")
+
+    def describe(self):
+        return ", ".join(self.names)
+
+
+@dataclass(frozen=True)
 class Images(Kind):
     """PIL images (on the API: base64 strings; on the CLI: file paths)."""
 

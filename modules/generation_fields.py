@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules import emphasis
 from modules.determinism import KERNELS_KEY
 from modules.field_types import (
     Choice,
@@ -41,6 +42,7 @@ from modules.field_types import (
     Kind,
     Names,
     Number,
+    OneOf,
     OrNone,
     PromptText,
     SamplerName,
@@ -383,6 +385,17 @@ FIELDS: tuple[GenerationField, ...] = (
         api=None,  # the webui API sets it with override_settings
         option=WebuiOption("CLIP_stop_at_last_layers"),
         example=2,
+    ),
+    GenerationField(
+        "emphasis",
+        OneOf(tuple(emphasis.MODES)),
+        emphasis.DEFAULT,
+        "how (word:1.2) weights apply: Original (mean restored), No norm, Ignore (weights dropped), "
+        "None (brackets are text)",
+        infotext=Infotext("Emphasis", when=lambda values: values["emphasis"] != emphasis.DEFAULT),
+        api=None,  # the webui API sets it with override_settings
+        option=WebuiOption("emphasis"),
+        example="No norm",
     ),
     GenerationField(
         "eta",

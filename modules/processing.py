@@ -64,6 +64,7 @@ class StableDiffusionProcessing:
     height: int | None = declared("height")
     eta: float | None = declared("eta")
     clip_skip: int = declared("clip_skip")
+    emphasis: str = declared("emphasis")
     sd_model_checkpoint: str | None = declared("sd_model_checkpoint")
     do_not_save_samples: bool = declared("do_not_save_samples")
     do_not_save_grid: bool = declared("do_not_save_grid")
@@ -310,8 +311,13 @@ def sample_batch(
         job.width // model.vae_scale_factor,
     )
     with timings.phase("encode_prompt"):
-        embeddings = diffusion.encode_prompts(
-            model, job.values("prompt", indices), job.values("negative_prompt", indices), p.clip_skip
+        conditioning = diffusion.encode_prompts(
+            model,
+            job.values("prompt", indices),
+            job.values("negative_prompt", indices),
+            p.clip_skip,
+            p.emphasis,
+            p.steps,
         )
     noise = diffusion.initial_noise(
         latent_shape, seeds, job.values("subseed", indices), p.subseed_strength, job.seed_resize_from
@@ -334,7 +340,7 @@ def sample_batch(
             scheduler,
             latents,
             timesteps,
-            embeddings,
+            conditioning,
             job.values("cfg_scale", indices),
             seeds,
             p.eta,

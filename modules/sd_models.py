@@ -135,7 +135,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     fast_path: fast_path.FastPath | None = None
-    prompt_cache: dict = field(default_factory=dict, repr=False)  # (text, clip_skip) -> embedding
+    prompt_cache: dict = field(default_factory=dict, repr=False)  # (text, clip_skip, emphasis) -> embedding
 
     @property
     def vae_scale_factor(self) -> int:

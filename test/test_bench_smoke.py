@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpu_report, gpu_variants, runner_overhead
+from bench import gpu_report, gpu_variants, prompt_language, runner_overhead
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,3 +87,11 @@ def test_runner_overhead_reports_the_per_call_cost_as_a_fraction_of_a_generation
     alternating = result["alternating"]
     assert alternating["round_ratio_min"] <= alternating["round_ratio_median"] <= alternating["round_ratio_max"]
     assert alternating["direct_ms"] == result["generation_ms"]
+
+
+def test_prompt_language_reports_both_ratios_against_the_plain_prompt():
+    result = prompt_language.run(runs=2, steps=2)
+    medians = result["median_ms"]
+    assert result["emphasis_ratio"] == pytest.approx(medians["emphasis"] / medians["plain"])
+    assert result["editing_ratio"] == pytest.approx(medians["editing"] / medians["plain"])
+    assert result["ratio"] == max(result["emphasis_ratio"], result["editing_ratio"])

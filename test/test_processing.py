@@ -335,4 +335,4 @@ def test_prompt_encodings_are_cached_per_model():
     model = sd_models.load_model()
     model.prompt_cache.clear()
     process_images(txt2img(prompt="cached prompt", seed=1, n_iter=2, do_not_save_samples=True))
-    assert set(model.prompt_cache) == {("cached prompt", 1), ("", 1)}
+    assert set(model.prompt_cache) == {("cached prompt", 1, "Original"), ("", 1, "Original")}

@@ -11,7 +11,7 @@ from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import ReplayWarning, processing_from_infotext
 from serena_kit.cli import main
 
-WEBUI_KEYS = ', Hires upscale: 2, Lora hashes: "star: 0123456789ab", TI hashes: "pink: ba9876543210", Emphasis: No norm'
+WEBUI_KEYS = ', Hires upscale: 2, Lora hashes: "star: 0123456789ab", TI hashes: "pink: ba9876543210", Hires steps: 10'
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_a_serena_infotext_replays_without_a_warning(made):
 def test_keys_serena_does_not_honour_are_listed_in_one_warning_and_left_out_of_the_new_image(made):
     text = made[1] + WEBUI_KEYS + ", Version: v1.10.1"
     assert replay_warnings(text) == [
-        "replay: infotext keys Serena does not honour: Hires upscale, Lora hashes, TI hashes, Emphasis "
+        "replay: infotext keys Serena does not honour: Hires upscale, Lora hashes, TI hashes, Hires steps "
         "(the new image may differ)"
     ]
     with warnings.catch_warnings():
@@ -47,8 +47,8 @@ def test_keys_serena_does_not_honour_are_listed_in_one_warning_and_left_out_of_t
 
 
 def test_strict_replay_refuses_what_it_cannot_honour(made):
-    with pytest.raises(ValueError, match=r"^infotext: infotext keys Serena does not honour: Emphasis .*strict replay"):
-        processing_from_infotext(made[1] + ", Emphasis: No norm", strict=True)
+    with pytest.raises(ValueError, match=r"^infotext: infotext keys Serena does not honour: Hires steps .*strict"):
+        processing_from_infotext(made[1] + ", Hires steps: 10", strict=True)
 
 
 def test_other_kernels_than_the_image_records_are_named(made):
@@ -71,10 +71,10 @@ def test_portable_generation_records_no_kernels_key_and_js_names_the_path(made):
 def test_cli_replay_warns_on_stderr_and_strict_exits_2(made, capsys, isolated_workdir):
     image, text = made
     path = Path("webui.png")
-    path.write_bytes(images.png_bytes(image, text + ", Emphasis: No norm"))
+    path.write_bytes(images.png_bytes(image, text + ", Hires steps: 10"))
     assert main(["replay", str(path), "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "serena: warning: replay: infotext keys Serena does not honour: Emphasis (the new" in err
+    assert "serena: warning: replay: infotext keys Serena does not honour: Hires steps (the new" in err
     assert main(["replay", str(path), "--strict", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("serena: error: webui.png: infotext: infotext keys Serena does not")
@@ -87,3 +87,7 @@ def test_kit_replay_is_strict_on_request(made):
     with pytest.raises(ValueError, match="Lora hashes"):
         sk.replay(images.png_bytes(image, text + WEBUI_KEYS), strict=True)
     assert png_of(sk.replay(png_of(image)).images[0]) == png_of(image)
+
+
+def test_the_emphasis_mode_replays(made):
+    assert processing_from_infotext(made[1] + ", Emphasis: No norm").emphasis == "No norm"

@@ -132,7 +132,7 @@ class ServerOptions:
 
     The checkpoint, and `SETTABLE` options, each starting at its field's declared default."""
 
-    SETTABLE = ("CLIP_stop_at_last_layers", "eta_ddim")
+    SETTABLE = ("CLIP_stop_at_last_layers", "eta_ddim", "emphasis")
 
     def __init__(self, models_dir: Path):
         self.models_dir = models_dir
