@@ -23,7 +23,7 @@ import modules  # noqa: E402, F401  (the kernel caps, before torch: some benchma
 
 
 def benchmarks() -> dict:
-    from bench import cold_start, model_switch, runner_overhead, sweep_throughput, vs_diffusers
+    from bench import cold_start, lora_cost, model_switch, runner_overhead, sweep_throughput, vs_diffusers
 
     return {
         "runner_overhead": runner_overhead.run,
@@ -31,6 +31,7 @@ def benchmarks() -> dict:
         "sweep_throughput": sweep_throughput.run,
         "cold_start": cold_start.run,
         "model_switch": model_switch.run,
+        "lora_cost": lora_cost.run,
     }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import rng
+from modules import rng, textual_inversion
 from modules.runtime.state import GenerationState
 from modules.sd_models import LoadedModel
 
@@ -38,6 +38,7 @@ def encode_text(model: LoadedModel, text: str, clip_skip: int) -> torch.Tensor:
 
     `clip_skip` counts like the webui: 1 is the last layer, 2 the one before it (then the final layer norm).
     """
+    text = textual_inversion.expand(model, text)  # extra networks: a multi-vector embedding's name -> its tokens
     key = (text, clip_skip)
     if key in model.prompt_cache:
         return model.prompt_cache[key]
