@@ -90,3 +90,13 @@ def test_a_lora_axis_names_what_is_wrong():
         sweep({"prompt": PROMPT}, x=("lora:star", [0, 1]))
     with pytest.raises(TypeError, match="x: lora:ring values are LoRA weights"):
         sweep({"prompt": PROMPT}, x=("lora:ring", ["strong"]))
+
+
+def test_the_widget_forms_prompt_takes_lora_tags_and_embedding_names():
+    import serena_kit as sk
+
+    form = sk.GenerationForm(prompt="a violet ring on a blue background <lora:ring:1>", steps=4, seed=3)
+    result = form.generate()
+    assert "Lora hashes" in result.info and "TI hashes" in result.info
+    with pytest.raises(ValueError, match="prompt: no LoRA named 'nope'"):
+        sk.request_from_widgets({"prompt": "a ring <lora:nope:1>"})
