@@ -59,7 +59,7 @@ def read_vectors(network: NetworkFile):
 
 
 def vector_tokens(tokenizer, name: str) -> list[str]:
-    return [token for token in tokenizer.added_tokens_encoder if token == name or re.fullmatch(rf"{name}_\d+", token)]
+    return [t for t in tokenizer.added_tokens_encoder if t == name or re.fullmatch(re.escape(name) + r"_\d+", t)]
 
 
 def prepare(model, prompts: list[str]) -> list[NetworkFile]:

@@ -104,7 +104,7 @@ def test_replay_refuses_a_lora_file_that_is_not_the_one_recorded(lora_folder):
         replay.processing_from_infotext(info)
 
 
-def test_the_diffusers_peft_layout_gives_the_same_image_as_the_kohya_layout(lora_folder):
+def test_the_diffusers_peft_layout_gives_the_kohya_layouts_image(lora_folder):
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
@@ -117,8 +117,11 @@ def test_the_diffusers_peft_layout_gives_the_same_image_as_the_kohya_layout(lora
         lora_folder, unet_lora_layers=convert_state_dict_to_diffusers(layers), weight_name="ring_peft.safetensors"
     )
     assert any(key.startswith("unet.") for key in safetensors.torch.load_file(lora_folder / "ring_peft.safetensors"))
-    peft_image = generate(PROMPT + " <lora:ring_peft:1>").images[0]
-    assert png_bytes(peft_image) == png_bytes(kohya)
+    peft_image = np.asarray(generate(PROMPT + " <lora:ring_peft:1>").images[0], dtype=float)
+    kohya, base = np.asarray(kohya, dtype=float), np.asarray(generate().images[0], dtype=float)
+    # The same update up to float rounding (the kohya file's alpha scale is applied as a separate factor).
+    print(f"kohya vs PEFT layout: largest pixel difference {np.abs(peft_image - kohya).max():.0f}")
+    assert np.abs(peft_image - kohya).mean() < 0.02 * np.abs(kohya - base).mean()
 
 
 def test_a_batch_with_different_loras_is_split_and_each_image_is_as_made_alone():

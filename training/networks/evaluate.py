@@ -10,6 +10,8 @@ pointed at an empty folder and the example folder hidden): share scored purple.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
@@ -18,10 +20,11 @@ from training.networks.train import EMBEDDING_COLOUR, EMBEDDING_NAME, LORA_NAME
 
 SEEDS = list(range(24))
 RING_PROMPT = dataset.caption_for("ring", "red", "blue")
-# 3 shapes x 8 backgrounds other than purple = 24 prompts, each with its own seed.
-VIOLET_CASES = [
+# Every shape on every background but purple (21 prompts), then the first three again: 24, each with its own seed.
+_VIOLET_PAIRS = [
     (shape, background) for shape in dataset.SHAPES for background in dataset.PALETTE if background != EMBEDDING_COLOUR
-][: len(SEEDS)]
+]
+VIOLET_CASES = list(itertools.islice(itertools.cycle(_VIOLET_PAIRS), len(SEEDS)))
 
 
 def generate(prompts: list[str], seeds: list[int], **fields) -> list:
