@@ -35,25 +35,30 @@ def embeddings_folder(tmp_path, monkeypatch):
     return folder
 
 
-def test_the_example_embedding_has_two_vectors_of_the_text_encoders_width():
-    assert tuple(example_vectors().shape) == (2, sd_models.text_encoder_width())
+def test_the_example_embedding_has_one_vector_of_the_text_encoders_width():
+    assert tuple(example_vectors().shape) == (1, sd_models.text_encoder_width())
 
 
 def test_the_name_in_the_prompt_activates_the_embedding_and_the_infotext_records_its_hash():
     result = generate()
     violet = extra_networks.list_embeddings()["violet"]
     assert f'TI hashes: "violet: {violet.sha256[:12]}"' in result.info
-    model = sd_models.load_model()
-    assert textual_inversion.expand(model, PROMPT) == "a violet violet_1 circle on a green background"
     assert "TI hashes" not in generate("a red circle on a green background").info
 
 
-def test_a_multi_vector_embedding_takes_one_token_per_vector():
+def test_a_multi_vector_embedding_takes_one_token_per_vector(embeddings_folder):
+    three = torch.cat([example_vectors()] * 3)
+    safetensors.torch.save_file({"emb_params": three}, embeddings_folder / "violet3.safetensors")
+    prompt = "a violet3 circle on a green background"
+    result = generate(prompt)
+    assert 'TI hashes: "violet3: ' in result.info
     model = sd_models.load_model()
-    generate()
-    ids = model.pipeline.tokenizer(textual_inversion.expand(model, PROMPT)).input_ids
-    added = model.pipeline.tokenizer.convert_tokens_to_ids(["violet", "violet_1"])
+    assert textual_inversion.expand(model, prompt) == "a violet3 violet3_1 violet3_2 circle on a green background"
+    ids = model.pipeline.tokenizer(textual_inversion.expand(model, prompt)).input_ids
+    added = model.pipeline.tokenizer.convert_tokens_to_ids(["violet3", "violet3_1", "violet3_2"])
     assert [token for token in ids if token in added] == added
+    table = model.pipeline.text_encoder.get_input_embeddings().weight
+    assert all(torch.equal(table[token], three[i].to(table.dtype)) for i, token in enumerate(added))
 
 
 def test_the_webui_formats_give_the_same_image(embeddings_folder, monkeypatch):
@@ -82,7 +87,7 @@ def test_an_embedding_for_another_text_encoder_is_refused(embeddings_folder):
         "sd_checkpoint": None,
         "sd_checkpoint_name": None,
         "shape": sd_models.text_encoder_width(),
-        "vectors": 2,
+        "vectors": 1,
     }
 
 

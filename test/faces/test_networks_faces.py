@@ -44,7 +44,7 @@ def test_api_lists_embeddings_in_the_webuis_shape(client):
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"loaded", "skipped"}
-    assert body["loaded"]["violet"]["vectors"] == 2
+    assert body["loaded"]["violet"]["vectors"] == 1
     assert body["loaded"]["violet"]["shape"] == sd_models.text_encoder_width()
     assert client.post("/sdapi/v1/refresh-embeddings").status_code == 200
 
@@ -66,7 +66,7 @@ def test_cli_lists_loras_and_embeddings(capsys):
     ring = extra_networks.list_loras()["ring"]
     assert f"ring\t{ring.shorthash}\t{ring.path}" in lines
     assert main(["embeddings"]) == 0
-    assert any(line.startswith("violet\t2 vectors\tloaded\t") for line in capsys.readouterr().out.splitlines())
+    assert any(line.startswith("violet\t1 vectors\tloaded\t") for line in capsys.readouterr().out.splitlines())
 
 
 def test_cli_txt2img_with_an_unknown_lora_exits_2_naming_the_prompt(capsys):
