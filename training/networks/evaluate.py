@@ -11,6 +11,7 @@ pointed at an empty folder and the example folder hidden): share scored purple.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def main() -> None:
         print(f"{lora_prompt(weight)!r}: {ring_rates(images)}", flush=True)
     print(f"violet with the embedding: {violet_rates(generate(violet_prompts(), SEEDS))}", flush=True)
     with tempfile.TemporaryDirectory() as empty, mock.patch.dict(os.environ, {"SERENA_EMBEDDINGS_DIR": empty}):
-        with mock.patch("modules.default_model.EXAMPLE_EMBEDDINGS_DIR", empty):
+        with mock.patch("modules.default_model.EXAMPLE_EMBEDDINGS_DIR", Path(empty)):
             from modules import sd_models
 
             sd_models.model_cache.clear()  # a fresh model: no embedding loaded
