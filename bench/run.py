@@ -23,7 +23,15 @@ import modules  # noqa: E402, F401  (the kernel caps, before torch: some benchma
 
 
 def benchmarks() -> dict:
-    from bench import cold_start, model_switch, prompt_language, runner_overhead, sweep_throughput, vs_diffusers
+    from bench import (
+        cold_start,
+        lora_cost,
+        model_switch,
+        prompt_language,
+        runner_overhead,
+        sweep_throughput,
+        vs_diffusers,
+    )
 
     return {
         "runner_overhead": runner_overhead.run,
@@ -32,6 +40,7 @@ def benchmarks() -> dict:
         "cold_start": cold_start.run,
         "model_switch": model_switch.run,
         "prompt_language": prompt_language.run,
+        "lora_cost": lora_cost.run,
     }
 
 

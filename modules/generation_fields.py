@@ -33,6 +33,7 @@ from typing import Any
 
 from modules import emphasis
 from modules.determinism import KERNELS_KEY
+from modules.extra_networks import LORA_HASHES_KEY, TI_HASHES_KEY
 from modules.field_types import (
     Choice,
     Dictionary,
@@ -57,9 +58,10 @@ MODES = ("txt2img", "img2img")
 IMG2IMG = ("img2img",)
 TEXT_KEYS = ("Prompt", "Negative prompt")  # the infotext's text lines, not pairs of its key/value line
 FAST_PATH_KEY = "Fast path"  # the loaded model's pixel-changing options (modules.fast_path), after the fields' keys
-# Written by the engine (the model file's hash, its fast-path options, non-portable kernels), not read back into
-# fields: replay finds the model by name and compares the kernels itself.
-ENGINE_INFOTEXT_KEYS = ("Model hash", FAST_PATH_KEY, KERNELS_KEY)
+# Written by the engine (the model file's hash, its fast-path options, non-portable kernels, the extra networks'
+# hashes), not read back into fields: replay finds the model by name, compares the kernels itself, and checks the
+# networks' hashes (the prompt's <lora:...> tags and embedding names bring the networks back).
+ENGINE_INFOTEXT_KEYS = ("Model hash", FAST_PATH_KEY, KERNELS_KEY, LORA_HASHES_KEY, TI_HASHES_KEY)
 SAME_AS_ENGINE = object()
 
 

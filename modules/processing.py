@@ -20,13 +20,16 @@ from PIL import Image
 from modules import (
     determinism,
     diffusion,
+    extra_networks,
     generation_fields,
     images,
     infotext,
+    lora,
     rng,
     sd_models,
     sd_samplers,
     styles,
+    textual_inversion,
     validation,
 )
 from modules.generation_fields import declared
@@ -87,6 +90,11 @@ class StableDiffusionProcessing:
             raise ValueError(f"override_settings: unknown option {unknown[0]!r}; supported: {', '.join(options)}")
         effective = self.effective()
         validation.check_processing(effective, styles.load_styles())
+        prompts = effective.prompt if isinstance(effective.prompt, list) else [effective.prompt]
+        available_loras = extra_networks.list_loras()
+        for prompt in prompts:  # extra-network tags: well formed, and every LoRA named is here
+            for tag in extra_networks.parse_lora_tags(prompt)[1]:
+                extra_networks.find_lora(tag.name, available_loras)
         checkpoint = sd_models.resolve_checkpoint(effective.sd_model_checkpoint)
         if checkpoint.is_pickle and not sd_models.model_cache.holds(checkpoint):
             raise ValueError(
@@ -219,6 +227,8 @@ class ImageJob:
     height: int
     per_image: dict[str, list]
     seed_resize_from: tuple[int, int] | None  # latent (h, w), or None
+    loras: dict[str, extra_networks.NetworkFile] = field(default_factory=dict)  # the LoRA files found, by name
+    embeddings: dict[str, extra_networks.NetworkFile] = field(default_factory=dict)  # the embeddings the job uses
 
     def values(self, name: str, indices) -> list:
         return [self.per_image[name][index] for index in indices]
@@ -229,6 +239,19 @@ class ImageJob:
     def batches(self, batch_size: int) -> list[range]:
         count = len(self.per_image["seed"])
         return [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+
+    def lora_tags(self, index: int) -> list[extra_networks.LoraTag]:
+        return extra_networks.parse_lora_tags(self.per_image["prompt"][index])[1]
+
+    def network_hashes(self, index: int) -> dict[str, str | None]:
+        """The image's "Lora hashes" and "TI hashes" infotext values (None when it used none)."""
+        loras = [self.loras[tag.name] for tag in self.lora_tags(index)]
+        texts = [self.per_image["prompt"][index], self.per_image["negative_prompt"][index]]
+        embeddings = extra_networks.mentioned_embeddings(texts, self.embeddings)
+        return {
+            extra_networks.LORA_HASHES_KEY: extra_networks.hashes_value(loras),
+            extra_networks.TI_HASHES_KEY: extra_networks.hashes_value(embeddings),
+        }
 
 
 def per_image_seeds(seed: int | list[int], count: int) -> list[int]:
@@ -264,6 +287,7 @@ def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> Imag
         height=p.height or model.native_size,
         per_image=per_image,
         seed_resize_from=resize_from,
+        loras=extra_networks.list_loras(),
     )
 
 
@@ -283,7 +307,8 @@ def generation_parameters(
     fast_path = model.fast_path.infotext_value() if model.fast_path else None
     pairs = generation_fields.infotext_pairs(image_values(p, job, index, model))
     kernels = {determinism.KERNELS_KEY: determinism.infotext_value(model.device)}
-    return pairs | {generation_fields.FAST_PATH_KEY: fast_path} | kernels | dict(p.extra_generation_params)
+    networks = job.network_hashes(index)
+    return pairs | {generation_fields.FAST_PATH_KEY: fast_path} | kernels | networks | dict(p.extra_generation_params)
 
 
 def prepare_init_image(image: Image.Image, width: int, height: int, resize_mode: int) -> Image.Image:
@@ -301,7 +326,7 @@ def prepare_init_image(image: Image.Image, width: int, height: int, resize_mode:
 
 
 def sample_batch(
-    p: StableDiffusionProcessing, model: sd_models.LoadedModel, job: ImageJob, indices: range, timings: PhaseTimings
+    p: StableDiffusionProcessing, model: sd_models.LoadedModel, job: ImageJob, indices: list[int], timings: PhaseTimings
 ) -> list[Image.Image]:
     """Encode prompts, make noise, denoise and decode one batch of images."""
     seeds = job.values("seed", indices)
@@ -313,7 +338,7 @@ def sample_batch(
     with timings.phase("encode_prompt"):
         conditioning = diffusion.encode_prompts(
             model,
-            job.values("prompt", indices),
+            [extra_networks.strip_tags(prompt) for prompt in job.values("prompt", indices)],  # LoRA tags out
             job.values("negative_prompt", indices),
             p.clip_skip,
             p.emphasis,
@@ -382,7 +407,15 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.sd_model_checkpoint))
     job = plan_job(p, model)
     batch_size = 1 if p.exact else p.batch_size
-    batches = job.batches(batch_size)
+    # A LoRA applies to a whole UNet call: images asking for other LoRAs than their neighbours get their own batch.
+    batches = lora.split_batches(job.batches(batch_size), job.lora_tags)
+    with timings.phase("load_networks"), torch.no_grad():
+        for name in {tag.name for index in range(len(job.per_image["seed"])) for tag in job.lora_tags(index)}:
+            lora.ensure_loaded(model, extra_networks.find_lora(name, job.loras))
+        job.embeddings = {
+            network.name: network
+            for network in textual_inversion.prepare(model, job.per_image["prompt"] + job.per_image["negative_prompt"])
+        }
     job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
     samples: list[Image.Image] = []
     infotexts: list[str] = []
@@ -391,10 +424,11 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     state.begin(job_count=len(batches), sampling_steps=p.steps)
     try:
         with torch.inference_mode(), determinism.generation_kernels(model.device):
-            for batch_no, indices in enumerate(batches):
+            for batch_no, (indices, lora_tags) in enumerate(batches):
                 state.begin_batch(batch_no)
                 try:
-                    batch_images = sample_batch(p, model, job, indices, timings)
+                    with lora.applied(model, lora_tags, job.loras):
+                        batch_images = sample_batch(p, model, job, indices, timings)
                 except Skipped:
                     continue
                 for index, image in zip(indices, batch_images):

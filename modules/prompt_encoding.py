@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from modules import emphasis, prompt_parser
+from modules import emphasis, prompt_parser, textual_inversion
 from modules.sd_models import LoadedModel
 
 CHUNK_LENGTH = 75  # prompt tokens per chunk; with the start and end tokens a chunk is the encoder's 77
@@ -35,6 +35,7 @@ class Chunk:
 def tokenize_fragment(model: LoadedModel, text: str) -> list[int]:
     """The token ids of one fragment of prompt text, without start/end tokens. The one place text becomes tokens
     (textual-inversion embeddings expand their names here)."""
+    text = textual_inversion.expand(model, text)  # a multi-vector embedding's name -> its tokens
     return model.pipeline.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from modules import determinism, devices, generation_fields, infotext
+from modules import determinism, devices, extra_networks, generation_fields, infotext
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
 
 # Keys that describe an image without having changed its pixels: kept verbatim, no warning.
@@ -46,10 +46,13 @@ def replay_caveats(parameters: dict) -> list[str]:
 def processing_from_infotext(text: str, init_images: list | None = None, strict: bool = False, **fields):
     """A txt2img processing (img2img when `init_images` are given) that regenerates the image `text` describes.
 
-    Saving is off; pass `fields` to change anything (e.g. outpath_samples, do_not_save_samples=False). What may make
-    the new image differ (keys not honoured, other kernels) is a ReplayWarning, or a ValueError with `strict`.
+    Saving is off; pass `fields` to change anything (e.g. outpath_samples, do_not_save_samples=False). LoRAs and
+    embeddings come back through the prompt; a recorded "Lora hashes"/"TI hashes" entry whose file is missing here or
+    has another hash is a ValueError. What may make the new image differ (keys not honoured, other kernels) is a
+    ReplayWarning, or a ValueError with `strict`.
     """
     parameters = infotext.parse_infotext(text)
+    extra_networks.check_recorded_hashes(parameters)
     for caveat in replay_caveats(parameters):
         if strict:
             raise ValueError(f"infotext: {caveat}; a strict replay refuses it")

@@ -136,6 +136,7 @@ class LoadedModel:
     dtype: torch.dtype
     fast_path: fast_path.FastPath | None = None
     prompt_cache: dict = field(default_factory=dict, repr=False)  # (text, clip_skip, emphasis) -> embedding
+    networks: dict = field(default_factory=dict, repr=False)  # LoRAs/embeddings loaded into it (modules.lora, ...)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -241,6 +242,17 @@ class ModelCache:
 
 
 model_cache = ModelCache()
+
+
+def text_encoder_width() -> int:
+    """The loaded model's text-embedding width (the default model's when none is loaded), read without loading it."""
+    import json
+
+    loaded = model_cache.loaded
+    if loaded is not None:
+        return int(loaded.pipeline.text_encoder.get_input_embeddings().weight.shape[1])
+    config = json.loads((default_model_dir() / "text_encoder" / "config.json").read_text(encoding="utf-8"))
+    return int(config["hidden_size"])
 
 
 def load_model(

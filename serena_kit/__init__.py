@@ -32,6 +32,8 @@ _PUBLIC = {
     "StableDiffusionProcessingTxt2Img": "modules.processing",
     "SweepCell": "serena_kit.sweeps",
     "SweepResult": "serena_kit.sweeps",
+    "list_embeddings": "modules.extra_networks",
+    "list_loras": "modules.extra_networks",
     "parse_infotext": "modules.infotext",
     "png_hash": "serena_kit.reproduce",
     "process_images": "modules.processing",

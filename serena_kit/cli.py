@@ -236,6 +236,25 @@ def models_command(args) -> int:
     return EXIT_OK
 
 
+def loras_command(args) -> int:
+    from modules import extra_networks
+
+    for name, network in extra_networks.list_loras().items():
+        print(f"{name}\t{network.shorthash}\t{network.path}")
+    return EXIT_OK
+
+
+def embeddings_command(args) -> int:
+    from modules import extra_networks, sd_models, textual_inversion
+
+    listing = textual_inversion.list_for_model(sd_models.text_encoder_width())
+    files = extra_networks.list_embeddings()
+    for status, items in listing.items():
+        for name, item in items.items():
+            print(f"{name}\t{item['vectors']} vectors\t{status}\t{files[name].shorthash}\t{files[name].path}")
+    return EXIT_OK
+
+
 def serve_command(args) -> int:
     for module in ("fastapi", "uvicorn"):
         require(module, "serena serve")
@@ -386,6 +405,17 @@ def build_parser() -> ArgumentParser:
     models = commands.add_parser("models", parents=[common], help="list checkpoints (title, path)")
     models.add_argument("--models-dir", help="default: SERENA_MODELS_DIR or models/Stable-diffusion")
     models.set_defaults(run=models_command)
+
+    loras = commands.add_parser(
+        "loras", parents=[common], help="list LoRAs (name, hash, path): SERENA_LORA_DIR or models/Lora, then examples"
+    )
+    loras.set_defaults(run=loras_command)
+    embeddings = commands.add_parser(
+        "embeddings",
+        parents=[common],
+        help="list embeddings (name, vectors, loaded/skipped, hash, path): SERENA_EMBEDDINGS_DIR or embeddings/",
+    )
+    embeddings.set_defaults(run=embeddings_command)
 
     serve = commands.add_parser("serve", parents=[common], help="run the AUTOMATIC1111-compatible REST API")
     serve.add_argument("--host", default="127.0.0.1")

@@ -6,9 +6,10 @@
 
 An axis is `(name, values)`. The name is any processing field that changes the image ("cfg_scale", "steps", "seed",
 "denoising_strength", ...), a field's short name ("sampler" for sampler_name, "model" for sd_model_checkpoint, as on
-the CLI), or "prompt_sr": the webui's Prompt S/R, whose first value is the text to search for and every value the
-text to put in its place in prompt and negative prompt. Cells are labelled with the fields' declared labels (the
-infotext's names: "CFG scale: 7").
+the CLI), "prompt_sr": the webui's Prompt S/R, whose first value is the text to search for and every value the
+text to put in its place in prompt and negative prompt, or "lora:NAME": that LoRA's weight, added to the prompt as
+the tag `<lora:NAME:weight>` (so it works wherever a prompt does: API, CLI, Ray workers, infotext replay). Cells are
+labelled with the fields' declared labels (the infotext's names: "CFG scale: 7").
 
 Every cell uses the same seed unless the seed is an axis (a base seed of -1 is resolved once, up front), and cells
 with identical parameters are generated once.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from modules import generation_fields, images, rng
+from modules import extra_networks, generation_fields, images, rng
 from modules.field_types import Seed
 from modules.processing import Processed, StableDiffusionProcessing, StableDiffusionProcessingTxt2Img
 from modules.runtime.state import GenerationState
@@ -37,6 +38,7 @@ from serena_kit.grids import CELL_SIZE, labelled_grid, side_by_side
 from serena_kit.sweep_executors import run_batched, run_executor
 
 PROMPT_SR = "prompt_sr"
+LORA_PREFIX = "lora:"  # "lora:ring" sweeps the weight of LoRA "ring"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Axis:
 
     def changes(self, p: StableDiffusionProcessing, value) -> dict:
         """The processing-field changes that put this axis at `value`."""
+        if self.field.startswith(LORA_PREFIX):
+            tag = f" <{self.field}:{value:g}>"
+            return {"prompt": [text + tag for text in p.prompt] if isinstance(p.prompt, list) else p.prompt + tag}
         if self.field != PROMPT_SR:
             return {self.field: value}
         search = self.values[0]
@@ -60,6 +65,8 @@ class Axis:
     def label(self, value) -> str:
         if self.field == PROMPT_SR:
             return str(value)  # the webui labels Prompt S/R cells with the replacement text alone
+        if self.field.startswith(LORA_PREFIX):
+            return f"LoRA {self.field[len(LORA_PREFIX) :]}: {value:g}"
         declaration = generation_fields.declaration_of(self.field)
         return f"{declaration.label}: {declaration.display(value)}"
 
@@ -94,15 +101,28 @@ def parse_axis(
     values = [value.item() if isinstance(value, np.generic) else value for value in values]  # numpy -> Python
     if not values:
         raise ValueError(f"{position}: {name!r} needs a non-empty list of values, got {spec[1]!r}")
+    if name.startswith(LORA_PREFIX):
+        return lora_axis(position, name, values)
     fields = sweepable_fields(base)
     if name != PROMPT_SR and name not in fields:
-        raise ValueError(f"{position}: {name!r} cannot be swept; valid: {', '.join([PROMPT_SR, *fields])}")
+        valid = ", ".join([PROMPT_SR, LORA_PREFIX + "NAME", *fields])
+        raise ValueError(f"{position}: {name!r} cannot be swept; valid: {valid}")
     target = fields.get(name, name)
     if target == PROMPT_SR:
         check_prompt_search(position, base, values)
     if target in seed_fields():  # a random seed in an axis is drawn once, so its cells can be compared
         values = [draw(f"{position}[{index}]") if value == -1 else value for index, value in enumerate(values)]
     return Axis(name, target, tuple(values))
+
+
+def lora_axis(position: str, name: str, values: list) -> Axis:
+    try:
+        extra_networks.find_lora(name[len(LORA_PREFIX) :])
+    except ValueError as error:
+        raise ValueError(f"{position}: {str(error).removeprefix('prompt: ')}") from None
+    if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+        raise TypeError(f"{position}: {name} values are LoRA weights (numbers), got {values!r}")
+    return Axis(name, name, tuple(values))
 
 
 def check_prompt_search(position: str, base: StableDiffusionProcessing, values) -> None:
@@ -320,7 +340,7 @@ def sweep(
     draw = seeds.draw if seeds else draw_seed
     axes = {position: parse_axis(position, spec, base, draw) for position, spec in (("x", x), ("y", y), ("z", z))}
     used = [axis for axis in axes.values() if axis]
-    fields = [axis.field for axis in used if axis.field != PROMPT_SR]
+    fields = [axis.field for axis in used if axis.field != PROMPT_SR]  # a LoRA axis's field is "lora:NAME"
     if len(set(fields)) != len(fields):
         raise ValueError(f"sweep: a parameter appears on two axes ({', '.join(fields)})")
     base = dataclasses.replace(

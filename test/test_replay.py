@@ -11,7 +11,7 @@ from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import ReplayWarning, processing_from_infotext
 from serena_kit.cli import main
 
-WEBUI_KEYS = ', Hires upscale: 2, Lora hashes: "star: 0123456789ab", TI hashes: "pink: ba9876543210", Hires steps: 10'
+WEBUI_KEYS = ", Face restoration: GFPGAN, ADetailer model: face_yolov8n.pt, Refiner: sd_xl_refiner_1.0"
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +36,19 @@ def test_a_serena_infotext_replays_without_a_warning(made):
 def test_keys_serena_does_not_honour_are_listed_in_one_warning_and_left_out_of_the_new_image(made):
     text = made[1] + WEBUI_KEYS + ", Version: v1.10.1"
     assert replay_warnings(text) == [
-        "replay: infotext keys Serena does not honour: Hires upscale, Lora hashes, TI hashes, Hires steps "
+        "replay: infotext keys Serena does not honour: Face restoration, ADetailer model, Refiner "
         "(the new image may differ)"
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ReplayWarning)
         new_text = process_images(processing_from_infotext(text)).images[0].info["parameters"]
-    assert "Lora hashes" not in new_text and "Hires upscale" not in new_text
+    assert "ADetailer model" not in new_text and "Refiner" not in new_text
     assert new_text.endswith("Version: v1.10.1")  # describes the image without changing it: kept
 
 
 def test_strict_replay_refuses_what_it_cannot_honour(made):
-    with pytest.raises(ValueError, match=r"^infotext: infotext keys Serena does not honour: Hires steps .*strict"):
-        processing_from_infotext(made[1] + ", Hires steps: 10", strict=True)
+    with pytest.raises(ValueError, match=r"^infotext: infotext keys Serena does not honour: ADetailer model .*strict"):
+        processing_from_infotext(made[1] + ", ADetailer model: face_yolov8n.pt", strict=True)
 
 
 def test_other_kernels_than_the_image_records_are_named(made):
@@ -84,7 +84,7 @@ def test_kit_replay_is_strict_on_request(made):
     import serena_kit as sk
 
     image, text = made
-    with pytest.raises(ValueError, match="Lora hashes"):
+    with pytest.raises(ValueError, match="Face restoration"):
         sk.replay(images.png_bytes(image, text + WEBUI_KEYS), strict=True)
     assert png_of(sk.replay(png_of(image)).images[0]) == png_of(image)
 

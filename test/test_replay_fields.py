@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import png_of
 
-from modules import diffusion, sd_models
+from modules import prompt_encoding, sd_models
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import processing_from_infotext
 
@@ -34,11 +34,11 @@ def test_a_field_written_only_when_set_replays_to_the_same_bytes(fields, key):
 def test_the_prompt_cache_drops_its_oldest_entry_and_re_encodes_it_the_same(monkeypatch):
     model = sd_models.load_model()
     model.prompt_cache.clear()
-    monkeypatch.setattr(diffusion, "PROMPT_CACHE_SIZE", 2)
-    first = diffusion.encode_text(model, "one", 1)
-    diffusion.encode_text(model, "two", 1)
-    diffusion.encode_text(model, "two", 2)  # clip skip is part of the key
-    assert list(model.prompt_cache) == [("two", 1), ("two", 2)]
-    again = diffusion.encode_text(model, "one", 1)
+    monkeypatch.setattr(prompt_encoding, "PROMPT_CACHE_SIZE", 2)
+    first = prompt_encoding.encode_text(model, "one", 1)
+    prompt_encoding.encode_text(model, "two", 1)
+    prompt_encoding.encode_text(model, "two", 2)  # clip skip is part of the key
+    assert list(model.prompt_cache) == [("two", 1, "Original"), ("two", 2, "Original")]
+    again = prompt_encoding.encode_text(model, "one", 1)
     assert again is not first and torch.equal(again, first)
-    assert list(model.prompt_cache) == [("two", 2), ("one", 1)]
+    assert list(model.prompt_cache) == [("two", 2, "Original"), ("one", 1, "Original")]

@@ -25,11 +25,12 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from modules import diffusion, images, infotext, sd_models, sd_samplers
+from modules import diffusion, extra_networks, images, infotext, lora, sd_models, sd_samplers, textual_inversion
 from modules.api import models, requests
 from modules.api.requests import ApiError, ApiLimits, ServerOptions
 from modules.api.security import BasicAuth, RequestSizeLimit
 from modules.processing import process_images
+from modules.runtime.runner import generation_queue
 from modules.runtime.state import GenerationState
 
 
@@ -64,6 +65,16 @@ class Jobs:
         finally:
             with self._lock:
                 self._states.remove(p.state)
+
+    async def between_jobs(self, change) -> None:
+        """Run `change(model)` on the loaded model (if any) in the generation queue's turn: never during a job."""
+
+        def run():
+            with generation_queue.turn():
+                if sd_models.model_cache.loaded is not None:
+                    change(sd_models.model_cache.loaded)
+
+        await run_in_threadpool(run)
 
     def running(self) -> GenerationState | None:
         with self._lock:
@@ -218,6 +229,33 @@ def create_app(
             )
             for info in requests.allowed_checkpoints(options.models_dir)
         ]
+
+    @app.get("/sdapi/v1/loras", response_model=list[models.LoraItem])
+    def loras():
+        return [
+            models.LoraItem(
+                name=name,
+                alias=name,
+                path=str(network.path),
+                metadata=extra_networks.safetensors_metadata(network.path),
+            )
+            for name, network in extra_networks.list_loras().items()
+        ]
+
+    @app.post("/sdapi/v1/refresh-loras")
+    async def refresh_loras():
+        """Folders are read on every job; a refresh also drops the LoRA layers loaded into the model (between jobs)."""
+        await jobs.between_jobs(lora.unload_all)
+        return None
+
+    @app.get("/sdapi/v1/embeddings", response_model=models.EmbeddingsResponse)
+    def embeddings():
+        return textual_inversion.list_for_model(sd_models.text_encoder_width())
+
+    @app.post("/sdapi/v1/refresh-embeddings")
+    async def refresh_embeddings():
+        await jobs.between_jobs(textual_inversion.unload_all)
+        return None
 
     @app.get("/sdapi/v1/options")
     def get_options() -> dict:

@@ -1,11 +1,15 @@
 """Serena's embedded default model: a tiny Stable Diffusion pipeline trained on procedural shapes.
 
-The weights live in ``weights/`` as a diffusers ``StableDiffusionPipeline`` folder. What made them (dataset,
-tokenizer, training, evaluation) is not part of the package: see ``training/default_model`` in the source tree.
+The weights live in ``weights/`` as a diffusers ``StableDiffusionPipeline`` folder. ``networks/`` holds example
+extra networks for it: a LoRA that teaches it rings (``Lora/ring.safetensors``) and an embedding for the word
+"violet" (``embeddings/violet.safetensors``). What made them (dataset, tokenizer, training, evaluation) is not part of
+the package: see ``training/default_model`` and ``training/networks`` in the source tree.
 """
 
 from pathlib import Path
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights"
+EXAMPLE_LORA_DIR = Path(__file__).resolve().parent / "networks" / "Lora"
+EXAMPLE_EMBEDDINGS_DIR = Path(__file__).resolve().parent / "networks" / "embeddings"
 
-__all__ = ["DEFAULT_MODEL_DIR"]
+__all__ = ["DEFAULT_MODEL_DIR", "EXAMPLE_EMBEDDINGS_DIR", "EXAMPLE_LORA_DIR"]

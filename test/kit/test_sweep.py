@@ -175,7 +175,8 @@ def test_invalid_axis_values_fail_before_anything_is_generated():
 
 def test_axes_name_what_cannot_be_swept():
     valid = (
-        "prompt_sr, style, sampler, model, prompt, negative_prompt, styles, steps, sampler_name, scheduler, cfg_scale, "
+        "prompt_sr, lora:NAME, style, sampler, model, prompt, negative_prompt, styles, steps, sampler_name, scheduler, "
+        "cfg_scale, "
         "seed, width, height, sd_model_checkpoint, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h, "
         "clip_skip, eta, exact, override_settings, extra_generation_params"
     )

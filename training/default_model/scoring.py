@@ -3,7 +3,8 @@
 Pure functions over a PIL image or an HxWx3 uint8/float array (0-255). The background colour is the nearest
 palette colour to the median of the border pixels; the shape is the largest connected region that differs from
 the background; its kind comes from the fill ratio of its bounding box (square 1, circle pi/4, triangle 1/2),
-measured with a soft coverage mask so anti-aliased edges count fractionally.
+measured with a soft coverage mask so anti-aliased edges count fractionally. A region with a hole (background
+enclosed by it) is a ring, the shape the example LoRA teaches.
 """
 
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ MIN_SHAPE_PIXELS = 6
 # Fill-ratio boundaries halfway between square (1.0), circle (0.785) and triangle (0.5).
 SQUARE_CIRCLE_BOUNDARY = (1.0 + np.pi / 4) / 2
 CIRCLE_TRIANGLE_BOUNDARY = (np.pi / 4 + 0.5) / 2
+# A region is a ring when the holes it encloses are at least this share of its filled area (a drawn ring's hole is
+# 25 %) and at least MIN_SHAPE_PIXELS: single enclosed noise pixels do not count.
+RING_HOLE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,13 @@ def fill_ratio(pixels: np.ndarray, region: np.ndarray, shape_rgb: np.ndarray, ba
     return float(coverage.sum() / max(width * height, 1e-6))
 
 
+def hole_share(region: np.ndarray) -> float:
+    """The share of the region's filled outline that is enclosed background (0 for a solid shape)."""
+    filled = ndimage.binary_fill_holes(region)
+    holes = int(filled.sum() - region.sum())
+    return holes / float(filled.sum()) if holes >= MIN_SHAPE_PIXELS else 0.0
+
+
 def classify_fill_ratio(ratio: float) -> str:
     if ratio >= SQUARE_CIRCLE_BOUNDARY:
         return "square"
@@ -100,7 +111,7 @@ def score_image(image: Image.Image | np.ndarray) -> ShapeScore:
     return ShapeScore(
         background=background,
         colour=nearest_palette_colour(shape_rgb),
-        shape=classify_fill_ratio(ratio),
+        shape="ring" if hole_share(region) >= RING_HOLE_SHARE else classify_fill_ratio(ratio),
         fill_ratio=ratio,
     )
 

@@ -1,0 +1,1 @@
+"""Training of the default model's example networks (a LoRA and a textual-inversion embedding)."""
