@@ -8,6 +8,7 @@ the CLI builds its parser from these without loading the engine.
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +36,15 @@ def require_size(field: str, value) -> None:
         raise ValueError(
             f"{field}: {value} is not allowed; allowed multiples of {SIZE_MULTIPLE} from {SIZE_MULTIPLE} to {MAX_SIZE}"
         )
+
+
+@contextmanager
+def named(field: str):
+    """A lookup's ValueError ("sampler_name: unknown ...") as the error of `field` (hr_sampler_name)."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{field}: {str(error).split(': ', 1)[-1]}") from None
 
 
 class Kind:
@@ -171,7 +181,8 @@ class SamplerName(Kind):
         from modules import sd_samplers
 
         require_type(field, value, str, "a sampler name")
-        sd_samplers.find_sampler(value)
+        with named(field):
+            sd_samplers.find_sampler(value)
 
     def describe(self):
         return "see 'serena samplers'"
@@ -183,7 +194,8 @@ class ScheduleType(Kind):
         from modules import sd_samplers
 
         require_type(field, value, str, "a schedule type")
-        sd_samplers.find_schedule_type(value)
+        with named(field):
+            sd_samplers.find_schedule_type(value)
 
     def describe(self):
         return "Automatic, Karras or Exponential, as the sampler supports"

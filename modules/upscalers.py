@@ -1,9 +1,10 @@
 """Upscalers with the webui's names: latent upscale modes (hires fix only), image upscalers, and ESRGAN-family model
 files from `models/ESRGAN/` (through spandrel, an optional extra).
 
-spandrel's package imports its whole architecture registry, two of whose architectures import torchvision, which
-Serena keeps out of its environment; so model upscalers are listed and usable only where spandrel imports (the
-`upscalers` extra with torchvision installed by the user). Without it, a model file is refused with that reason.
+spandrel's package imports its whole architecture registry, two of whose architectures (LaMa, RestoreFormer) import
+torchvision, and spandrel requires torchvision; Serena keeps torchvision out of its environment, so spandrel is not a
+Serena dependency or extra. Model files are listed and used where the user has installed spandrel themselves; without
+it, choosing one is refused with that reason.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def spandrel_problem() -> str | None:
     try:
         import spandrel  # noqa: F401
     except ImportError as error:
-        return f"model upscalers need spandrel (pip install 'serena[upscalers]' and torchvision): {error}"
+        return f"model upscalers need spandrel, which needs torchvision (pip install spandrel): {error}"
     return None
 
 
