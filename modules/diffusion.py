@@ -92,12 +92,16 @@ def denoise(
     step_seeds: list[int],
     eta: float | None,
     state: GenerationState,
+    image_conditioning: torch.Tensor | None = None,
+    after_step=None,
 ) -> torch.Tensor:
     """The sampling loop. Per-image step noise comes from generators seeded from each image's seed; the text
     embeddings of each step come from `conditioning` (prompt editing changes them between steps).
 
     `cfg_scales` has one value per image; a batch whose values are all equal uses a plain scalar, the exact
-    arithmetic of diffusers' pipeline.
+    arithmetic of diffusers' pipeline. `image_conditioning`: an inpainting UNet's extra input channels, appended to
+    the scaled latents as diffusers' inpainting pipeline does. `after_step(latents, step_index)`: the latents to go
+    on from (inpainting keeps the unmasked area on the init image's path).
     """
     unet = model.pipeline.unet
     generators = rng.step_generators(step_seeds)
@@ -109,14 +113,20 @@ def denoise(
     else:
         cfg_scale = torch.tensor(cfg_scales, device=model.device, dtype=latents.dtype).view(-1, 1, 1, 1)
     state.sampling_steps = len(timesteps)
+    if image_conditioning is not None:
+        image_conditioning = torch.cat([image_conditioning] * 2).to(latents)
     for step_index, timestep in enumerate(timesteps):
         state.raise_if_stopped()
         model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
+        if image_conditioning is not None:
+            model_input = torch.cat([model_input, image_conditioning], dim=1)
         embeddings = conditioning.at(step_index)
         noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False)[0]
         noise_uncond, noise_text = noise_pred.chunk(2)
         noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
         latents = scheduler.step(noise_pred, timestep, latents, **extra, return_dict=False)[0]
+        if after_step is not None:
+            latents = after_step(latents, step_index)
         state.step_done(latents)
     return latents
 
@@ -135,13 +145,15 @@ def img2img_latents(
     noise: torch.Tensor,
     steps: int,
     denoising_strength: float,
+    run_steps: int | None = None,
 ):
     """Timesteps and starting latents for image-to-image: the image's latents noised to the strength's timestep.
 
-    As in diffusers, `denoising_strength` of `steps` are run (strength 0 runs none and returns the image).
+    As in diffusers, `denoising_strength` of `steps` are run (strength 0 runs none and returns the image);
+    `run_steps` runs that many of the schedule's last steps instead (the webui's hires second pass).
     """
     scheduler.set_timesteps(steps, device=model.device)
-    init_timestep = min(int(steps * denoising_strength), steps)
+    init_timestep = min(int(steps * denoising_strength) if run_steps is None else run_steps, steps)
     start = max(steps - init_timestep, 0) * scheduler.order
     timesteps = scheduler.timesteps[start:]
     if hasattr(scheduler, "set_begin_index"):
@@ -155,10 +167,27 @@ def img2img_latents(
 
 def encode_images(model: LoadedModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
     """VAE latents of the init images (the distribution's mode, so no randomness enters here)."""
+    return encode_pixels(model, image_pixels(model, images, width, height))
+
+
+def image_pixels(model: LoadedModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
+    """Images as the VAE takes them: (B, 3, height, width) in -1..1."""
     pixels = model.pipeline.image_processor.preprocess(images, height=height, width=width)
-    pixels = pixels.to(model.device, model.dtype)
-    latents = model.pipeline.vae.encode(pixels).latent_dist.mode()
+    return pixels.to(model.device, model.dtype)
+
+
+def encode_pixels(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
+    latents = model.pipeline.vae.encode(pixels.to(model.device, model.dtype)).latent_dist.mode()
     return latents * model.pipeline.vae.config.scaling_factor
+
+
+def is_inpainting_model(model: LoadedModel) -> bool:
+    """A 9-channel UNet: latents, mask, masked-image latents (the webui's and diffusers' inpainting models)."""
+    return model.pipeline.unet.config.in_channels == latent_channels(model) * 2 + 1
+
+
+def latent_channels(model: LoadedModel) -> int:
+    return model.pipeline.vae.config.latent_channels
 
 
 def decode_latents(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:

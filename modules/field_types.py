@@ -8,6 +8,7 @@ the CLI builds its parser from these without loading the engine.
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +36,15 @@ def require_size(field: str, value) -> None:
         raise ValueError(
             f"{field}: {value} is not allowed; allowed multiples of {SIZE_MULTIPLE} from {SIZE_MULTIPLE} to {MAX_SIZE}"
         )
+
+
+@contextmanager
+def named(field: str):
+    """A lookup's ValueError ("sampler_name: unknown ...") as the error of `field` (hr_sampler_name)."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{field}: {str(error).split(': ', 1)[-1]}") from None
 
 
 class Kind:
@@ -171,7 +181,8 @@ class SamplerName(Kind):
         from modules import sd_samplers
 
         require_type(field, value, str, "a sampler name")
-        sd_samplers.find_sampler(value)
+        with named(field):
+            sd_samplers.find_sampler(value)
 
     def describe(self):
         return "see 'serena samplers'"
@@ -183,7 +194,8 @@ class ScheduleType(Kind):
         from modules import sd_samplers
 
         require_type(field, value, str, "a schedule type")
-        sd_samplers.find_schedule_type(value)
+        with named(field):
+            sd_samplers.find_schedule_type(value)
 
     def describe(self):
         return "Automatic, Karras or Exponential, as the sampler supports"
@@ -297,8 +309,56 @@ class OrNone(Kind):
     def parse(self, text):
         return self.kind.parse(text)
 
+    def from_cli(self, value, option):
+        return None if value is None else self.kind.from_cli(value, option)
+
     def describe(self):
         return self.kind.describe()
 
     def bounds(self):
         return self.kind.bounds()
+
+
+@dataclass(frozen=True)
+class Picture(Kind):
+    """One PIL image (a mask); on the API a base64 string or data URL, on the CLI a file path."""
+
+    json_type: ClassVar[Any] = str
+
+    def check(self, field, value):
+        from PIL import Image
+
+        if not isinstance(value, Image.Image):
+            raise TypeError(f"{field}: expected a PIL image, got {type(value).__name__}")
+        if not (1 <= value.width <= MAX_SIZE and 1 <= value.height <= MAX_SIZE):
+            raise ValueError(f"{field}: {value.width}x{value.height} is too large; max {MAX_SIZE}")
+
+    def from_cli(self, value, option):
+        from modules import images
+
+        return images.open_image(value, option)
+
+
+@dataclass(frozen=True)
+class ChoiceOrFlag(Choice):
+    """A Choice of 0 and 1 that also takes false/true, as webui clients send both (inpainting_mask_invert)."""
+
+    json_type: ClassVar[Any] = int | bool
+
+    def check(self, field, value):
+        if not isinstance(value, bool):
+            super().check(field, value)
+
+
+@dataclass(frozen=True)
+class UpscalerName(Kind):
+    """An upscaler: a latent upscale mode, an image upscaler or a model file (see modules.upscalers)."""
+
+    def check(self, field, value):
+        from modules import upscalers
+
+        require_type(field, value, str, "an upscaler name")
+        upscalers.check_name(field, value)
+
+    def describe(self):
+        return "see 'serena upscalers' or GET /sdapi/v1/upscalers"

@@ -35,7 +35,9 @@ from modules import emphasis
 from modules.determinism import KERNELS_KEY
 from modules.extra_networks import LORA_HASHES_KEY, TI_HASHES_KEY
 from modules.field_types import (
+    MAX_SIZE,
     Choice,
+    ChoiceOrFlag,
     Dictionary,
     Flag,
     Images,
@@ -45,6 +47,7 @@ from modules.field_types import (
     Number,
     OneOf,
     OrNone,
+    Picture,
     PromptText,
     SamplerName,
     ScheduleType,
@@ -52,10 +55,12 @@ from modules.field_types import (
     Size,
     SizeOrOff,
     Text,
+    UpscalerName,
 )
 
 MODES = ("txt2img", "img2img")
 IMG2IMG = ("img2img",)
+TXT2IMG = ("txt2img",)
 TEXT_KEYS = ("Prompt", "Negative prompt")  # the infotext's text lines, not pairs of its key/value line
 FAST_PATH_KEY = "Fast path"  # the loaded model's pixel-changing options (modules.fast_path), after the fields' keys
 # Written by the engine (the model file's hash, its fast-path options, non-portable kernels, the extra networks'
@@ -74,6 +79,7 @@ class Infotext:
     when: the key is written only when this holds of the image's values (None values are never written).
     write: the key/value pairs for a value, when not just {key: value}.
     read: the value from the key's text, when not the kind's `parse`.
+    implies: other fields' values the key's presence stands for ("Hires upscaler" means enable_hr).
     """
 
     key: str
@@ -81,6 +87,7 @@ class Infotext:
     when: Callable[[Mapping], bool] | None = None
     write: Callable[[Any], dict] | None = None
     read: Callable[[str], Any] | None = None
+    implies: Mapping = field(default_factory=dict)
 
     @property
     def parsed_key(self) -> str:
@@ -212,6 +219,40 @@ def both_sides_set(first: str, second: str) -> Callable[[Mapping], bool]:
 
 
 RESIZE_MODES = ((0, "Just resize"), (1, "Crop and resize"), (2, "Resize and fill"), (3, "Just resize (latent upscale)"))
+INPAINTING_FILLS = ((0, "fill"), (1, "original"), (2, "latent noise"), (3, "latent nothing"))
+MASK_MODES = ((0, "Inpaint masked"), (1, "Inpaint not masked"))
+INPAINT_AREAS = {False: "Whole picture", True: "Only masked"}
+
+
+def code_of(options: tuple[tuple[int, str], ...]) -> Callable[[str], int]:
+    """An infotext reader for a Choice written by its name ("latent noise" -> 2)."""
+    codes = {name: code for code, name in options}
+
+    def read(text: str) -> int:
+        if text not in codes:
+            raise ValueError(f"expected one of {', '.join(codes)}")
+        return codes[text]
+
+    return read
+
+
+def with_mask(values: Mapping) -> bool:
+    """Inpainting keys are written for jobs with a mask (the webui writes them then)."""
+    return values.get("mask") is not None
+
+
+def hires(values: Mapping) -> bool:
+    return bool(values.get("enable_hr"))
+
+
+def hires_resize(values: Mapping) -> bool:
+    return hires(values) and (values["hr_resize_x"] > 0 or values["hr_resize_y"] > 0)
+
+
+def hires_differs(name: str, first_pass: str) -> Callable[[Mapping], bool]:
+    """A hires key written when it is set and not the first pass's value (the webui's rule)."""
+    return lambda values: hires(values) and values[name] not in (None, "") and values[name] != values[first_pass]
+
 
 # Declaration order is the infotext's key order (the webui's) and the order of CLI options and API fields.
 FIELDS: tuple[GenerationField, ...] = (
@@ -373,10 +414,19 @@ FIELDS: tuple[GenerationField, ...] = (
         Number(0.0, 1.0),
         0.75,
         "how much of the init image is replaced: 0 none, 1 all",
-        modes=IMG2IMG,
-        infotext=Infotext("Denoising strength"),
+        infotext=Infotext("Denoising strength", when=lambda values: values.get("enable_hr", True)),
         widget=Widget("slider", 5, {"step": 0.05}),
         example=0.6,
+    ),
+    GenerationField(
+        "inpainting_mask_weight",
+        Number(0.0, 1.0),
+        1.0,
+        "inpainting models: how much of the masked area the model's image conditioning hides",
+        infotext=Infotext("Conditional mask weight", when=lambda values: values.get("inpainting_unet", False)),
+        api=None,  # the webui API sets it with override_settings
+        option=WebuiOption("inpainting_mask_weight"),
+        example=0.5,
     ),
     GenerationField(
         "clip_skip",
@@ -421,6 +471,144 @@ FIELDS: tuple[GenerationField, ...] = (
         example=0.8,
     ),
     GenerationField(
+        "enable_hr",
+        Flag(),
+        False,
+        "hires fix: upscale the first pass, then denoise it again at the larger size",
+        label="Hires. fix",
+        modes=TXT2IMG,
+        example=True,  # no infotext key of its own: "Hires upscaler" implies it
+    ),
+    GenerationField(
+        "hr_scale",
+        Number(0.1, 16.0),
+        2.0,
+        "hires fix: the upscale factor (when hr_resize_x and hr_resize_y are 0)",
+        label="Hires upscale",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires upscale", when=lambda values: hires(values) and not hires_resize(values)),
+        example=1.5,
+    ),
+    GenerationField(
+        "hr_resize_x",
+        Integer(0, MAX_SIZE),
+        0,
+        "hires fix: the width to resize to (0: from the height's scale, or hr_scale)",
+        label="Hires resize width",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires resize", part=1, when=hires_resize),
+        example=48,
+    ),
+    GenerationField(
+        "hr_resize_y",
+        Integer(0, MAX_SIZE),
+        0,
+        "hires fix: the height to resize to (0: from the width's scale, or hr_scale)",
+        label="Hires resize height",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires resize", part=2, when=hires_resize),
+        example=48,
+    ),
+    GenerationField(
+        "hr_upscaler",
+        UpscalerName(),
+        "Latent",
+        "hires fix: a latent upscale mode or an image upscaler (GET /sdapi/v1/upscalers, latent-upscale-modes)",
+        label="Hires upscaler",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires upscaler", when=hires, implies={"enable_hr": True}),
+        api=Api(default=None, description="null: Latent"),
+        example="Lanczos",
+    ),
+    GenerationField(
+        "hr_second_pass_steps",
+        Integer(0, 1000),
+        0,
+        "hires fix: steps of the second pass (0: as many as the first)",
+        label="Hires steps",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires steps", when=lambda values: hires(values) and values["hr_second_pass_steps"] > 0),
+        example=2,
+    ),
+    GenerationField(
+        "hr_sampler_name",
+        OrNone(SamplerName()),
+        None,
+        "hires fix: the second pass's sampler (default: the first pass's)",
+        label="Hires sampler",
+        modes=TXT2IMG,
+        short_name="hr_sampler",
+        infotext=Infotext("Hires sampler", when=hires_differs("hr_sampler_name", "sampler_name")),
+        example="Euler",
+    ),
+    GenerationField(
+        "hr_scheduler",
+        OrNone(ScheduleType()),
+        None,
+        "hires fix: the second pass's schedule type (default: the first pass's)",
+        label="Hires schedule type",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires schedule type", when=hires_differs("hr_scheduler", "scheduler")),
+        example="Karras",
+    ),
+    GenerationField(
+        "hr_prompt",
+        Text("a prompt"),
+        "",
+        "hires fix: the second pass's prompt (empty: the prompt)",
+        label="Hires prompt",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires prompt", when=hires_differs("hr_prompt", "prompt")),
+        example="a red circle on a blue background, sharp",
+    ),
+    GenerationField(
+        "hr_negative_prompt",
+        Text("a prompt"),
+        "",
+        "hires fix: the second pass's negative prompt (empty: the negative prompt)",
+        label="Hires negative prompt",
+        modes=TXT2IMG,
+        infotext=Infotext("Hires negative prompt", when=hires_differs("hr_negative_prompt", "negative_prompt")),
+        example="blurry, noise",
+    ),
+    GenerationField(
+        "hr_checkpoint_name",
+        OrNone(Text("a checkpoint name or path")),
+        None,
+        "hires fix: the second pass's checkpoint (default: the first pass's)",
+        label="Hires checkpoint",
+        modes=TXT2IMG,
+        short_name="hr_model",
+        infotext=Infotext(
+            "Hires checkpoint",
+            when=hires,
+            write=lambda checkpoint: {"Hires checkpoint": checkpoint.name} if checkpoint else {},
+            read=read_checkpoint,
+        ),
+        api=None,  # the API maps it to a checkpoint in the server's models folder (modules.api.requests)
+        display=show_checkpoint,
+    ),
+    GenerationField(
+        "firstphase_width",
+        Integer(0, MAX_SIZE),
+        0,
+        "legacy hires fix: the first pass's width (width/height then give the final size)",
+        label="First phase width",
+        modes=TXT2IMG,
+        cli=None,
+        sweepable=False,
+    ),
+    GenerationField(
+        "firstphase_height",
+        Integer(0, MAX_SIZE),
+        0,
+        "legacy hires fix: the first pass's height (width/height then give the final size)",
+        label="First phase height",
+        modes=TXT2IMG,
+        cli=None,
+        sweepable=False,
+    ),
+    GenerationField(
         "batch_size",
         Integer(1, 64),
         1,
@@ -455,6 +643,117 @@ FIELDS: tuple[GenerationField, ...] = (
         0,
         "how init images are fitted to the size: " + Choice(RESIZE_MODES).describe(),
         label="Resize mode",
+        modes=IMG2IMG,
+    ),
+    GenerationField(
+        "mask",
+        OrNone(Picture()),
+        None,
+        "inpainting: white is repainted, black kept (an RGBA mask's transparency counts as black)",
+        label="Mask",
+        modes=IMG2IMG,
+        sweepable=False,
+        cli=Cli(metavar="FILE"),
+        api=Api(description="inpainting: a base64 image (data URL allowed)"),
+    ),
+    GenerationField(
+        "latent_mask",
+        OrNone(Picture()),
+        None,
+        "inpainting: a separate mask for the latents (default: the mask)",
+        label="Latent mask",
+        modes=IMG2IMG,
+        sweepable=False,
+        cli=Cli(metavar="FILE"),
+        api=Api(description="a base64 image (data URL allowed)"),
+    ),
+    GenerationField(
+        "mask_blur",
+        OrNone(Integer(0, 64)),
+        None,
+        "inpainting: blur of the mask in pixels, both axes (default: mask_blur_x and mask_blur_y)",
+        label="Mask blur",
+        modes=IMG2IMG,
+        infotext=Infotext("Mask blur", when=with_mask),
+        example=6,
+    ),
+    GenerationField(
+        "mask_blur_x",
+        Integer(0, 64),
+        4,
+        "inpainting: horizontal blur of the mask in pixels",
+        label="Mask blur x",
+        modes=IMG2IMG,
+    ),
+    GenerationField(
+        "mask_blur_y",
+        Integer(0, 64),
+        4,
+        "inpainting: vertical blur of the mask in pixels",
+        label="Mask blur y",
+        modes=IMG2IMG,
+    ),
+    GenerationField(
+        "inpainting_fill",
+        Choice(INPAINTING_FILLS),
+        0,
+        "inpainting: what the masked area starts from: " + Choice(INPAINTING_FILLS).describe(),
+        label="Masked content",
+        modes=IMG2IMG,
+        infotext=Infotext(
+            "Masked content",
+            when=with_mask,
+            write=lambda code: {"Masked content": dict(INPAINTING_FILLS)[code]},
+            read=code_of(INPAINTING_FILLS),
+        ),
+        example=1,
+    ),
+    GenerationField(
+        "inpaint_full_res",
+        Flag(),
+        True,
+        "inpainting: true repaints only the masked area at the full size, then pastes it back (Only masked)",
+        label="Inpaint area",
+        modes=IMG2IMG,
+        infotext=Infotext(
+            "Inpaint area",
+            when=with_mask,
+            write=lambda value: {"Inpaint area": INPAINT_AREAS[bool(value)]},
+            read=code_of(tuple(INPAINT_AREAS.items())),
+        ),
+        example=False,
+    ),
+    GenerationField(
+        "inpaint_full_res_padding",
+        Integer(0, 256),
+        0,
+        "inpainting, Only masked: pixels of surroundings kept around the mask's box",
+        label="Masked area padding",
+        modes=IMG2IMG,
+        infotext=Infotext("Masked area padding", when=with_mask),
+        example=8,
+    ),
+    GenerationField(
+        "inpainting_mask_invert",
+        ChoiceOrFlag(MASK_MODES),
+        0,
+        "inpainting: " + Choice(MASK_MODES).describe() + " (false/true accepted)",
+        label="Mask mode",
+        modes=IMG2IMG,
+        infotext=Infotext(
+            "Mask mode",
+            when=lambda values: with_mask(values) and bool(values["inpainting_mask_invert"]),
+            write=lambda value: {"Mask mode": dict(MASK_MODES)[int(value)]},
+            read=code_of(MASK_MODES),
+        ),
+        example=1,
+    ),
+    GenerationField(
+        "mask_round",
+        Flag(),
+        True,
+        "inpainting: make the mask black and white before blurring it",
+        label="Mask round",
         modes=IMG2IMG,
     ),
     GenerationField(
@@ -614,6 +913,7 @@ def values_from_infotext(parameters: Mapping, mode: str) -> dict:
         if spec is None or spec.parsed_key not in parameters:
             continue
         text = parameters[spec.parsed_key]
+        values |= spec.implies
         try:
             values[declaration.name] = (spec.read or declaration.kind.parse)(text)
         except ValueError as error:

@@ -45,8 +45,9 @@ def create_infotext(prompt: str, negative_prompt: str, parameters: dict) -> str:
 def parse_infotext(text: str) -> dict:
     """Parse an infotext (ours or the webui's) into a dict.
 
-    Keys as written ("Steps", "CFG scale", ...), plus "Prompt" and "Negative prompt"; "Size" also gives
-    "Size-1"/"Size-2" (width/height) like the webui's parser. Unknown keys are kept as strings.
+    Keys as written ("Steps", "CFG scale", ...), plus "Prompt" and "Negative prompt"; "Size" (and "Seed
+    resize from", "Hires resize") also gives "Size-1"/"Size-2" (width/height) like the webui's parser. Unknown keys
+    are kept as strings.
     """
     lines = text.strip().split("\n")
     parameter_line = ""
@@ -63,7 +64,7 @@ def parse_infotext(text: str) -> dict:
     for key, value in _PAIR.findall(parameter_line):
         key, value = key.strip(), unquote(value.strip())
         result[key] = value
-        size = _SIZE.match(value) if key in ("Size", "Seed resize from") else None
+        size = _SIZE.match(value) if key in ("Size", "Seed resize from", "Hires resize") else None
         if size:
             result[f"{key}-1"], result[f"{key}-2"] = size.group(1), size.group(2)
     return result

@@ -22,9 +22,12 @@ from modules import (
     diffusion,
     extra_networks,
     generation_fields,
+    hires,
     images,
     infotext,
     lora,
+    masking,
+    resize_modes,
     rng,
     sd_models,
     sd_samplers,
@@ -66,6 +69,8 @@ class StableDiffusionProcessing:
     width: int | None = declared("width")
     height: int | None = declared("height")
     eta: float | None = declared("eta")
+    denoising_strength: float = declared("denoising_strength")
+    inpainting_mask_weight: float = declared("inpainting_mask_weight")
     clip_skip: int = declared("clip_skip")
     emphasis: str = declared("emphasis")
     sd_model_checkpoint: str | None = declared("sd_model_checkpoint")
@@ -111,15 +116,60 @@ class StableDiffusionProcessing:
 
 @dataclass
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    """txt2img, with the webui's hires fix (`enable_hr`, modules.hires): `denoising_strength` is the second pass's."""
+
+    enable_hr: bool = declared("enable_hr")
+    hr_scale: float = declared("hr_scale")
+    hr_resize_x: int = declared("hr_resize_x")
+    hr_resize_y: int = declared("hr_resize_y")
+    hr_upscaler: str = declared("hr_upscaler")
+    hr_second_pass_steps: int = declared("hr_second_pass_steps")
+    hr_sampler_name: str | None = declared("hr_sampler_name")
+    hr_scheduler: str | None = declared("hr_scheduler")
+    hr_prompt: str = declared("hr_prompt")
+    hr_negative_prompt: str = declared("hr_negative_prompt")
+    hr_checkpoint_name: str | None = declared("hr_checkpoint_name")
+    firstphase_width: int = declared("firstphase_width")
+    firstphase_height: int = declared("firstphase_height")
     outpath_samples: str = declared("outpath_samples", "txt2img")
     outpath_grids: str = declared("outpath_grids", "txt2img")
+
+    def __post_init__(self):
+        super().__post_init__()
+        # The webui's clients send these for "as the first pass".
+        if self.hr_sampler_name == "Use same sampler":
+            self.hr_sampler_name = None
+        if self.hr_scheduler == "Use same scheduler":
+            self.hr_scheduler = None
+        if self.hr_checkpoint_name == "Use same checkpoint":
+            self.hr_checkpoint_name = None
+        if isinstance(self.hr_sampler_name, str):  # "DPM++ 2M Karras" -> "DPM++ 2M" with schedule type Karras
+            self.hr_sampler_name, schedule = sd_samplers.canonical_names(
+                self.hr_sampler_name, self.hr_scheduler or "Automatic"
+            )
+            if self.hr_scheduler is None and schedule != "Automatic":
+                self.hr_scheduler = schedule
+        if isinstance(self.hr_scheduler, str):
+            sampler = self.hr_sampler_name or self.sampler_name
+            self.hr_scheduler = sd_samplers.canonical_names(sampler, self.hr_scheduler)[1]
 
 
 @dataclass
 class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    """img2img, with the webui's inpainting when a `mask` is given (modules.masking)."""
+
     init_images: list = declared("init_images")
-    denoising_strength: float = declared("denoising_strength")
     resize_mode: int = declared("resize_mode")
+    mask: Image.Image | None = declared("mask")
+    latent_mask: Image.Image | None = declared("latent_mask")
+    mask_blur: int | None = declared("mask_blur")
+    mask_blur_x: int = declared("mask_blur_x")
+    mask_blur_y: int = declared("mask_blur_y")
+    inpainting_fill: int = declared("inpainting_fill")
+    inpaint_full_res: bool = declared("inpaint_full_res")
+    inpaint_full_res_padding: int = declared("inpaint_full_res_padding")
+    inpainting_mask_invert: int = declared("inpainting_mask_invert")
+    mask_round: bool = declared("mask_round")
     initial_noise_multiplier: float = declared("initial_noise_multiplier")
     outpath_samples: str = declared("outpath_samples", "img2img")
     outpath_grids: str = declared("outpath_grids", "img2img")
@@ -223,12 +273,14 @@ class ImageJob:
     """What the engine decided for a job before sampling: the size, and each image's value of every per-image field
     (seeds drawn for -1, styles applied to the prompts)."""
 
-    width: int
+    width: int  # the first pass's, with hires fix
     height: int
     per_image: dict[str, list]
     seed_resize_from: tuple[int, int] | None  # latent (h, w), or None
     loras: dict[str, extra_networks.NetworkFile] = field(default_factory=dict)  # the LoRA files found, by name
     embeddings: dict[str, extra_networks.NetworkFile] = field(default_factory=dict)  # the embeddings the job uses
+    hires: hires.HiresTarget | None = None
+    hires_prompts: tuple[list[str], list[str]] | None = None  # the second pass's (prompts, negative prompts)
 
     def values(self, name: str, indices) -> list:
         return [self.per_image[name][index] for index in indices]
@@ -282,12 +334,22 @@ def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> Imag
     if p.seed_resize_from_h > 0 and p.seed_resize_from_w > 0:
         factor = model.vae_scale_factor
         resize_from = (p.seed_resize_from_h // factor, p.seed_resize_from_w // factor)
+    width, height, hires_target = hires.job_sizes(p, model.native_size, model.vae_scale_factor)
+    hires_prompts = None
+    if hires_target is not None:  # empty: the image's own (styled) prompt
+        hr_prompt, hr_negative = styles.apply_styles(p.hr_prompt, p.hr_negative_prompt, p.styles, available)
+        hires_prompts = (
+            [hr_prompt if p.hr_prompt else prompt for prompt in per_image["prompt"]],
+            [hr_negative if p.hr_negative_prompt else negative for negative in per_image["negative_prompt"]],
+        )
     return ImageJob(
-        width=p.width or model.native_size,
-        height=p.height or model.native_size,
+        width=width,
+        height=height,
         per_image=per_image,
         seed_resize_from=resize_from,
         loras=extra_networks.list_loras(),
+        hires=hires_target,
+        hires_prompts=hires_prompts,
     )
 
 
@@ -296,6 +358,14 @@ def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model:
     made, and the checkpoint loaded."""
     values = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
     resolved = {"width": job.width, "height": job.height, "sd_model_checkpoint": model.checkpoint}
+    resolved["inpainting_unet"] = diffusion.is_inpainting_model(model)
+    if job.hires is not None:
+        resolved |= {"hr_resize_x": job.hires.resize_x, "hr_resize_y": job.hires.resize_y}
+        if p.hr_checkpoint_name is not None:
+            resolved["hr_checkpoint_name"] = sd_models.resolve_checkpoint(p.hr_checkpoint_name)
+    if getattr(p, "mask", None) is not None:
+        blur_x, blur_y = mask_blurs(p)
+        resolved["mask_blur"] = blur_x if blur_x == blur_y else None  # the webui's rule
     return values | job.image_values(index) | resolved
 
 
@@ -312,26 +382,27 @@ def generation_parameters(
 
 
 def prepare_init_image(image: Image.Image, width: int, height: int, resize_mode: int) -> Image.Image:
-    """Fit an init image to the output size with the webui's resize modes."""
-    image = image.convert("RGB")
-    if resize_mode in (0, 3):
-        return image.resize((width, height), Image.LANCZOS)
-    scale = (max if resize_mode == 1 else min)(width / image.width, height / image.height)
-    resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-    canvas = Image.new("RGB", (width, height))
-    if resize_mode == 2:  # fill the borders with a stretched copy of the image
-        canvas.paste(resized.resize((width, height), Image.LANCZOS))
-    canvas.paste(resized, ((width - resized.width) // 2, (height - resized.height) // 2))
-    return canvas
+    """Fit an init image to the output size with the webui's resize modes (modules.resize_modes)."""
+    return resize_modes.resize_image(resize_mode, masking.flatten(image), width, height)
+
+
+def mask_blurs(p) -> tuple[int, int]:
+    """(x, y) mask blur: `mask_blur` sets both, as the webui's setter does."""
+    return (p.mask_blur, p.mask_blur) if p.mask_blur is not None else (p.mask_blur_x, p.mask_blur_y)
 
 
 def sample_batch(
-    p: StableDiffusionProcessing, model: sd_models.LoadedModel, job: ImageJob, indices: list[int], timings: PhaseTimings
+    p: StableDiffusionProcessing,
+    model: sd_models.LoadedModel,
+    job: ImageJob,
+    indices: range,
+    timings: PhaseTimings,
+    hires_model: sd_models.LoadedModel | None = None,
 ) -> list[Image.Image]:
-    """Encode prompts, make noise, denoise and decode one batch of images."""
+    """Encode prompts, make noise, denoise (then the hires pass) and decode one batch of images."""
     seeds = job.values("seed", indices)
     latent_shape = (
-        model.pipeline.unet.config.in_channels,
+        diffusion.latent_channels(model),
         job.height // model.vae_scale_factor,
         job.width // model.vae_scale_factor,
     )
@@ -348,17 +419,23 @@ def sample_batch(
         latent_shape, seeds, job.values("subseed", indices), p.subseed_strength, job.seed_resize_from
     )
     scheduler = sd_samplers.create_scheduler(p.sampler_name, p.scheduler, model.pipeline.scheduler.config)
+    init, blend = None, None
     if isinstance(p, StableDiffusionProcessingImg2Img):
         with timings.phase("encode_image"):
             init_images = [p.init_images[i % len(p.init_images)] for i in indices]  # position in its batch
-            init_latents = encode_init_images(p, model, init_images, job)
+            init = encode_init_images(p, model, init_images, job, seeds)
         if p.initial_noise_multiplier != 1:  # as in the webui: the noise added to the init latents, not step noise
             noise = noise * p.initial_noise_multiplier
         timesteps, latents = diffusion.img2img_latents(
-            model, scheduler, init_latents, noise, p.steps, p.denoising_strength
+            model, scheduler, init.latents, noise, p.steps, p.denoising_strength
         )
+        if init.inpaint is not None:
+            keep, regenerate = init.latent_masks
+            blend = masking.LatentBlend(init.latents, noise.to(init.latents), keep, regenerate, scheduler, timesteps)
+        image_conditioning = init.image_conditioning
     else:
         timesteps, latents = diffusion.txt2img_latents(model, scheduler, noise, p.steps)
+        image_conditioning = txt2img_image_conditioning(model, latents)
     with timings.phase("sample"):
         latents = diffusion.denoise(
             model,
@@ -370,26 +447,101 @@ def sample_batch(
             seeds,
             p.eta,
             p.state,
+            image_conditioning=image_conditioning,
+            after_step=blend,
         )
+    if job.hires is not None:
+        p.state.job_no, p.state.sampling_step = p.state.job_no + 1, 0  # the second pass is the batch's second job
+        model = hires_model or model
+        latents = hires.second_pass(p, model, job, indices, latents, p.state, timings)
     with timings.phase("decode"):
-        return diffusion.decode_latents(model, latents)
+        decoded = diffusion.decode_latents(model, latents)
+    if init is not None and init.inpaint is not None:
+        overlays = init.inpaint.overlays
+        decoded = [
+            masking.apply_overlay(image, overlays[position % len(overlays)], init.inpaint.paste_to)
+            for position, image in enumerate(decoded)
+        ]
+    return decoded
 
 
-def encode_init_images(p, model: sd_models.LoadedModel, init_images: list[Image.Image], job: ImageJob):
-    if p.resize_mode != 3:
-        prepared = [prepare_init_image(image, job.width, job.height, p.resize_mode) for image in init_images]
-        return diffusion.encode_images(model, prepared, job.width, job.height)
-    # Latent upscale: encode at the image's own size, then resize the latents.
+def txt2img_image_conditioning(model: sd_models.LoadedModel, latents):
+    """An inpainting UNet's input for txt2img (a grey image under a full mask); None for ordinary UNets."""
+    if not diffusion.is_inpainting_model(model):
+        return None
     factor = model.vae_scale_factor
-    width, height = (
-        max(factor, init_images[0].width // factor * factor),
-        max(factor, init_images[0].height // factor * factor),
-    )
-    prepared = [image.convert("RGB").resize((width, height), Image.LANCZOS) for image in init_images]
-    latents = diffusion.encode_images(model, prepared, width, height)
-    return torch.nn.functional.interpolate(
-        latents, size=(job.height // factor, job.width // factor), mode="bilinear", antialias=False
-    )
+    height, width = latents.shape[-2:]
+    encode = lambda pixels: diffusion.encode_pixels(model, pixels)  # noqa: E731
+    return masking.txt2img_conditioning(encode, latents.shape[0], height * factor, width * factor, latents)
+
+
+@dataclass
+class InitLatents:
+    """An img2img batch's starting latents; with a mask, what inpainting made of the init images and the latent
+    masks (keep, regenerate); an inpainting UNet's conditioning."""
+
+    latents: torch.Tensor
+    inpaint: masking.InpaintImages | None = None
+    latent_masks: tuple | None = None
+    image_conditioning: torch.Tensor | None = None
+
+
+def encode_init_images(p, model: sd_models.LoadedModel, init_images: list[Image.Image], job: ImageJob, seeds):
+    factor = model.vae_scale_factor
+    inpaint = None
+    if p.mask is not None:
+        blur_x, blur_y = mask_blurs(p)
+        inpaint = masking.prepare(
+            init_images,
+            p.mask,
+            job.width,
+            job.height,
+            0 if p.resize_mode == 3 else p.resize_mode,  # masks are fitted in pixels; the latents then match
+            blur_x=blur_x,
+            blur_y=blur_y,
+            inpainting_fill=p.inpainting_fill,
+            full_res=p.inpaint_full_res,
+            padding=p.inpaint_full_res_padding,
+            invert=bool(p.inpainting_mask_invert),
+            round_mask=p.mask_round,
+            latent_mask=p.latent_mask,
+        )
+        pixels = diffusion.image_pixels(model, inpaint.images, job.width, job.height)
+        latents = diffusion.encode_pixels(model, pixels)
+    elif p.resize_mode != 3:
+        prepared = [prepare_init_image(image, job.width, job.height, p.resize_mode) for image in init_images]
+        pixels = diffusion.image_pixels(model, prepared, job.width, job.height)
+        latents = diffusion.encode_pixels(model, pixels)
+    else:  # latent upscale: encode at the image's own size, then resize the latents
+        width, height = (
+            max(factor, init_images[0].width // factor * factor),
+            max(factor, init_images[0].height // factor * factor),
+        )
+        prepared = [masking.flatten(image).resize((width, height), Image.LANCZOS) for image in init_images]
+        pixels = diffusion.image_pixels(model, prepared, width, height)
+        latents = torch.nn.functional.interpolate(
+            diffusion.encode_pixels(model, pixels),
+            size=(job.height // factor, job.width // factor),
+            mode="bilinear",
+            antialias=False,
+        )
+        pixels = torch.nn.functional.interpolate(pixels, size=(job.height, job.width), mode="bilinear")
+    init = InitLatents(latents, inpaint)
+    if inpaint is not None:
+        init.latent_masks = masking.latent_masks(
+            inpaint.latent_mask, latents.shape, p.mask_round, latents.device, latents.dtype
+        )
+        init.latents = masking.fill_latents(latents, *init.latent_masks, p.inpainting_fill, seeds)
+    if diffusion.is_inpainting_model(model):
+        init.image_conditioning = masking.inpainting_conditioning(
+            lambda images: diffusion.encode_pixels(model, images),
+            pixels,
+            inpaint.image_mask if inpaint else None,
+            latents.shape[-2:],
+            p.inpainting_mask_weight,
+            p.mask_round,
+        )
+    return init
 
 
 def process_images(p: StableDiffusionProcessing) -> Processed:
@@ -406,29 +558,36 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     with timings.phase("load_model"):
         model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.sd_model_checkpoint))
     job = plan_job(p, model)
+    hires_model = None
+    if job.hires is not None and p.hr_checkpoint_name is not None:
+        with timings.phase("load_model"):  # both stay loaded for the job: the cache keeps the second
+            hires_model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.hr_checkpoint_name))
     batch_size = 1 if p.exact else p.batch_size
     # A LoRA applies to a whole UNet call: images asking for other LoRAs than their neighbours get their own batch.
     batches = lora.split_batches(job.batches(batch_size), job.lora_tags)
+    passes = 1 if job.hires is None else 2  # progress counts each pass as a job, as the webui does
     with timings.phase("load_networks"), torch.no_grad():
         for name in {tag.name for index in range(len(job.per_image["seed"])) for tag in job.lora_tags(index)}:
             lora.ensure_loaded(model, extra_networks.find_lora(name, job.loras))
-        job.embeddings = {
-            network.name: network
-            for network in textual_inversion.prepare(model, job.per_image["prompt"] + job.per_image["negative_prompt"])
-        }
+        texts = job.per_image["prompt"] + job.per_image["negative_prompt"]
+        if job.hires_prompts is not None:
+            texts += job.hires_prompts[0] + job.hires_prompts[1]
+        job.embeddings = {network.name: network for network in textual_inversion.prepare(model, texts)}
+        if hires_model is not None:
+            textual_inversion.prepare(hires_model, texts)
     job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
     samples: list[Image.Image] = []
     infotexts: list[str] = []
     kept_indices: list[int] = []
     paths: list[str] = []
-    state.begin(job_count=len(batches), sampling_steps=p.steps)
+    state.begin(job_count=len(batches) * passes, sampling_steps=p.steps)
     try:
         with torch.inference_mode(), determinism.generation_kernels(model.device):
             for batch_no, (indices, lora_tags) in enumerate(batches):
-                state.begin_batch(batch_no)
+                state.begin_batch(batch_no * passes)
                 try:
                     with lora.applied(model, lora_tags, job.loras):
-                        batch_images = sample_batch(p, model, job, indices, timings)
+                        batch_images = sample_batch(p, model, job, indices, timings, hires_model)
                 except Skipped:
                     continue
                 for index, image in zip(indices, batch_images):

@@ -7,7 +7,8 @@ what is allowed.
 
 from __future__ import annotations
 
-from modules import generation_fields, sd_samplers
+from modules import generation_fields, hires, sd_samplers
+from modules.field_types import named
 
 
 def check_processing(p, available_styles: dict) -> None:
@@ -28,3 +29,9 @@ def check_processing(p, available_styles: dict) -> None:
     init_images = getattr(p, "init_images", None)
     if init_images is not None and len(init_images) not in (1, p.batch_size):
         raise ValueError(f"init_images: give 1 image or batch_size ({p.batch_size}) images, got {len(init_images)}")
+    if getattr(p, "enable_hr", False):
+        hr_sampler = p.hr_sampler_name or p.sampler_name
+        with named("hr_scheduler"):
+            sd_samplers.check_schedule_type(sd_samplers.find_sampler(hr_sampler).name, p.hr_scheduler or p.scheduler)
+        if p.width is not None and p.height is not None:  # else the engine checks with the model's native size
+            hires.job_sizes(p, native_size=p.width)

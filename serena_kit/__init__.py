@@ -43,7 +43,7 @@ _PUBLIC = {
     "sweep": "serena_kit.sweeps",
 }
 
-__all__ = sorted([*_PUBLIC, "img2img", "load_model", "txt2img"])
+__all__ = sorted([*_PUBLIC, "img2img", "load_model", "outpaint", "txt2img"])
 
 
 def __getattr__(name: str):
@@ -66,11 +66,32 @@ def txt2img(prompt: str, **params) -> Processed:
 
 
 def img2img(image: Image.Image | list[Image.Image], prompt: str, **params) -> Processed:
-    """Generate from an init image (or one per batch position) and a prompt; `params` as for txt2img."""
+    """Generate from an init image (or one per batch position) and a prompt; `params` as for txt2img, plus
+    img2img's (`mask=` inpaints: white is repainted). Images may be given as PIL images, file bytes or paths."""
+    from modules import images
     from modules.processing import StableDiffusionProcessingImg2Img, process_images
 
     init_images = list(image) if isinstance(image, (list, tuple)) else [image]
+    init_images = [images.open_image(item, "init_images") for item in init_images]
+    for name in ("mask", "latent_mask"):
+        if params.get(name) is not None:
+            params[name] = images.open_image(params[name], name)
     return process_images(StableDiffusionProcessingImg2Img(init_images=init_images, prompt=prompt, **params))
+
+
+def outpaint(
+    image: Image.Image, prompt: str, *, left: int = 0, right: int = 0, top: int = 0, bottom: int = 0, **params
+) -> Processed:
+    """Extend `image` by the given pixels on each side: the webui's "resize and fill" onto the larger canvas (the
+    image's edge pixels stretched over the new border), then inpainting of the border only (a mask over it).
+    `params` as for img2img; sides should keep the size a multiple of 8."""
+    from modules import images, outpainting
+
+    image = images.open_image(image, "image")
+    canvas, mask = outpainting.canvas_and_mask(image, left=left, right=right, top=top, bottom=bottom)
+    defaults = {"inpainting_fill": 1, "inpaint_full_res": False, "denoising_strength": 0.9}
+    values = defaults | params | {"width": canvas.width, "height": canvas.height, "mask": mask}
+    return img2img(canvas, prompt, **values)
 
 
 def load_model(path_or_default: str | os.PathLike | None = None, **options) -> sd_models.LoadedModel:

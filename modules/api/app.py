@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from modules import diffusion, extra_networks, images, infotext, lora, sd_models, sd_samplers, textual_inversion
 from modules.api import models, requests
+from modules.api.extras import extras_router
 from modules.api.requests import ApiError, ApiLimits, ServerOptions
 from modules.api.security import BasicAuth, RequestSizeLimit
 from modules.processing import process_images
@@ -164,6 +165,8 @@ def create_app(
     async def http_error(request: Request, error: HTTPException):
         content = {"error": HTTPStatus(error.status_code).phrase.lower(), "field": None, "detail": error.detail}
         return JSONResponse(content, error.status_code, headers=error.headers)
+
+    app.include_router(extras_router(limits))  # upscaling (modules.api.extras)
 
     @app.post("/sdapi/v1/txt2img", response_model=models.TextToImageResponse)
     async def txt2img(request: models.StableDiffusionTxt2ImgAPI):

@@ -34,42 +34,19 @@ IGNORED_FIELDS = (
     "force_task_id",
     "script_args",  # only read with a script_name
     "refiner_switch_at",  # only read with a refiner_checkpoint
-    "firstphase_width",
-    "firstphase_height",
-    "hr_scale",
-    "hr_upscaler",
-    "hr_second_pass_steps",
-    "hr_resize_x",
-    "hr_resize_y",
-    "hr_checkpoint_name",
-    "hr_sampler_name",
-    "hr_scheduler",
-    "hr_prompt",
-    "hr_negative_prompt",
     "image_cfg_scale",  # instruct-pix2pix models only
-    "mask_blur",
-    "mask_blur_x",
-    "mask_blur_y",
-    "mask_round",
-    "inpainting_fill",
-    "inpaint_full_res",
-    "inpaint_full_res_padding",
-    "inpainting_mask_invert",
 )
 
 # Webui features Serena does not have: accepted only at the values that leave them off.
 NO_OP_VALUES: dict[str, tuple] = {
     "restore_faces": (None, False),
     "tiling": (None, False),
-    "enable_hr": (False,),
     "refiner_checkpoint": (None, "", "None"),
     "script_name": (None, ""),
     "alwayson_scripts": ({},),
     "infotext": (None, ""),
     "outpath_samples": (None,),  # the server decides where images are saved
     "outpath_grids": (None,),
-    "mask": (None, ""),
-    "latent_mask": (None, ""),
 }
 
 
@@ -109,39 +86,17 @@ class WebuiRequest(BaseModel):
 
 
 class WebuiTxt2ImgRequest(WebuiRequest):
-    """txt2img adds the webui's hires. fix fields (accepted while enable_hr is false)."""
+    """txt2img: the hires fix fields are generation fields; the second pass's checkpoint is a name in the server's
+    models folder, like override_settings' sd_model_checkpoint."""
 
-    enable_hr: bool = False
-    denoising_strength: float | None = None  # hires. fix only
-    firstphase_width: int = 0
-    firstphase_height: int = 0
-    hr_scale: float = 2.0
-    hr_upscaler: str | None = None
-    hr_second_pass_steps: int = 0
-    hr_resize_x: int = 0
-    hr_resize_y: int = 0
-    hr_checkpoint_name: str | None = None
-    hr_sampler_name: str | None = None
-    hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
+    hr_checkpoint_name: str | None = Field(None, description="null or 'Use same checkpoint': the first pass's")
 
 
 class WebuiImg2ImgRequest(WebuiRequest):
     include_init_images: bool = False
 
-    # Inpainting and instruct-pix2pix fields, accepted for webui clients; see IGNORED_FIELDS and NO_OP_VALUES.
+    # Instruct-pix2pix, accepted for webui clients; see IGNORED_FIELDS.
     image_cfg_scale: float | None = None
-    mask: str | None = None
-    latent_mask: str | None = None
-    mask_blur: int | None = None
-    mask_blur_x: int = 4
-    mask_blur_y: int = 4
-    mask_round: bool = True
-    inpainting_fill: int = 0
-    inpaint_full_res: bool = True
-    inpaint_full_res_padding: int = 0
-    inpainting_mask_invert: int = 0
 
 
 def request_model(name: str, mode: str, base: type[WebuiRequest]) -> type[WebuiRequest]:

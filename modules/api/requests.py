@@ -195,6 +195,8 @@ def check_request(request: models.WebuiRequest, limits: ApiLimits) -> None:
         raise over_limit("n_iter", detail)
 
 
+IMAGE_FIELDS = ("init_images", "mask", "latent_mask")  # decoded with the server's limits
+
 # The webui's seed_enable_extras switch: false sets these to their defaults.
 SEED_EXTRAS = ("subseed", "subseed_strength", "seed_resize_from_h", "seed_resize_from_w")
 
@@ -207,7 +209,7 @@ def processing_fields(request, kind: str, options: ServerOptions, outdir: Path) 
         declaration.name: value
         for declaration in generation_fields.fields_for(kind)
         if declaration.api is not None
-        and declaration.name != "init_images"
+        and declaration.name not in IMAGE_FIELDS
         and (value := getattr(request, declaration.api_name)) is not None
     }
     fields["sampler_name"] = request.sampler_name or request.sampler_index
@@ -234,9 +236,11 @@ def txt2img_processing(
     request: models.StableDiffusionTxt2ImgAPI, options: ServerOptions, limits: ApiLimits, outdir: Path
 ) -> StableDiffusionProcessingTxt2Img:
     check_request(request, limits)
-    return validated(
-        StableDiffusionProcessingTxt2Img(**processing_fields(request, "txt2img", options, outdir)), request
-    )
+    fields = processing_fields(request, "txt2img", options, outdir)
+    if request.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
+        checkpoint = find_checkpoint(request.hr_checkpoint_name, options.models_dir, "hr_checkpoint_name")
+        fields["hr_checkpoint_name"] = str(checkpoint.path) if checkpoint else None
+    return validated(StableDiffusionProcessingTxt2Img(**fields), request)
 
 
 def img2img_processing(
@@ -249,4 +253,7 @@ def img2img_processing(
     if len(request.init_images) > max(request.batch_size, 1):
         raise invalid("init_images", "init_images: give 1 image or batch_size images")
     init_images = [decode_image(text, f"init_images[{i}]", limits) for i, text in enumerate(request.init_images)]
+    for name in ("mask", "latent_mask"):  # an empty string is no mask, as in the webui
+        if getattr(request, name):
+            fields[name] = decode_image(getattr(request, name), name, limits)
     return validated(StableDiffusionProcessingImg2Img(**fields, init_images=init_images), request)

@@ -88,3 +88,47 @@ def test_a_legacy_sampler_name_and_the_noise_multiplier_agree_through_kit_cli_an
     assert len(kit) == 1 and kit == cli == api
     text = Image.open(io.BytesIO(kit[0])).info["parameters"]
     assert "Sampler: DPM++ 2M, Schedule type: Karras," in text and text.endswith(", Noise multiplier: 0.6")
+
+
+def test_hires_fix_is_byte_identical_through_kit_cli_and_api(capsys, api_server):
+    parameters = {
+        "prompt": "a red circle on a blue background",
+        "seed": 31,
+        "steps": 4,
+        "sampler_name": "Euler a",  # the API's default is "Euler"
+        "hr_scale": 1.5,
+        "hr_upscaler": "Lanczos",
+        "hr_second_pass_steps": 3,
+        "denoising_strength": 0.55,
+    }
+    kit = [png_of(image) for image in serena_kit.txt2img(**parameters, enable_hr=True, do_not_save_samples=True).images]
+    cli = cli_pngs(capsys, "txt2img", parameters, "--enable-hr")
+    api = api_pngs(api_server, "txt2img", parameters | {"enable_hr": True})
+    assert len(kit) == 1 and kit == cli == api
+    assert Image.open(io.BytesIO(kit[0])).size == (48, 48)
+
+
+def test_inpainting_is_byte_identical_through_kit_cli_and_api(capsys, api_server, isolated_workdir):
+    init = Image.new("RGB", (32, 32), (30, 60, 200))
+    init.paste((200, 30, 30), (8, 8, 24, 24))
+    init.save("init.png")
+    mask = Image.new("L", (32, 32))
+    mask.paste(255, (6, 6, 26, 26))
+    mask.save("mask.png")
+    parameters = {
+        "prompt": "a yellow circle on a blue background",
+        "seed": 12,
+        "steps": 5,
+        "sampler_name": "Euler a",
+        "inpainting_fill": 2,
+        "mask_blur": 2,
+        "inpainting_mask_invert": 1,
+    }
+    result = serena_kit.img2img("init.png", mask="mask.png", **parameters, do_not_save_samples=True)  # paths too
+    kit = [png_of(image) for image in result.images]
+    cli = cli_pngs(capsys, "img2img", parameters, "--init-image", "init.png", "--mask", "mask.png")
+    encoded = {name: base64.b64encode(Path(f"{name}.png").read_bytes()).decode() for name in ("init", "mask")}
+    request = parameters | {"init_images": [encoded["init"]], "mask": encoded["mask"], "inpainting_mask_invert": True}
+    api = api_pngs(api_server, "img2img", request)
+    assert len(kit) == 1 and kit == cli == api
+    assert "Masked content: latent noise" in Image.open(io.BytesIO(kit[0])).info["parameters"]
