@@ -71,10 +71,10 @@ def test_portable_generation_records_no_kernels_key_and_js_names_the_path(made):
 def test_cli_replay_warns_on_stderr_and_strict_exits_2(made, capsys, isolated_workdir):
     image, text = made
     path = Path("webui.png")
-    path.write_bytes(images.png_bytes(image, text + ", Hires steps: 10"))
+    path.write_bytes(images.png_bytes(image, text + ", ADetailer model: face_yolov8n.pt"))
     assert main(["replay", str(path), "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "serena: warning: replay: infotext keys Serena does not honour: Hires steps (the new" in err
+    assert "serena: warning: replay: infotext keys Serena does not honour: ADetailer model (the new" in err
     assert main(["replay", str(path), "--strict", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("serena: error: webui.png: infotext: infotext keys Serena does not")
