@@ -10,7 +10,10 @@ from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusion
 
 SAMPLERS = "Euler, Euler a, Heun, LMS, DPM2, DPM2 a, DPM++ 2M, DPM++ 2M SDE, DPM++ SDE, DDIM, PLMS, UniPC, LCM"
 SIZES = "allowed multiples of 8 from 8 to 4096"
-OPTIONS = "sd_model_checkpoint, CLIP_stop_at_last_layers, eta_ddim, samples_save, grid_save"
+OPTIONS = (
+    "sd_model_checkpoint, CLIP_stop_at_last_layers, eta_ddim, eta_noise_seed_delta, samples_save, grid_save, "
+    "samples_format"
+)
 
 BAD_TXT2IMG = [
     ({"steps": 0}, ValueError, "steps: 0 is out of range; allowed 1..1000"),

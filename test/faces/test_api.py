@@ -223,7 +223,7 @@ BAD_REQUESTS = [
     ("a script", "txt2img", {"script_name": "x/y/z plot"}, 400, "script_name"),
     ("client output folder", "txt2img", {"outpath_samples": "../../escape"}, 400, "outpath_samples"),
     ("override_settings not an object", "txt2img", {"override_settings": "x"}, 422, "override_settings"),
-    ("unknown override", "txt2img", {"override_settings": {"sd_vae": "x"}}, 400, "override_settings"),
+    ("unknown override", "txt2img", {"override_settings": {"no_such_option": "x"}}, 400, "override_settings"),
     (
         "clip skip override out of range",
         "txt2img",
