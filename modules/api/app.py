@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
@@ -27,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from modules import images, infotext, sd_models, sd_samplers
-from modules.api import lax, models, progress, requests, server_routes
+from modules.api import lax, models, progress, requests, scripts, server_routes
 from modules.api.requests import ApiError, ApiLimits, ServerOptions
 from modules.api.security import BasicAuth, RequestSizeLimit
 from modules.processing import process_images
@@ -54,8 +55,9 @@ class Jobs:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    async def run(self, p, task_id: str | None = None):
-        """Queue `p` and wait for its result in a worker thread; the event loop stays free."""
+    async def run(self, p, task_id: str | None = None, script: Callable | None = None):
+        """Queue `p` and wait for its result in a worker thread; the event loop stays free. `script`: what runs the
+        job instead of `process_images` (the X/Y/Z plot)."""
         with self._lock:
             if len(self._states) >= self.max_queued:
                 raise ApiError(503, "queue full", None, f"{len(self._states)} jobs are queued; try again later")
@@ -64,11 +66,13 @@ class Jobs:
                 self._tasks[task_id] = p.state
         p.state.keep_interrupted_batch = True  # the webui returns the image in progress when interrupted
         p.state.listeners.append(lambda state: state.interrupt() if self.closing else None)
-        return await run_in_threadpool(self._run, p, task_id)
+        return await run_in_threadpool(self._run, p, task_id, script or process_images)
 
-    def _run(self, p, task_id: str | None):
+    def _run(self, p, task_id: str | None, run: Callable):
         try:
-            return process_images(p)
+            return run(p)
+        except ApiError:
+            raise
         except Exception as error:
             raise ApiError(500, type(error).__name__, None, str(error)) from error
         finally:
@@ -168,7 +172,8 @@ def create_app(
     async def txt2img(request: models.StableDiffusionTxt2ImgAPI, response: Response):
         report_ignored(response, request)
         p = await run_in_threadpool(requests.txt2img_processing, request, options, limits)
-        processed = await jobs.run(p, request.force_task_id)
+        script = scripts.script_runner(request.script_name, request.script_args, "txt2img", options.models_dir)
+        processed = await jobs.run(p, request.force_task_id, script)
         return models.TextToImageResponse(
             images=[encode_png(image) for image in processed.images] if request.send_images else [],
             parameters=request.model_dump(),
@@ -179,7 +184,8 @@ def create_app(
     async def img2img(request: models.StableDiffusionImg2ImgProcessingAPI, response: Response):
         report_ignored(response, request)
         p = await run_in_threadpool(requests.img2img_processing, request, options, limits)
-        processed = await jobs.run(p, request.force_task_id)
+        script = scripts.script_runner(request.script_name, request.script_args, "img2img", options.models_dir)
+        processed = await jobs.run(p, request.force_task_id, script)
         parameters = request.model_dump()
         if not request.include_init_images:
             parameters["init_images"] = None

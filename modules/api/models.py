@@ -64,7 +64,6 @@ NO_OP_VALUES: dict[str, tuple] = {
     "tiling": (None, False),
     "enable_hr": (False,),
     "refiner_checkpoint": (None, "", "None"),
-    "script_name": (None, ""),
     "alwayson_scripts": ({},),
     "infotext": (None, ""),
     "outpath_samples": (None,),  # the server decides where images are saved

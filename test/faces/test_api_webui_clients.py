@@ -315,3 +315,28 @@ def test_prompt_styles_are_listed_created_and_applied(client):
     info = info_of(client.post("/sdapi/v1/txt2img", json=QUICK | {"styles": ["poster"]}))
     assert info["prompt"] == QUICK["prompt"] + ", poster art" and info["negative_prompt"] == "blurry"
     assert client.post("/sdapi/v1/prompt-styles", json={"name": ""}).status_code == 422
+
+
+def test_xyz_plot_runs_through_script_name_and_script_args_as_webui_clients_send_them(client):
+    infos = client.get("/sdapi/v1/script-info").json()
+    xyz = next(info for info in infos if info["name"] == "x/y/z plot" and not info["is_img2img"])
+    choices = xyz["args"][0]["choices"]
+    steps, sampler, nothing = choices.index("Steps"), choices.index("Sampler"), choices.index("Nothing")
+    args = [steps, "2-4", [], sampler, "", ["Euler", "DDIM"], nothing, "", [], True, True, False, False]
+    args += [False, False, False, 0, False]  # vary_seeds_x/y/z, margin_size, csv_mode (webui 1.6+)
+    assert client.get("/sdapi/v1/scripts").json()["txt2img"] == ["x/y/z plot"]
+    response = client.post("/sdapi/v1/txt2img", json=QUICK | {"script_name": "X/Y/Z plot", "script_args": args})
+    assert response.status_code == 200, response.text
+    body, info = response.json(), info_of(response)
+    assert len(body["images"]) == 1 + 6 and info["all_seeds"] == [11] * 6  # the grid, then each cell
+    cells = [text.split("\n")[-1] for text in info["infotexts"][1:]]
+    assert [("Steps: 2," in text, "Sampler: DDIM" in text) for text in cells[:4]] == [
+        (True, False),
+        (False, False),
+        (False, False),
+        (True, True),
+    ]
+    grid = Image.open(io.BytesIO(decode_b64(body["images"][0])))
+    assert grid.width > 3 * 32 and grid.height > 2 * 32
+    alone = client.post("/sdapi/v1/txt2img", json=QUICK | {"steps": 3, "sampler_name": "DDIM"}).json()["images"][0]
+    assert decode_b64(body["images"][5]) == decode_b64(alone)  # the cell (steps 3, DDIM) is the plain job's image
