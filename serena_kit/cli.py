@@ -237,7 +237,7 @@ def models_command(args) -> int:
 
 
 def serve_command(args) -> int:
-    for module in ("fastapi", "uvicorn"):
+    for module in ("fastapi", "uvicorn", "psutil"):
         require(module, "serena serve")
     from modules.api.app import create_app
     from modules.api.requests import ApiLimits
