@@ -42,3 +42,29 @@ def default_dtype(device: torch.device) -> torch.dtype:
     if os.environ.get("SERENA_DTYPE"):
         return parse_dtype(os.environ["SERENA_DTYPE"])
     return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def memory_report() -> dict:
+    """RAM and CUDA memory in bytes, in the webui's /sdapi/v1/memory shape ("cuda" holds an "error" without CUDA)."""
+    import psutil
+
+    ram = psutil.virtual_memory()
+    report = {"ram": {"free": ram.available, "used": ram.total - ram.available, "total": ram.total}}
+    if not torch.cuda.is_available():
+        return report | {"cuda": {"error": "CUDA is not available"}}
+    free, total = torch.cuda.mem_get_info()
+    stats = torch.cuda.memory_stats()
+
+    def current_and_peak(name: str) -> dict:
+        return {"current": stats.get(f"{name}.all.current", 0), "peak": stats.get(f"{name}.all.peak", 0)}
+
+    return report | {
+        "cuda": {
+            "system": {"free": free, "used": total - free, "total": total},
+            "active": current_and_peak("active_bytes"),
+            "allocated": current_and_peak("allocated_bytes"),
+            "reserved": current_and_peak("reserved_bytes"),
+            "inactive": current_and_peak("inactive_split_bytes"),
+            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+        }
+    }

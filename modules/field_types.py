@@ -202,6 +202,21 @@ class ScheduleType(Kind):
 
 
 @dataclass(frozen=True)
+class TextChoice(Kind):
+    """One of a few names (lower case; a value is matched case-insensitively)."""
+
+    values: tuple[str, ...]
+
+    def check(self, field, value):
+        require_type(field, value, str, "a string")
+        if value.lower() not in self.values:
+            raise ValueError(f"{field}: {value!r} is not allowed; allowed {self.describe()}")
+
+    def describe(self):
+        return ", ".join(self.values)
+
+
+@dataclass(frozen=True)
 class Flag(Kind):
     json_type: ClassVar[Any] = bool
     cli_type: ClassVar[type] = bool

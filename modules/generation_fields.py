@@ -55,8 +55,10 @@ from modules.field_types import (
     Size,
     SizeOrOff,
     Text,
+    TextChoice,
     UpscalerName,
 )
+from modules.images import SAVE_FORMATS
 
 MODES = ("txt2img", "img2img")
 IMG2IMG = ("img2img",)
@@ -459,6 +461,17 @@ FIELDS: tuple[GenerationField, ...] = (
         example=0.5,
     ),
     GenerationField(
+        "eta_noise_seed_delta",
+        Integer(0, 2**32 - 1),
+        0,
+        "added to each image's seed for the step noise of ancestral and SDE samplers (the webui's ENSD)",
+        label="ENSD",
+        infotext=Infotext("ENSD", when=lambda values: values["eta_noise_seed_delta"] != 0),
+        api=None,  # the webui API sets it with override_settings
+        option=WebuiOption("eta_noise_seed_delta"),
+        example=31337,
+    ),
+    GenerationField(
         "initial_noise_multiplier",
         Number(0.0, 1.5),
         1.0,
@@ -785,6 +798,16 @@ FIELDS: tuple[GenerationField, ...] = (
         short_name="no_grid",
         api=None,
         option=WebuiOption("grid_save", inverted=True),
+    ),
+    GenerationField(
+        "samples_format",
+        TextChoice(SAVE_FORMATS),
+        "png",
+        "file format of saved images and grids; the infotext goes into the PNG text or the JPEG/WebP EXIF comment",
+        label="Images format",
+        affects_image=False,
+        api=None,
+        option=WebuiOption("samples_format"),
     ),
     GenerationField(
         "outpath_samples",

@@ -158,7 +158,7 @@ def second_pass(p, model, job, indices, latents, state, timings):
             timesteps,
             conditioning,
             job.values("cfg_scale", indices),
-            seeds,
+            [seed + p.eta_noise_seed_delta for seed in seeds],  # step noise only, as the webui's ENSD
             p.eta,
             state,
             image_conditioning=image_conditioning,

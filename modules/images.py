@@ -1,4 +1,5 @@
-"""Saving images like the webui: `<outdir>/<date>/<NNNNN>-<seed>.png` with the infotext in a `parameters` chunk.
+"""Saving images like the webui: `<outdir>/<date>/<NNNNN>-<seed>.png` with the infotext in a `parameters` chunk
+(JPEG and WebP: in the EXIF UserComment, UTF-16 with the "UNICODE" prefix, where the webui writes it).
 
 Writes are atomic (a temp file in the same folder, then a hard link to the final name, which fails instead of
 overwriting) so no reader ever sees a half-written PNG and no existing file is replaced.
@@ -17,6 +18,33 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 _NUMBERED = re.compile(r"^(\d{5})-")
+
+
+SAVE_FORMATS = ("png", "jpg", "jpeg", "webp")  # the webui's samples_format values
+_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+_UNICODE_PREFIX = b"UNICODE\0"
+
+
+def image_bytes(image: Image.Image, infotext: str | None, file_format: str = "png") -> bytes:
+    """The image file's bytes in `file_format` (SAVE_FORMATS) with the infotext where the webui puts it."""
+    file_format = file_format.lower()
+    if file_format == "png":
+        return png_bytes(image, infotext)
+    exif = Image.Exif()
+    if infotext:
+        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = _UNICODE_PREFIX + infotext.encode("utf-16-be")
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format=_PIL_FORMATS[file_format], exif=exif, quality=95)
+    return buffer.getvalue()
+
+
+def exif_infotext(image: Image.Image) -> str | None:
+    """The infotext of a JPEG/WebP saved like the webui (EXIF UserComment), or None."""
+    comment = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    if isinstance(comment, bytes) and comment.startswith(_UNICODE_PREFIX):
+        return comment[len(_UNICODE_PREFIX) :].decode("utf-16-be", errors="replace")
+    return comment if isinstance(comment, str) and comment else None
 
 
 def png_bytes(image: Image.Image, infotext: str | None) -> bytes:
@@ -55,7 +83,8 @@ def read_infotext(
 
     ValueError if it has none, unless `missing_ok` (then "").
     """
-    text = open_image(source, field).info.get("parameters")
+    image = open_image(source, field)
+    text = image.info.get("parameters") or exif_infotext(image)
     if not text and not missing_ok:
         raise ValueError(f"{field}: the image has no generation parameters (no 'parameters' PNG text chunk)")
     return text or ""
@@ -109,14 +138,15 @@ def save_image(
     basename_suffix: str,
     infotext: str | None,
     today: datetime.date | None = None,
+    file_format: str = "png",
 ) -> Path:
-    """Save under `outdir/<YYYY-MM-DD>/` as the next free `<NNNNN>-<suffix>.png`; returns the path."""
+    """Save under `outdir/<YYYY-MM-DD>/` as the next free `<NNNNN>-<suffix>.<file_format>`; returns the path."""
     folder = Path(outdir) / (today or datetime.date.today()).isoformat()
     folder.mkdir(parents=True, exist_ok=True)
-    data = png_bytes(image, infotext)
+    data = image_bytes(image, infotext, file_format)
     number = next_image_number(folder)
     while True:
-        path = folder / f"{number:05d}-{basename_suffix}.png"
+        path = folder / f"{number:05d}-{basename_suffix}.{file_format.lower()}"
         try:
             write_new_file(path, data)
             return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import json
 from dataclasses import dataclass, field
 
@@ -71,11 +70,13 @@ class StableDiffusionProcessing:
     eta: float | None = declared("eta")
     denoising_strength: float = declared("denoising_strength")
     inpainting_mask_weight: float = declared("inpainting_mask_weight")
+    eta_noise_seed_delta: int = declared("eta_noise_seed_delta")
     clip_skip: int = declared("clip_skip")
     emphasis: str = declared("emphasis")
     sd_model_checkpoint: str | None = declared("sd_model_checkpoint")
     do_not_save_samples: bool = declared("do_not_save_samples")
     do_not_save_grid: bool = declared("do_not_save_grid")
+    samples_format: str = declared("samples_format")
     override_settings: dict = declared("override_settings")
     outpath_samples: str = declared("outpath_samples")
     outpath_grids: str = declared("outpath_grids")
@@ -437,23 +438,28 @@ def sample_batch(
         timesteps, latents = diffusion.txt2img_latents(model, scheduler, noise, p.steps)
         image_conditioning = txt2img_image_conditioning(model, latents)
     with timings.phase("sample"):
-        latents = diffusion.denoise(
-            model,
-            scheduler,
-            latents,
-            timesteps,
-            conditioning,
-            job.values("cfg_scale", indices),
-            seeds,
-            p.eta,
-            p.state,
-            image_conditioning=image_conditioning,
-            after_step=blend,
-        )
-    if job.hires is not None:
-        p.state.job_no, p.state.sampling_step = p.state.job_no + 1, 0  # the second pass is the batch's second job
-        model = hires_model or model
-        latents = hires.second_pass(p, model, job, indices, latents, p.state, timings)
+        try:
+            latents = diffusion.denoise(
+                model,
+                scheduler,
+                latents,
+                timesteps,
+                conditioning,
+                job.values("cfg_scale", indices),
+                [seed + p.eta_noise_seed_delta for seed in seeds],  # step noise only, as the webui's ENSD
+                p.eta,
+                p.state,
+                image_conditioning=image_conditioning,
+                after_step=blend,
+            )
+            if job.hires is not None:
+                p.state.job_no, p.state.sampling_step = p.state.job_no + 1, 0  # the second pass: the batch's 2nd job
+                model = hires_model or model
+                latents = hires.second_pass(p, model, job, indices, latents, p.state, timings)
+        except Interrupted:
+            if not p.state.keep_interrupted_batch or p.state.current_latent is None:
+                raise
+            latents = p.state.current_latent  # decoded like a finished batch; the job stops after it
     with timings.phase("decode"):
         decoded = diffusion.decode_latents(model, latents)
     if init is not None and init.inpaint is not None:
@@ -575,7 +581,6 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         job.embeddings = {network.name: network for network in textual_inversion.prepare(model, texts)}
         if hires_model is not None:
             textual_inversion.prepare(hires_model, texts)
-    job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
     samples: list[Image.Image] = []
     infotexts: list[str] = []
     kept_indices: list[int] = []
@@ -594,13 +599,18 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                     values = job.image_values(index)
                     parameters = generation_parameters(p, job, index, model)
                     text = infotext.create_infotext(values["prompt"], values["negative_prompt"], parameters)
-                    if not p.do_not_save_samples:
+                    if not p.do_not_save_samples and not state.interrupted:  # the webui saves no cut-short image
                         with timings.phase("save"):
-                            paths.append(str(images.save_image(image, p.outpath_samples, str(values["seed"]), text)))
+                            path = images.save_image(
+                                image, p.outpath_samples, str(values["seed"]), text, file_format=p.samples_format
+                            )
+                            paths.append(str(path))
                     image.info["parameters"] = text
                     samples.append(image)
                     infotexts.append(text)
                     kept_indices.append(index)
+                if state.interrupted:  # the batch sampled when the interrupt came, kept for the webui's API
+                    break
     except Interrupted:
         pass
     finally:
@@ -612,7 +622,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         grid_text = infotexts[0]
         grid.info["parameters"] = grid_text
         with timings.phase("save"):
-            paths.append(str(images.save_image(grid, p.outpath_grids, "grid", grid_text)))
+            paths.append(str(images.save_image(grid, p.outpath_grids, "grid", grid_text, file_format=p.samples_format)))
         output_images.insert(0, grid)
         infotexts.insert(0, grid_text)
         index_of_first_image = 1
@@ -628,7 +638,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         index_of_first_image=index_of_first_image,
         sd_model_name=model.checkpoint.name,
         sd_model_hash=model.checkpoint.shorthash,
-        job_timestamp=job_timestamp,
+        job_timestamp=state.job_timestamp,
         paths=paths,
         interrupted=state.interrupted,
         timings=dict(timings),

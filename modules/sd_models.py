@@ -40,6 +40,18 @@ def models_dir() -> Path:
     return Path(os.environ.get("SERENA_MODELS_DIR", "models/Stable-diffusion"))
 
 
+def vae_dir() -> Path:
+    return Path(os.environ.get("SERENA_VAE_DIR", "models/VAE"))
+
+
+def list_vaes(folder: Path | None = None) -> list[Path]:
+    """The VAE files (.safetensors, original layout, as the webui's models/VAE) in the VAE folder, by name."""
+    folder = folder or vae_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES)
+
+
 def sha256_of_files(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:

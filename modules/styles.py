@@ -7,9 +7,12 @@ The file is `SERENA_STYLES` or `styles.csv` in the working directory.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from modules import images
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,15 @@ def apply_styles(prompt: str, negative_prompt: str, names: list[str], styles: di
         prompt = merge_prompt(style.prompt, prompt)
         negative_prompt = merge_prompt(style.negative_prompt, negative_prompt)
     return prompt, negative_prompt
+
+
+def save_style(style: PromptStyle, path: Path | None = None) -> None:
+    """Add `style` to the styles file, or replace the style of that name; the file is replaced atomically."""
+    path = path or styles_file()
+    styles = load_styles(path) | {style.name: style}
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["name", "prompt", "negative_prompt"])
+    writer.writerows([saved.name, saved.prompt, saved.negative_prompt] for saved in styles.values())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images.replace_file(path, buffer.getvalue().encode("utf-8"))

@@ -256,7 +256,7 @@ def embeddings_command(args) -> int:
 
 
 def serve_command(args) -> int:
-    for module in ("fastapi", "uvicorn"):
+    for module in ("fastapi", "uvicorn", "psutil"):
         require(module, "serena serve")
     from modules.api.app import create_app
     from modules.api.requests import ApiLimits
@@ -274,11 +274,22 @@ def serve_command(args) -> int:
         max_steps=args.max_steps,
         max_request_bytes=args.max_request_mb * 2**20,
     )
-    app = create_app(outdir=args.outdir, models_dir=args.models_dir, auth=auth, limits=limits)
+    listening = args.host not in ("127.0.0.1", "localhost")
+    server_flags = {"listen": listening, "port": args.port, "ckpt_dir": args.models_dir}
+    app = create_app(
+        outdir=args.outdir,
+        models_dir=args.models_dir,
+        auth=auth,
+        limits=limits,
+        server_flags={key: value for key, value in server_flags.items() if value is not None},
+        allow_server_stop=args.api_server_stop,
+    )
     try:
         serve(app, host=args.host, port=args.port, log_level=args.log_level)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: stopping a server is success
         pass
+    if app.state.restart:  # POST /sdapi/v1/server-restart: the same command again, in this process's place
+        os.execv(sys.executable, [sys.executable, "-m", "serena_kit", *sys.argv[1:]])
     return EXIT_OK
 
 
@@ -427,6 +438,9 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--max-images", type=positive_int, default=16, help="max batch_size * n_iter per request")
     serve.add_argument("--max-steps", type=positive_int, default=150)
     serve.add_argument("--max-request-mb", type=positive_int, default=64, help="max request body size")
+    serve.add_argument(
+        "--api-server-stop", action="store_true", help="allow /sdapi/v1/server-stop and server-restart (webui's flag)"
+    )
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(run=serve_command)
 

@@ -15,6 +15,7 @@ EXTRA_FOR_MODULE = {
     "matplotlib": "notebook",
     "fastapi": "api",
     "uvicorn": "api",
+    "psutil": "api",  # /sdapi/v1/memory
     "ray": "ray",
 }
 

@@ -59,3 +59,15 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("file_format, pil_format", [("jpg", "JPEG"), ("webp", "WEBP")])
+def test_jpeg_and_webp_carry_the_infotext_in_the_exif_comment_as_the_webui_writes_it(tmp_path, file_format, pil_format):
+    text = "a cat, ünïcode\nSteps: 3, Seed: 1"
+    path = images.save_image(Image.new("RGB", (16, 16), (10, 20, 30)), tmp_path, "1", text, file_format=file_format)
+    assert path.name.endswith(f"-1.{file_format}")
+    with Image.open(path) as saved:
+        assert saved.format == pil_format
+        comment = saved.getexif().get_ifd(images.EXIF_IFD)[images.USER_COMMENT]
+    assert comment == b"UNICODE\0" + text.encode("utf-16-be")  # piexif's UserComment "unicode" layout
+    assert images.read_infotext(path) == text

@@ -65,7 +65,7 @@ def test_extras_match_the_faces():
     extras = project["optional-dependencies"]
     assert {"notebook", "api", "ray", "test"} <= set(extras)
     assert {"jupyterlab", "ipywidgets", "matplotlib", "pandas"} <= names(extras["notebook"])
-    assert names(extras["api"]) == {"fastapi", "uvicorn"}
+    assert names(extras["api"]) == {"fastapi", "uvicorn", "psutil"}
     for module, extra in EXTRA_FOR_MODULE.items():  # the table that names a missing extra agrees with pyproject
         assert module in names(extras[extra]) and module not in names(project["dependencies"])
 

@@ -336,3 +336,17 @@ def test_prompt_encodings_are_cached_per_model():
     model.prompt_cache.clear()
     process_images(txt2img(prompt="cached prompt", seed=1, n_iter=2, do_not_save_samples=True))
     assert set(model.prompt_cache) == {("cached prompt", 1, "Original"), ("", 1, "Original")}
+
+
+def test_eta_noise_seed_delta_changes_the_step_noise_of_ancestral_samplers_only():
+    def pixels(sampler: str, delta: int) -> tuple[bytes, str]:
+        overrides = {"eta_noise_seed_delta": delta}
+        p = txt2img(seed=4, sampler_name=sampler, override_settings=overrides, do_not_save_samples=True)
+        result = process_images(p)
+        return result.images[0].tobytes(), result.info
+
+    plain, plain_info = pixels("Euler a", 0)
+    shifted, shifted_info = pixels("Euler a", 31337)
+    assert shifted != plain and "ENSD: 31337" in shifted_info and "ENSD" not in plain_info
+    assert pixels("Euler", 31337)[0] == pixels("Euler", 0)[0]  # no step noise: the same image
+    assert processing_from_infotext(shifted_info).eta_noise_seed_delta == 31337

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from modules import diffusion, extra_networks, images, infotext, lora, sd_models, sd_samplers, textual_inversion
-from modules.api import models, requests
+from modules import extra_networks, images, infotext, lora, sd_models, sd_samplers, textual_inversion
+from modules.api import lax, models, progress, requests, scripts, server_routes
 from modules.api.extras import extras_router
 from modules.api.requests import ApiError, ApiLimits, ServerOptions
 from modules.api.security import BasicAuth, RequestSizeLimit
@@ -41,31 +43,49 @@ def encode_png(image: Image.Image) -> str:
 
 
 class Jobs:
-    """The app's queued and running jobs, in arrival order, so /progress, /interrupt and /skip reach the running one."""
+    """The app's queued and running jobs, in arrival order, so /progress, /interrupt and /skip reach the running one,
+    and the task ids clients gave them (force_task_id), so each client can follow its own job."""
+
+    RECENT_TASKS = 1000  # finished task ids remembered for /internal/progress
 
     def __init__(self, max_queued: int):
         self.max_queued = max_queued
         self.closing = False
+        self.last_job_timestamp = ""
         self._states: list[GenerationState] = []
+        self._tasks: dict[str, GenerationState] = {}  # task id -> its job's state, while queued or running
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    async def run(self, p):
-        """Queue `p` and wait for its result in a worker thread; the event loop stays free."""
+    async def run(self, p, task_id: str | None = None, script: Callable | None = None):
+        """Queue `p` and wait for its result in a worker thread; the event loop stays free. `script`: what runs the
+        job instead of `process_images` (the X/Y/Z plot)."""
         with self._lock:
             if len(self._states) >= self.max_queued:
                 raise ApiError(503, "queue full", None, f"{len(self._states)} jobs are queued; try again later")
             self._states.append(p.state)
+            if task_id:
+                self._tasks[task_id] = p.state
+        p.state.keep_interrupted_batch = True  # the webui returns the image in progress when interrupted
         p.state.listeners.append(lambda state: state.interrupt() if self.closing else None)
-        return await run_in_threadpool(self._run, p)
+        return await run_in_threadpool(self._run, p, task_id, script or process_images)
 
-    def _run(self, p):
+    def _run(self, p, task_id: str | None, run: Callable):
         try:
-            return process_images(p)
+            return run(p)
+        except ApiError:
+            raise
         except Exception as error:
             raise ApiError(500, type(error).__name__, None, str(error)) from error
         finally:
             with self._lock:
                 self._states.remove(p.state)
+                self.last_job_timestamp = p.state.job_timestamp or self.last_job_timestamp
+                if task_id:
+                    self._tasks.pop(task_id, None)
+                    self._finished[task_id] = None
+                    while len(self._finished) > self.RECENT_TASKS:
+                        self._finished.popitem(last=False)
 
     async def between_jobs(self, change) -> None:
         """Run `change(model)` on the loaded model (if any) in the generation queue's turn: never during a job."""
@@ -85,6 +105,15 @@ class Jobs:
         with self._lock:
             return sum(not state.running for state in self._states)
 
+    def task(self, task_id: str) -> tuple[GenerationState | None, int, int, bool]:
+        """A task's state (None unless queued or running), its place in the queue (1 = next) and the queue's length
+        (0, 0 when running or unknown), and whether it has finished."""
+        with self._lock:
+            state = self._tasks.get(task_id)
+            waiting = [queued for queued in self._states if not queued.running]
+            place = next((index + 1 for index, queued in enumerate(waiting) if queued is state), 0)
+            return state, place, len(waiting) if place else 0, task_id in self._finished
+
     def close(self) -> None:
         """Stop every job at its next step, the running one and those still waiting (their images so far return)."""
         self.closing = True
@@ -92,48 +121,29 @@ class Jobs:
             for state in self._states:
                 state.interrupt()
 
-    def progress(self, skip_current_image: bool) -> models.ProgressResponse:
-        state = self.running() or GenerationState()
-        current_image = None
-        if not skip_current_image and state.current_latent is not None:
-            preview = diffusion.latents_to_rgb_preview(state.current_latent)  # cheap: at latent resolution
-            current_image = base64.b64encode(images.png_bytes(preview, None)).decode("ascii")
-        batch = f"Batch {state.job_no + 1} out of {state.job_count}" if state.running else ""
-        return models.ProgressResponse(
-            progress=state.progress if state.running else 0.0,
-            eta_relative=state.eta_seconds or 0.0,
-            state={
-                "skipped": state.skipped,
-                "interrupted": state.interrupted,
-                "job": batch,
-                "job_count": state.job_count,
-                "job_no": state.job_no,
-                "sampling_step": state.sampling_step,
-                "sampling_steps": state.sampling_steps,
-                "queued": self.waiting(),
-            },
-            current_image=current_image,
-            textinfo=f"{batch}, step {state.sampling_step} of {state.sampling_steps}" if state.running else None,
-        )
-
 
 def create_app(
     outdir: str | Path = "outputs",
     models_dir: str | Path | None = None,
     auth: dict[str, str] | None = None,
     limits: ApiLimits | None = None,
+    server_flags: dict | None = None,
+    allow_server_stop: bool = False,
 ) -> FastAPI:
     """The API app.
 
-    outdir: where `save_images` writes (`<outdir>/txt2img-images/<date>/...`, like the webui); clients cannot choose.
+    outdir: where `save_images` writes (`<outdir>/txt2img-images/<date>/...`, like the webui); the outdir_* options
+        choose folders inside it, never outside.
     models_dir: the only folder `sd_model_checkpoint` may pick models from (default SERENA_MODELS_DIR or
         models/Stable-diffusion), besides the embedded default model.
     auth: {user: password} for HTTP basic auth on every endpoint (see security.parse_api_auth); None: no auth.
     limits: see ApiLimits.
+    server_flags: the server's command-line values under the webui's flag names (GET /sdapi/v1/cmd-flags).
+    allow_server_stop: serve /sdapi/v1/server-stop, server-kill and server-restart (the webui's --api-server-stop).
     """
     outdir = Path(outdir).resolve()
     limits = limits or ApiLimits()
-    options = ServerOptions(Path(models_dir or sd_models.models_dir()).resolve())
+    options = ServerOptions(Path(models_dir or sd_models.models_dir()).resolve(), outdir)
     jobs = Jobs(limits.max_queued_jobs)
 
     @asynccontextmanager
@@ -150,6 +160,10 @@ def create_app(
     app.add_middleware(RequestSizeLimit, max_bytes=limits.max_request_bytes)
     if auth:
         app.add_middleware(BasicAuth, credentials=dict(auth))
+
+    app.state.restart = False
+    app.include_router(server_routes.server_router(app, options, server_flags or {}, allow_server_stop))
+    app.include_router(progress.progress_router(jobs, lambda: bool(options.value("live_previews_enable"))))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
@@ -169,9 +183,11 @@ def create_app(
     app.include_router(extras_router(limits))  # upscaling (modules.api.extras)
 
     @app.post("/sdapi/v1/txt2img", response_model=models.TextToImageResponse)
-    async def txt2img(request: models.StableDiffusionTxt2ImgAPI):
-        p = await run_in_threadpool(requests.txt2img_processing, request, options, limits, outdir)
-        processed = await jobs.run(p)
+    async def txt2img(request: models.StableDiffusionTxt2ImgAPI, response: Response):
+        report_ignored(response, request)
+        p = await run_in_threadpool(requests.txt2img_processing, request, options, limits)
+        script = scripts.script_runner(request.script_name, request.script_args, "txt2img", options.models_dir)
+        processed = await jobs.run(p, request.force_task_id, script)
         return models.TextToImageResponse(
             images=[encode_png(image) for image in processed.images] if request.send_images else [],
             parameters=request.model_dump(),
@@ -179,9 +195,11 @@ def create_app(
         )
 
     @app.post("/sdapi/v1/img2img", response_model=models.ImageToImageResponse)
-    async def img2img(request: models.StableDiffusionImg2ImgProcessingAPI):
-        p = await run_in_threadpool(requests.img2img_processing, request, options, limits, outdir)
-        processed = await jobs.run(p)
+    async def img2img(request: models.StableDiffusionImg2ImgProcessingAPI, response: Response):
+        report_ignored(response, request)
+        p = await run_in_threadpool(requests.img2img_processing, request, options, limits)
+        script = scripts.script_runner(request.script_name, request.script_args, "img2img", options.models_dir)
+        processed = await jobs.run(p, request.force_task_id, script)
         parameters = request.model_dump()
         if not request.include_init_images:
             parameters["init_images"] = None
@@ -192,15 +210,12 @@ def create_app(
         )
 
     @app.post("/sdapi/v1/png-info", response_model=models.PNGInfoResponse)
-    def png_info(request: models.PNGInfoRequest):
+    def png_info(request: models.PNGInfoRequest, response: Response):
+        report_ignored(response, request)
         image = requests.decode_image(request.image, "image", limits)
         text = images.read_infotext(image, missing_ok=True)
         items = {key: value for key, value in image.info.items() if key != "parameters" and isinstance(value, str)}
         return models.PNGInfoResponse(info=text, items=items, parameters=infotext.parse_infotext(text) if text else {})
-
-    @app.get("/sdapi/v1/progress", response_model=models.ProgressResponse)
-    async def progress(skip_current_image: bool = False):
-        return jobs.progress(skip_current_image)
 
     @app.post("/sdapi/v1/interrupt")
     async def interrupt():
@@ -265,10 +280,16 @@ def create_app(
         return options.as_dict()
 
     @app.post("/sdapi/v1/options")
-    def set_options(values: dict) -> None:
-        options.update(values)
+    def set_options(values: dict, response: Response) -> None:
+        if ignored := options.update(values):
+            response.headers[lax.IGNORED_FIELDS_HEADER] = ", ".join(ignored)
 
     return app
+
+
+def report_ignored(response: Response, request: models.LaxRequest) -> None:
+    if request.ignored_fields:
+        response.headers[lax.IGNORED_FIELDS_HEADER] = ", ".join(request.ignored_fields)
 
 
 def field_of(errors: list[dict]) -> str | None:

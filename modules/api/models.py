@@ -1,9 +1,10 @@
 """The API's wire format: request and response models with the webui's names, defaults and shapes.
 
-Requests are strict (JSON types as declared) and refuse fields the webui does not have (422). Their generation fields
-come from the field declarations (modules.generation_fields: kind, default, the webui API's default where it differs,
-description); the webui API's own fields (how to answer, and fields accepted for webui clients) are declared here.
-Webui fields that Serena does not implement are accepted only where webui clients commonly send them:
+Requests are read the webui's way (modules.api.lax: numeric strings, integral floats, null for the default, unknown
+fields ignored and reported), then checked strictly (JSON types as declared, 422 naming the field). Their generation
+fields come from the field declarations (modules.generation_fields: kind, default, the webui API's default where it
+differs, description); the webui API's own fields (how to answer, and fields accepted for webui clients) are declared
+here. Webui fields that Serena does not implement are accepted only where webui clients commonly send them:
 `IGNORED_FIELDS` at any value, `NO_OP_VALUES` only at the values that change nothing (anything else is refused with
 400 naming the field).
 
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 
 from modules import generation_fields
+from modules.api import lax
 
 # Fields a webui client sends with every request; Serena has nothing they would change, whatever their value.
 IGNORED_FIELDS = (
@@ -31,7 +33,6 @@ IGNORED_FIELDS = (
     "override_settings_restore_afterwards",  # override_settings never outlive their request here
     "disable_extra_networks",
     "comments",
-    "force_task_id",
     "script_args",  # only read with a script_name
     "refiner_switch_at",  # only read with a refiner_checkpoint
     "image_cfg_scale",  # instruct-pix2pix models only
@@ -42,7 +43,6 @@ NO_OP_VALUES: dict[str, tuple] = {
     "restore_faces": (None, False),
     "tiling": (None, False),
     "refiner_checkpoint": (None, "", "None"),
-    "script_name": (None, ""),
     "alwayson_scripts": ({},),
     "infotext": (None, ""),
     "outpath_samples": (None,),  # the server decides where images are saved
@@ -50,10 +50,30 @@ NO_OP_VALUES: dict[str, tuple] = {
 }
 
 
-class WebuiRequest(BaseModel):
-    """The webui API's fields that are not generation fields: how to answer, and fields accepted for webui clients."""
+class LaxRequest(BaseModel):
+    """A request read the webui's way (modules.api.lax), then checked strictly; `ignored_fields` names the unknown
+    fields it dropped."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    _ignored_fields: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def read_laxly(cls, data, handler):
+        if not isinstance(data, dict):
+            return handler(data)
+        data, ignored = lax.loosen(cls.model_fields, data)
+        request = handler(data)
+        request._ignored_fields = ignored
+        return request
+
+    @property
+    def ignored_fields(self) -> list[str]:
+        return self._ignored_fields
+
+
+class WebuiRequest(LaxRequest):
+    """The webui API's fields that are not generation fields: how to answer, and fields accepted for webui clients."""
 
     sampler_index: str = Field("Euler", description="the sampler when sampler_name is null (the webui's older name)")
     seed_enable_extras: bool = Field(True, description="false: no variation seed and no seed resize")
@@ -130,9 +150,7 @@ class ImageToImageResponse(TextToImageResponse):
     pass
 
 
-class PNGInfoRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class PNGInfoRequest(LaxRequest):
     image: str = Field(description="a base64 image (data URL allowed)")
 
 
@@ -148,6 +166,32 @@ class ProgressResponse(BaseModel):
     state: dict
     current_image: str | None = None
     textinfo: str | None = None
+
+
+class PromptStyleRequest(LaxRequest):
+    name: str = Field(min_length=1)
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
+class TaskProgressRequest(LaxRequest):
+    id_task: str = Field(description="the force_task_id the job was sent with")
+    id_live_preview: int = Field(-1, description="the preview the client has; the same one is not sent again")
+    live_preview: bool = True
+
+
+class TaskProgressResponse(BaseModel):
+    """The webui's /internal/progress answer, with the task's place in the queue while it waits."""
+
+    active: bool
+    queued: bool
+    completed: bool
+    progress: float | None = None
+    eta: float | None = None
+    live_preview: str | None = Field(None, description="a data URL")
+    id_live_preview: int | None = None
+    textinfo: str | None = None
+    queue_position: int | None = Field(None, description="1: next to run (while queued)")
 
 
 class SamplerItem(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import io
 import json
 import re
@@ -22,7 +23,9 @@ from pathlib import Path
 from PIL import Image
 
 from modules import generation_fields, sd_models
-from modules.api import models
+from modules.api import lax, models
+from modules.api.webui_options import OUTDIR_OPTIONS, SERVER_OPTIONS, STORED_OPTIONS
+from modules.field_types import Flag, OrNone
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
@@ -128,51 +131,139 @@ def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointI
 
 
 class ServerOptions:
-    """The webui options a client may read and set (/sdapi/v1/options): defaults for every later generation.
+    """The webui options a client reads and sets with /sdapi/v1/options: defaults for every later generation.
 
-    The checkpoint, and `SETTABLE` options, each starting at its field's declared default."""
+    Honoured: the checkpoint, the options generation fields declare (`option=`, checked by the field's kind), and
+    webui_options.SERVER_OPTIONS (output folders inside the server's, live previews). Stored and echoed only:
+    webui_options.STORED_OPTIONS. Other names are ignored, except near-miss spellings of known ones (400).
+    """
 
-    SETTABLE = ("CLIP_stop_at_last_layers", "eta_ddim", "emphasis")
-
-    def __init__(self, models_dir: Path):
-        self.models_dir = models_dir
+    def __init__(self, models_dir: Path, outdir: Path):
+        self.models_dir, self.outdir = models_dir, outdir
         self.checkpoint: sd_models.CheckpointInfo | None = None  # None: the default model
-        options = generation_fields.webui_options()
-        self.values: dict = {option: options[option].default for option in self.SETTABLE}
+        self.values: dict = {
+            name: (not declaration.default) if declaration.option.inverted else declaration.default
+            for name, declaration in engine_options().items()
+        }
+        self.values |= {name: self.folder(name, value) if value else "" for name, value in OUTDIR_OPTIONS.items()}
+        self.values |= {"live_previews_enable": SERVER_OPTIONS["live_previews_enable"]} | copy.deepcopy(STORED_OPTIONS)
+
+    def value(self, name: str):
+        return self.values[name]
 
     def as_dict(self) -> dict:
         checkpoint = self.checkpoint or sd_models.default_checkpoint()
         return {"sd_model_checkpoint": checkpoint.title, **self.values}
 
-    def update(self, values: dict) -> None:
-        """Check every option, then set them all; the model loads with the next generation."""
-        settable = ("sd_model_checkpoint", *self.values)
-        options = generation_fields.webui_options()
+    def known(self) -> set[str]:
+        return {"sd_model_checkpoint", *self.values}
+
+    def folder(self, option: str, value, field: str | None = None) -> str:
+        """An output folder option as an absolute path inside the server's output folder (relative: under it)."""
+        field = field or option
+        if not isinstance(value, str):
+            raise invalid(field, f"{field}: expected a folder path, got {type(value).__name__}")
+        path = (self.outdir / value).resolve()
+        if not path.is_relative_to(self.outdir):
+            raise invalid(field, f"{field}: {value!r} is outside this server's output folder {self.outdir}")
+        return str(path)
+
+    def checked(self, key: str, value, field: str | None = None):
+        """The value an option takes from a client's `value`; 400 naming `field` when it is not allowed."""
+        field = field or key
+        if key in OUTDIR_OPTIONS:
+            return self.folder(key, value, field) if value else ""
+        declaration = engine_options().get(key)
+        if declaration is None:  # a server option (a flag) or a stored one (kept as given)
+            if not isinstance(SERVER_OPTIONS.get(key), bool):
+                return value
+            value = lax.as_flag(value)
+            kind = Flag()
+        else:
+            value = loosen_option(declaration, value)
+            kind = Flag() if declaration.option.inverted else declaration.kind  # "save" options of "do not" fields
+        try:
+            kind.check(field, value)
+        except (TypeError, ValueError) as error:
+            raise invalid(field, str(error)) from None
+        return value
+
+    def update(self, values: dict) -> list[str]:
+        """Check every option, then set them all (the model loads with the next generation); returns the names
+        ignored as unknown."""
+        checked, ignored = {}, []
+        known = self.known()
         for key, value in values.items():
-            if key not in settable:
-                raise invalid(key, f"{key}: unknown or read-only option; settable: {', '.join(settable)}")
-            try:
-                if key in self.values:
-                    options[key].check(value, key)
-            except (TypeError, ValueError) as error:
-                raise invalid(key, str(error)) from None
+            if key == "sd_model_checkpoint":
+                continue
+            if key not in known:
+                if lax.misspelled(key, known, values):
+                    raise invalid(key, f"{key}: unknown option; did you mean {lax.misspelled(key, known, values)!r}?")
+                ignored.append(key)
+                continue
+            checked[key] = self.checked(key, value)
         checkpoint = self.checkpoint
         if "sd_model_checkpoint" in values:
             checkpoint = find_checkpoint(values["sd_model_checkpoint"], self.models_dir, "sd_model_checkpoint")
         self.checkpoint = checkpoint
-        self.values.update({key: value for key, value in values.items() if key != "sd_model_checkpoint"})
+        self.values.update(checked)
+        if ignored:
+            lax.log.info("ignored unknown options: %s", ", ".join(ignored))
+        return ignored
+
+    def effective(self, requested: dict | None) -> dict:
+        """These options with a request's override_settings applied (checked; 400 naming override_settings.<key>)."""
+        values = dict(self.values)
+        for key, value in (requested or {}).items():
+            if key in self.values:
+                values[key] = self.checked(key, value, f"override_settings.{key}")
+        return values
 
     def override_settings(self, requested: dict | None) -> dict:
-        """The engine's override_settings for one request: these options, then the request's own, with the
-        checkpoint as a checked path."""
+        """The engine's override_settings for one request: the engine's options from these options and the
+        request's own, with the checkpoint as a checked path. Saving and folders are set by `processing_fields`;
+        stored-only options have no effect; unknown ones go on for the engine to refuse."""
         requested = requested or {}
-        settings = {key: value for key, value in self.values.items() if value is not None} | requested
+        values = self.effective(requested)
+        settings = {
+            key: values[key]
+            for key, declaration in engine_options().items()
+            if values[key] is not None and declaration.name not in SAVING_FIELDS
+        }
+        settings |= {key: value for key, value in requested.items() if key not in self.known()}
         checkpoint = self.checkpoint
         if "sd_model_checkpoint" in requested:
             field = "override_settings.sd_model_checkpoint"
             checkpoint = find_checkpoint(requested["sd_model_checkpoint"], self.models_dir, field)
         settings["sd_model_checkpoint"] = str(checkpoint.path) if checkpoint else None
         return settings
+
+    def saving(self, kind: str, requested: dict | None, save_images: bool) -> dict:
+        """Whether and where a request's images and grid are saved: `save_images` and the samples_save/grid_save
+        options must all allow it (the webui's rule); the folders are the outdir_* options."""
+        values = self.effective(requested)
+        return {
+            "do_not_save_samples": not (save_images and values["samples_save"]),
+            "do_not_save_grid": not (save_images and values["grid_save"]),
+            "outpath_samples": values["outdir_samples"] or values[f"outdir_{kind}_samples"],
+            "outpath_grids": values["outdir_grids"] or values[f"outdir_{kind}_grids"],
+        }
+
+
+# The processing fields ServerOptions.saving sets (from save_images and the samples_save/grid_save options).
+SAVING_FIELDS = ("do_not_save_samples", "do_not_save_grid")
+
+
+def engine_options() -> dict[str, generation_fields.GenerationField]:
+    """The options generation fields declare, but the checkpoint (which the server resolves itself)."""
+    return {name: d for name, d in generation_fields.webui_options().items() if name != "sd_model_checkpoint"}
+
+
+def loosen_option(declaration: generation_fields.GenerationField, value):
+    """An option's value read the webui's way (numeric strings, 0/1 for flags), by its field's JSON type."""
+    kind = declaration.kind.kind if isinstance(declaration.kind, OrNone) else declaration.kind
+    json_type = bool if declaration.option.inverted else kind.json_type
+    return lax.loosen_value(declaration.option.name, json_type, value)
 
 
 def check_request(request: models.WebuiRequest, limits: ApiLimits) -> None:
@@ -201,7 +292,7 @@ IMAGE_FIELDS = ("init_images", "mask", "latent_mask")  # decoded with the server
 SEED_EXTRAS = ("subseed", "subseed_strength", "seed_resize_from_h", "seed_resize_from_w")
 
 
-def processing_fields(request, kind: str, options: ServerOptions, outdir: Path) -> dict:
+def processing_fields(request, kind: str, options: ServerOptions) -> dict:
     """The processing fields of a request, with the webui API's rules for them: null means the engine's default,
     sampler_index stands in for a null sampler_name, seed_enable_extras false turns variation seeds and seed resize
     off. Init images are decoded separately, with the server's limits."""
@@ -215,13 +306,11 @@ def processing_fields(request, kind: str, options: ServerOptions, outdir: Path) 
     fields["sampler_name"] = request.sampler_name or request.sampler_index
     if not request.seed_enable_extras:
         fields |= {name: generation_fields.declaration_of(name).default for name in SEED_EXTRAS}
-    return fields | {
-        "override_settings": options.override_settings(request.override_settings),
-        "do_not_save_samples": not request.save_images,
-        "do_not_save_grid": not request.save_images,
-        "outpath_samples": str(outdir / f"{kind}-images"),
-        "outpath_grids": str(outdir / f"{kind}-grids"),
-    }
+    return (
+        fields
+        | {"override_settings": options.override_settings(request.override_settings)}
+        | options.saving(kind, request.override_settings, request.save_images)
+    )
 
 
 def validated(p, request):
@@ -233,10 +322,10 @@ def validated(p, request):
 
 
 def txt2img_processing(
-    request: models.StableDiffusionTxt2ImgAPI, options: ServerOptions, limits: ApiLimits, outdir: Path
+    request: models.StableDiffusionTxt2ImgAPI, options: ServerOptions, limits: ApiLimits
 ) -> StableDiffusionProcessingTxt2Img:
     check_request(request, limits)
-    fields = processing_fields(request, "txt2img", options, outdir)
+    fields = processing_fields(request, "txt2img", options)
     if request.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
         checkpoint = find_checkpoint(request.hr_checkpoint_name, options.models_dir, "hr_checkpoint_name")
         fields["hr_checkpoint_name"] = str(checkpoint.path) if checkpoint else None
@@ -244,10 +333,10 @@ def txt2img_processing(
 
 
 def img2img_processing(
-    request: models.StableDiffusionImg2ImgProcessingAPI, options: ServerOptions, limits: ApiLimits, outdir: Path
+    request: models.StableDiffusionImg2ImgProcessingAPI, options: ServerOptions, limits: ApiLimits
 ) -> StableDiffusionProcessingImg2Img:
     check_request(request, limits)
-    fields = processing_fields(request, "img2img", options, outdir)
+    fields = processing_fields(request, "img2img", options)
     if not request.init_images:
         raise invalid("init_images", "init_images: at least one base64 image is required for img2img")
     if len(request.init_images) > max(request.batch_size, 1):

@@ -6,6 +6,7 @@ A face (notebook form, CLI, API) holds the job's state object: it reads progress
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,22 @@ class Skipped(Exception):
     """Raised inside the sampling loop to abandon the current batch and go on with the next."""
 
 
+_timestamp_lock = threading.Lock()
+_last_timestamp: datetime.datetime | None = None
+
+
+def next_job_timestamp() -> str:
+    """The webui's job timestamp ("%Y%m%d%H%M%S": the job's start second), one second after the previous job's when
+    two jobs start within one second: monitoring clients tell jobs apart by it."""
+    global _last_timestamp
+    with _timestamp_lock:
+        now = datetime.datetime.now().replace(microsecond=0)
+        if _last_timestamp is not None and now <= _last_timestamp:
+            now = _last_timestamp + datetime.timedelta(seconds=1)
+        _last_timestamp = now
+        return now.strftime("%Y%m%d%H%M%S")
+
+
 @dataclass
 class GenerationState:
     job_count: int = 0  # batches the engine runs: n_iter, or batch_size * n_iter in exact mode (one image each)
@@ -30,7 +47,11 @@ class GenerationState:
     sampling_step: int = 0  # steps finished in the current batch
     started_at: float | None = None
     finished_at: float | None = None
-    current_latent: object = None  # last latents, for an optional preview
+    current_latent: object = None  # the current batch's latents after its last step (None before its first)
+    preview_id: int = 0  # steps done in the whole job: a live preview's id (the webui's id_live_preview)
+    job_timestamp: str = ""  # set when the job begins (next_job_timestamp)
+    # The webui's interrupt: the batch being sampled is decoded from its latents so far and returned too.
+    keep_interrupted_batch: bool = False
     listeners: list[StepListener] = field(default_factory=list)
     _interrupt: threading.Event = field(default_factory=threading.Event, repr=False)
     _skip: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -70,13 +91,15 @@ class GenerationState:
 
     def begin(self, job_count: int, sampling_steps: int) -> None:
         self.job_count, self.sampling_steps = job_count, sampling_steps
-        self.job_no = self.sampling_step = 0
+        self.job_no = self.sampling_step = self.preview_id = 0
+        self.job_timestamp = next_job_timestamp()
         self.started_at, self.finished_at = time.perf_counter(), None
         self._interrupt.clear()
         self._skip.clear()
 
     def begin_batch(self, job_no: int) -> None:
         self.job_no, self.sampling_step = job_no, 0
+        self.current_latent = None
         self._skip.clear()
 
     def raise_if_stopped(self) -> None:
@@ -88,6 +111,7 @@ class GenerationState:
 
     def step_done(self, latents=None) -> None:
         self.sampling_step += 1
+        self.preview_id += 1
         self.current_latent = latents
         for listener in self.listeners:
             listener(self)

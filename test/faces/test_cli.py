@@ -12,7 +12,7 @@ import pytest
 from face_helpers import free_port, single_thread_env
 from PIL import Image, PngImagePlugin
 
-from modules import sd_samplers
+from modules import images, sd_samplers
 from serena_kit.cli import main
 
 TODAY = datetime.date.today().isoformat()
@@ -47,6 +47,13 @@ def test_txt2img_options_reach_the_infotext(capsys):
     text = Image.open(lines[0]).info["parameters"]
     assert text.startswith("p\nNegative prompt: n\nSteps: 2, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5.5")
     assert all(part in text for part in ("Seed: 9", "Size: 40x24", "Variation seed: 3", "Clip skip: 2"))
+
+
+def test_a_legacy_sampler_name_and_the_samples_format_option_on_the_cli(capsys):
+    argv = ["txt2img", "--prompt", "p", "--steps", 2, "--seed", 4, "--sampler", "DPM++ 2M Karras", "--quiet"]
+    code, lines, _ = run(capsys, *argv, "--samples-format", "webp")
+    assert code == 0 and lines[0].endswith("-4.webp")
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in images.read_infotext(lines[0])
 
 
 def test_img2img_reads_init_images_from_files(capsys):

@@ -1,0 +1,132 @@
+"""Reading request bodies the webui's way: its clients send loosely typed JSON, and its (pydantic 1) models took it.
+
+What `loosen` accepts, before the strict models check the result:
+- `null` for any field: the field's default;
+- numeric strings for numbers ("7", " 2 "), integral floats for integers (3.0), 0/1 and "true"/"false" for flags;
+- true/false for integer fields that hold codes (resize_mode, inpainting_mask_invert, ...), never for quantities
+  (steps, batch_size, seed, sizes): True steps is a mistake, not 1;
+- unknown fields: dropped and reported (the response's X-Serena-Ignored-Fields header, and the log), except a name
+  one typing slip away from a field the request lacks ("promt"), which the strict model refuses with 422.
+
+Text where a number belongs, fractional values for integers, NaN and infinities still fail (422 naming the field).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import types
+import typing
+from typing import Any
+
+from modules import generation_fields
+from modules.field_types import Choice, Flag, OrNone
+
+IGNORED_FIELDS_HEADER = "X-Serena-Ignored-Fields"
+log = logging.getLogger("serena.api")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def scalar_type(annotation) -> type | None:
+    """int, float, bool or str when the annotation is one of them (or it or None); None for anything else."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        return scalar_type(members[0]) if len(members) == 1 else None
+    return annotation if annotation in (int, float, bool, str) else None
+
+
+@functools.cache
+def quantity_fields() -> frozenset[str]:
+    """Names (field, API and option names) of the generation fields whose integers count or measure: true/false is
+    refused there."""
+    names = set()
+    for declaration in generation_fields.FIELDS:
+        kind = declaration.kind.kind if isinstance(declaration.kind, OrNone) else declaration.kind
+        if not isinstance(kind, (Choice, Flag)):
+            names |= {declaration.name, declaration.api_name} | (
+                {declaration.option.name} if declaration.option else set()
+            )
+    return frozenset(names)
+
+
+def as_integer(value, bool_allowed: bool):
+    if isinstance(value, bool):
+        return int(value) if bool_allowed else value
+    if isinstance(value, str):
+        number = as_float(value)
+        return as_integer(number, bool_allowed) if isinstance(number, float) else value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def as_float(value):
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def as_flag(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    return value
+
+
+def loosen_value(name: str, annotation, value) -> Any:
+    target = scalar_type(annotation)
+    if target is int:
+        return as_integer(value, bool_allowed=name not in quantity_fields())
+    if target is float and not isinstance(value, bool):
+        return as_float(value)
+    if target is bool:
+        return as_flag(value)
+    return value
+
+
+def one_slip_apart(a: str, b: str) -> bool:
+    """One character inserted, dropped, changed, or two neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(differ) == 1 or (
+            len(differ) == 2
+            and differ[1] == differ[0] + 1
+            and a[differ[0]] == b[differ[1]]
+            and a[differ[1]] == b[differ[0]]
+        )
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def misspelled(name: str, known, given) -> str | None:
+    """The field `name` looks like a slip for, when the request lacks that field."""
+    if len(name) < 4:
+        return None
+    return next((field for field in known if field not in given and one_slip_apart(name, field)), None)
+
+
+def loosen(fields: dict, data: dict) -> tuple[dict, list[str]]:
+    """`data` with the webui's loose values read as the fields' types, and the unknown field names dropped.
+
+    fields: the model's fields ({name: pydantic FieldInfo}). Returns (loosened data, ignored names)."""
+    loosened, ignored = {}, []
+    for name, value in data.items():
+        field = fields.get(name)
+        if field is None:
+            if misspelled(name, fields, data):
+                loosened[name] = value  # the strict model refuses it, naming it
+            else:
+                ignored.append(name)
+            continue
+        if value is not None:
+            loosened[name] = loosen_value(name, field.annotation, value)
+    if ignored:
+        log.info("ignored unknown request fields: %s", ", ".join(ignored))
+    return loosened, ignored
