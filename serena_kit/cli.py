@@ -254,6 +254,7 @@ def serve_command(args) -> int:
         max_images=args.max_images,
         max_steps=args.max_steps,
         max_request_bytes=args.max_request_mb * 2**20,
+        **({"max_pixel_steps": args.max_pixel_steps} if args.max_pixel_steps else {}),
     )
     app = create_app(outdir=args.outdir, models_dir=args.models_dir, auth=auth, limits=limits)
     try:
@@ -397,6 +398,11 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--max-images", type=positive_int, default=16, help="max batch_size * n_iter per request")
     serve.add_argument("--max-steps", type=positive_int, default=150)
     serve.add_argument("--max-request-mb", type=positive_int, default=64, help="max request body size")
+    serve.add_argument(
+        "--max-pixel-steps",
+        type=positive_int,
+        help="max batch_size * n_iter * width * height * steps per request (default: 16 x 512 x 512 x 50)",
+    )
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(run=serve_command)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import generation_fields, sd_models
+from modules import generation_fields, named_files, sd_models
 from modules.api import models
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
 
@@ -43,6 +43,9 @@ class ApiLimits:
     max_init_image_bytes: int = 16 * 2**20  # one decoded image (img2img, png-info)
     max_init_image_pixels: int = 2048 * 2048
     max_request_bytes: int = 64 * 2**20  # a whole request body (413 above it)
+    # The work one request may ask for: batch_size * n_iter * width * height * steps (sixteen 512x512 images at 50
+    # steps); a size left to the model counts as BUDGET_NATIVE_SIZE, SD 1.5's.
+    max_pixel_steps: int = 16 * 512 * 512 * 50
     max_queued_jobs: int = 16  # running and waiting together (503 above it)
 
 
@@ -105,9 +108,8 @@ def decode_image(text: str, field: str, limits: ApiLimits) -> Image.Image:
 
 def allowed_checkpoints(models_dir: Path) -> list[sd_models.CheckpointInfo]:
     """The default model, then the checkpoints whose real path is inside the models folder."""
-    folder = models_dir.resolve()
     listed = sd_models.list_checkpoints(models_dir)
-    return [listed[0]] + [info for info in listed[1:] if info.path.is_relative_to(folder)]
+    return [listed[0]] + [info for info in listed[1:] if named_files.is_inside(models_dir, info.path)]
 
 
 def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointInfo | None:
@@ -118,6 +120,11 @@ def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointI
         raise invalid(field, f"{field}: expected a checkpoint name, got {type(name).__name__}")
     checkpoints = allowed_checkpoints(models_dir)
     bare = _TITLE_HASH.sub("", name)
+    if bare != checkpoints[0].name:
+        try:
+            named_files.safe_name(models_dir, bare, field)
+        except ValueError as error:
+            raise invalid(field, str(error)) from None
     for info in checkpoints[1:]:
         if bare in (info.name, info.path.name):
             return info
@@ -193,6 +200,21 @@ def check_request(request: models.WebuiRequest, limits: ApiLimits) -> None:
     if request.batch_size > 0 and request.n_iter > 0 and count > limits.max_images:
         detail = f"n_iter: batch_size * n_iter = {count} images is over this server's limit of {limits.max_images}"
         raise over_limit("n_iter", detail)
+    if (work := pixel_steps(request)) > limits.max_pixel_steps:
+        detail = (
+            f"steps: batch_size * n_iter * width * height * steps = {work} pixel-steps is over this server's limit "
+            f"of {limits.max_pixel_steps}; ask for fewer or smaller images or fewer steps"
+        )
+        raise over_limit("steps", detail)
+
+
+BUDGET_NATIVE_SIZE = 512
+
+
+def pixel_steps(request: models.WebuiRequest) -> int:
+    """The work a request asks for, in pixel-steps (see ApiLimits.max_pixel_steps)."""
+    width, height = (getattr(request, side) or BUDGET_NATIVE_SIZE for side in ("width", "height"))
+    return max(request.batch_size, 1) * max(request.n_iter, 1) * width * height * max(request.steps or 1, 1)
 
 
 # The webui's seed_enable_extras switch: false sets these to their defaults.
