@@ -101,7 +101,10 @@ def decode_image(text: str, field: str, limits: ApiLimits) -> Image.Image:
                     f"{limits.max_init_image_pixels} pixels",
                 )
             image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own limit, before ours
+        detail = f"{field}: declares more pixels than this server's limit of {limits.max_init_image_pixels} pixels"
+        raise over_limit(field, detail) from None
+    except (OSError, SyntaxError, ValueError):
         raise invalid(field, f"{field}: not a readable image ({', '.join(IMAGE_FORMATS)})") from None
     return image
 
