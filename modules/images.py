@@ -2,7 +2,9 @@
 (JPEG and WebP: in the EXIF UserComment, UTF-16 with the "UNICODE" prefix, where the webui writes it).
 
 Writes are atomic (a temp file in the same folder, then a hard link to the final name, which fails instead of
-overwriting) so no reader ever sees a half-written PNG and no existing file is replaced.
+overwriting) so no reader ever sees a half-written PNG and no existing file is replaced. A process killed mid-write
+leaves at most a hidden `.tmp-<pid>-...` file, which numbering ignores and the next save into that folder removes
+once its process is gone. A folder that cannot be written (full, read-only, not permitted) is an OSError naming it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 _NUMBERED = re.compile(r"^(\d{5})-")
+_TEMP_FILE = re.compile(r"^\.tmp-(\d+)-[0-9a-f]+")
 
 
 SAVE_FORMATS = ("png", "jpg", "jpeg", "webp")  # the webui's samples_format values
@@ -95,12 +98,35 @@ def next_image_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftover_temp_files(folder: Path) -> list[Path]:
+    """Remove the temp files of writers that died mid-save (their pid no longer runs); returns what it removed.
+
+    Assumes the folder is written by processes of this machine (pids are per machine)."""
+    removed = []
+    for name in os.listdir(folder):
+        match = _TEMP_FILE.match(name)
+        if match and int(match.group(1)) != os.getpid() and not process_exists(int(match.group(1))):
+            (folder / name).unlink(missing_ok=True)
+            removed.append(folder / name)
+    return removed
+
+
 def write_temp_file(folder: Path, suffix: str, data: bytes) -> Path:
     """`data` in a new hidden file in `folder` (the same file system as the final name), flushed to disk.
 
     os.open with mode 0o666 (not mkstemp's 0o600) so the file gets the usual umask-based permissions.
     """
-    temp_path = folder / f".tmp-{secrets.token_hex(8)}{suffix}"
+    temp_path = folder / f".tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
     descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as temp_file:
@@ -142,16 +168,21 @@ def save_image(
 ) -> Path:
     """Save under `outdir/<YYYY-MM-DD>/` as the next free `<NNNNN>-<suffix>.<file_format>`; returns the path."""
     folder = Path(outdir) / (today or datetime.date.today()).isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
     data = image_bytes(image, infotext, file_format)
-    number = next_image_number(folder)
-    while True:
-        path = folder / f"{number:05d}-{basename_suffix}.{file_format.lower()}"
-        try:
-            write_new_file(path, data)
-            return path
-        except FileExistsError:  # another writer took this number: take the next one
-            number += 1
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_leftover_temp_files(folder)
+        number = next_image_number(folder)
+        while True:
+            path = folder / f"{number:05d}-{basename_suffix}.{file_format.lower()}"
+            try:
+                write_new_file(path, data)
+                return path
+            except FileExistsError:  # another writer took this number: take the next one
+                number += 1
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OSError(error.errno, f"cannot save images in {folder}: {reason}") from error
 
 
 def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:

@@ -5,7 +5,8 @@ the original Stable Diffusion layout (.safetensors; pickle files only with an ex
 up as given, then in the models folder (SERENA_MODELS_DIR, default `models/Stable-diffusion`).
 
 The cache holds one model: generation is serialized by the runner, and a second model in memory is what makes a
-model switch leak.
+model switch leak. A checkpoint that fails to load (truncated, corrupt, a config missing, an unknown layout) is a
+CheckpointLoadError naming its file, and the model loaded before it is loaded again, so the next job still runs.
 """
 
 from __future__ import annotations
@@ -196,8 +197,16 @@ def load_pipeline(
     return pipeline
 
 
+class CheckpointLoadError(ValueError):
+    """A checkpoint that cannot be loaded; the message names its file and says why in one line."""
+
+    def __init__(self, checkpoint: CheckpointInfo, error: Exception):
+        reason = " ".join(str(error).split())[:400] or type(error).__name__
+        super().__init__(f"sd_model_checkpoint: cannot load {checkpoint.path}: {type(error).__name__}: {reason}")
+
+
 class ModelCache:
-    """Holds the one loaded model; a request for another frees it first."""
+    """Holds the one loaded model; a request for another frees it first (and loads it again if the other fails)."""
 
     def __init__(self):
         self._loaded: LoadedModel | None = None
@@ -234,10 +243,26 @@ class ModelCache:
             dtype = dtype or devices.default_dtype(device)
             if speedups == "unchanged":
                 speedups = current.fast_path if current is not None else fast_path.from_environment()
+            # What reloads the previous model if this one fails; not the model itself, so freeing really frees it.
+            previous = current and (current.checkpoint, current.device, current.dtype, current.fast_path)
+            current = None
             self._free()
-            pipeline = load_pipeline(checkpoint, device, dtype, allow_pickle, speedups)
+            try:
+                pipeline = load_pipeline(checkpoint, device, dtype, allow_pickle, speedups)
+            except Exception as error:
+                if previous:
+                    self._restore(*previous)
+                raise CheckpointLoadError(checkpoint, error) from error
             self._loaded = LoadedModel(checkpoint, pipeline, device, dtype, speedups)
             return self._loaded
+
+    def _restore(self, checkpoint: CheckpointInfo, device, dtype, speedups) -> None:
+        """Load the previous model again after a failed switch (its weights were freed to make room)."""
+        try:  # it loaded before, so a pickle checkpoint was allowed then
+            pipeline = load_pipeline(checkpoint, device, dtype, checkpoint.is_pickle, speedups)
+        except Exception:  # gone or changed on disk since: the next job loads what it names, and says why if it fails
+            return
+        self._loaded = LoadedModel(checkpoint, pipeline, device, dtype, speedups)
 
     def clear(self) -> None:
         with self._lock:

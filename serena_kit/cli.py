@@ -273,6 +273,7 @@ def serve_command(args) -> int:
         max_images=args.max_images,
         max_steps=args.max_steps,
         max_request_bytes=args.max_request_mb * 2**20,
+        **({"max_pixel_steps": args.max_pixel_steps} if args.max_pixel_steps else {}),
     )
     listening = args.host not in ("127.0.0.1", "localhost")
     server_flags = {"listen": listening, "port": args.port, "ckpt_dir": args.models_dir}
@@ -440,6 +441,11 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--max-request-mb", type=positive_int, default=64, help="max request body size")
     serve.add_argument(
         "--api-server-stop", action="store_true", help="allow /sdapi/v1/server-stop and server-restart (webui's flag)"
+    )
+    serve.add_argument(
+        "--max-pixel-steps",
+        type=positive_int,
+        help="max batch_size * n_iter * width * height * steps per request (default: 16 x 512 x 512 x 50)",
     )
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(run=serve_command)

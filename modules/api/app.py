@@ -155,6 +155,7 @@ def create_app(
         title="Serena API",
         description="AUTOMATIC1111-compatible /sdapi/v1 endpoints over Serena's engine.",
         lifespan=lifespan,
+        responses=models.ERROR_RESPONSES,
     )
     app.state.auth = bool(auth)
     app.add_middleware(RequestSizeLimit, max_bytes=limits.max_request_bytes)

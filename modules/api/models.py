@@ -235,3 +235,26 @@ class SDModelItem(BaseModel):
     sha256: str | None = None
     filename: str
     config: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API answers, whatever its status."""
+
+    error: str = Field(description="the kind of error, e.g. 'invalid parameter', 'limit exceeded'")
+    field: str | None = Field(description="the request field at fault, 'init_images[0]' style; null for the body")
+    detail: Any = Field(description="one line saying what is wrong and what is allowed (422: pydantic's errors)")
+
+
+# The statuses every endpoint may answer besides its success (documented in /openapi.json, so clients and schema
+# fuzzers know them): see modules.api.app.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in [
+        (400, "a value the engine or the server's limits refuse"),
+        (401, "missing or wrong credentials (when auth is on)"),
+        (413, "a request body over the server's limit"),
+        (422, "a malformed request"),
+        (500, "the generation failed; the server keeps serving"),
+        (503, "the queue is full"),
+    ]
+}

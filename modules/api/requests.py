@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import generation_fields, sd_models
+from modules import generation_fields, named_files, sd_models
 from modules.api import lax, models
 from modules.api.webui_options import OUTDIR_OPTIONS, SERVER_OPTIONS, STORED_OPTIONS
 from modules.field_types import Flag, OrNone
@@ -46,6 +46,9 @@ class ApiLimits:
     max_init_image_bytes: int = 16 * 2**20  # one decoded image (img2img, png-info)
     max_init_image_pixels: int = 2048 * 2048
     max_request_bytes: int = 64 * 2**20  # a whole request body (413 above it)
+    # The work one request may ask for: batch_size * n_iter * width * height * steps (sixteen 512x512 images at 50
+    # steps); a size left to the model counts as BUDGET_NATIVE_SIZE, SD 1.5's.
+    max_pixel_steps: int = 16 * 512 * 512 * 50
     max_queued_jobs: int = 16  # running and waiting together (503 above it)
 
 
@@ -101,16 +104,18 @@ def decode_image(text: str, field: str, limits: ApiLimits) -> Image.Image:
                     f"{limits.max_init_image_pixels} pixels",
                 )
             image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own limit, before ours
+        detail = f"{field}: declares more pixels than this server's limit of {limits.max_init_image_pixels} pixels"
+        raise over_limit(field, detail) from None
+    except (OSError, SyntaxError, ValueError):
         raise invalid(field, f"{field}: not a readable image ({', '.join(IMAGE_FORMATS)})") from None
     return image
 
 
 def allowed_checkpoints(models_dir: Path) -> list[sd_models.CheckpointInfo]:
     """The default model, then the checkpoints whose real path is inside the models folder."""
-    folder = models_dir.resolve()
     listed = sd_models.list_checkpoints(models_dir)
-    return [listed[0]] + [info for info in listed[1:] if info.path.is_relative_to(folder)]
+    return [listed[0]] + [info for info in listed[1:] if named_files.is_inside(models_dir, info.path)]
 
 
 def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointInfo | None:
@@ -121,6 +126,11 @@ def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointI
         raise invalid(field, f"{field}: expected a checkpoint name, got {type(name).__name__}")
     checkpoints = allowed_checkpoints(models_dir)
     bare = _TITLE_HASH.sub("", name)
+    if bare != checkpoints[0].name:
+        try:
+            named_files.safe_name(models_dir, bare, field)
+        except ValueError as error:
+            raise invalid(field, str(error)) from None
     for info in checkpoints[1:]:
         if bare in (info.name, info.path.name):
             return info
@@ -284,6 +294,32 @@ def check_request(request: models.WebuiRequest, limits: ApiLimits) -> None:
     if request.batch_size > 0 and request.n_iter > 0 and count > limits.max_images:
         detail = f"n_iter: batch_size * n_iter = {count} images is over this server's limit of {limits.max_images}"
         raise over_limit("n_iter", detail)
+    if (work := pixel_steps(request)) > limits.max_pixel_steps:
+        detail = (
+            f"steps: batch_size * n_iter * width * height * steps = {work} pixel-steps is over this server's limit "
+            f"of {limits.max_pixel_steps}; ask for fewer or smaller images or fewer steps"
+        )
+        raise over_limit("steps", detail)
+
+
+BUDGET_NATIVE_SIZE = 512
+
+
+def pixel_steps(request: models.WebuiRequest) -> int:
+    """The work a request asks for, in pixel-steps (see ApiLimits.max_pixel_steps); a hires pass counts at its size."""
+    width, height = (getattr(request, side) or BUDGET_NATIVE_SIZE for side in ("width", "height"))
+    steps = max(request.steps or 1, 1)
+    work = width * height * steps
+    if getattr(request, "enable_hr", False):  # the second pass at the hires size (modules.hires)
+        resize_x, resize_y = request.hr_resize_x or 0, request.hr_resize_y or 0
+        if resize_x or resize_y:
+            hr_width = resize_x or resize_y * width // height
+            hr_height = resize_y or resize_x * height // width
+        else:
+            scale = max(request.hr_scale or 1.0, 1.0)
+            hr_width, hr_height = int(width * scale), int(height * scale)
+        work += hr_width * hr_height * max(request.hr_second_pass_steps or steps, 1)
+    return max(request.batch_size, 1) * max(request.n_iter, 1) * work
 
 
 IMAGE_FIELDS = ("init_images", "mask", "latent_mask")  # decoded with the server's limits
