@@ -283,14 +283,14 @@ def create_app(
     @app.post("/sdapi/v1/options")
     def set_options(values: dict, response: Response) -> None:
         if ignored := options.update(values):
-            response.headers[lax.IGNORED_FIELDS_HEADER] = ", ".join(ignored)
+            response.headers[lax.IGNORED_FIELDS_HEADER] = lax.header_value(ignored)
 
     return app
 
 
 def report_ignored(response: Response, request: models.LaxRequest) -> None:
     if request.ignored_fields:
-        response.headers[lax.IGNORED_FIELDS_HEADER] = ", ".join(request.ignored_fields)
+        response.headers[lax.IGNORED_FIELDS_HEADER] = lax.header_value(request.ignored_fields)
 
 
 def field_of(errors: list[dict]) -> str | None:

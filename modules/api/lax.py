@@ -14,6 +14,7 @@ Text where a number belongs, fractional values for integers, NaN and infinities 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import types
@@ -24,6 +25,18 @@ from modules import generation_fields
 from modules.field_types import Choice, Flag, OrNone
 
 IGNORED_FIELDS_HEADER = "X-Serena-Ignored-Fields"
+
+
+def header_value(names: list[str]) -> str:
+    """Field names for a header: a name that is not plain printable ASCII (or is empty, has a comma or edge spaces)
+    is written as a JSON string (a header is latin-1, and a line break in a client's name must not end the header)."""
+
+    def plain(name: str) -> bool:
+        return name.isascii() and name.isprintable() and name == name.strip() and name != "" and "," not in name
+
+    return ", ".join(name if plain(name) else json.dumps(name) for name in names)
+
+
 log = logging.getLogger("serena.api")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 

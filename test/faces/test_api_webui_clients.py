@@ -91,6 +91,14 @@ def test_nan_in_a_raw_body_is_refused_naming_the_field(client):
     assert response.status_code == 422 and response.json()["field"] == "cfg_scale"
 
 
+def test_unknown_names_with_any_characters_are_named_escaped_in_the_header(client):
+    # Found by the schemathesis fuzz: a non-latin-1, line-break or empty name in the header broke the answer.
+    body = '{"\\u00f3K": 1, "a\\nb": 2, "\\ud920\\ude12": 3, "": 4, "plain": 5}'
+    response = client.post("/sdapi/v1/options", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert ignored_header(response) == ['"\\u00f3K"', '"a\\nb"', '"\\ud920\\ude12"', '""', "plain"]
+
+
 def test_a_legacy_sampler_name_gives_the_same_image_as_sampler_and_schedule(client):
     legacy = client.post("/sdapi/v1/txt2img", json=QUICK | {"sampler_name": "DPM++ 2M Karras"}).json()
     split = client.post("/sdapi/v1/txt2img", json=QUICK | {"sampler_name": "DPM++ 2M", "scheduler": "karras"}).json()
