@@ -10,20 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from modules.default_model import scoring
+from modules.default_model.scoring import PALETTE
 from training.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
 
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "green": (30, 170, 50),
-    "blue": (30, 70, 230),
-    "yellow": (245, 220, 30),
-    "white": (250, 250, 250),
-    "black": (15, 15, 15),
-    "orange": (250, 135, 15),
-    "purple": (135, 40, 185),
-}
 assert tuple(PALETTE) == COLOUR_WORDS
 SHAPES = SHAPE_WORDS
+assert SHAPES == scoring.SHAPES
 
 IMAGE_SIZE = 32
 MIN_SHAPE_SIZE = 12
