@@ -31,6 +31,7 @@ _PUBLIC = {
     "StableDiffusionProcessingImg2Img": "modules.processing",
     "StableDiffusionProcessingTxt2Img": "modules.processing",
     "SweepCell": "serena_kit.sweeps",
+    "SweepForm": "serena_kit.sweep_form",
     "SweepResult": "serena_kit.sweeps",
     "parse_infotext": "modules.infotext",
     "png_hash": "serena_kit.reproduce",

@@ -27,13 +27,19 @@ def mean_and_interval(values: list[float], confidence: float = CONFIDENCE) -> tu
 
 
 def summarize(
-    records: list[dict], values: list[float], against: str, by: str | None = None, over: str | None = None
+    records: list[dict],
+    values: list[float],
+    against: str,
+    by: str | None = None,
+    over: str | tuple[str, ...] | None = None,
 ) -> list[dict]:
-    """One row per (by, against) pair: mean, confidence half-width and count of `values` over the `over` column.
+    """One row per (by, against) pair: mean, confidence half-width and count of `values` over the `over` column
+    (or columns: over=("prompt", "seed") for several sweeps' records together).
 
     Every swept column other than `against`, `by` and `over` must be constant, or the mean would mix conditions.
     """
-    for name in (against, by, over):
+    over_columns = (over,) if isinstance(over, str) else tuple(over or ())
+    for name in (against, by, *over_columns):
         if name is not None and name not in records[0]:
             raise ValueError(f"{name}: unknown parameter; valid: {', '.join(records[0])}")
     groups: dict[tuple, list[float]] = {}
@@ -41,7 +47,7 @@ def summarize(
         groups.setdefault((record[by] if by else None, record[against]), []).append(value)
     if over is not None:
         sizes = {len(group) for group in groups.values()}
-        distinct_over = len({record[over] for record in records})
+        distinct_over = len({tuple(record[name] for name in over_columns) for record in records})
         if sizes != {distinct_over}:
             raise ValueError(
                 f"over: each ({by or ''}{', ' if by else ''}{against}) point has {sorted(sizes)} cells but {over!r} "
@@ -60,7 +66,7 @@ def plot_metric(
     name: str,
     against: str,
     by: str | None = None,
-    over: str | None = None,
+    over: str | tuple[str, ...] | None = None,
     ax=None,
 ):
     """One line of `values` over the `against` column per value of the `by` column: with `over`, the mean over that
@@ -82,7 +88,8 @@ def plot_metric(
             spread = np.array([point["interval"] for point in points])
             ax.fill_between(xs, means - spread, means + spread, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(against)
-    ax.set_ylabel(f"{name} (mean over {over}, {CONFIDENCE:.0%} CI)" if over else name)
+    over_text = over if isinstance(over, str) else " x ".join(over or ())
+    ax.set_ylabel(f"{name} (mean over {over_text}, {CONFIDENCE:.0%} CI)" if over else name)
     if by:
         ax.legend()
     ax.grid(alpha=0.3)

@@ -367,6 +367,17 @@ class SweepResult:
         return plots.plot_metric(records, values, metrics.metric_name(metric), against, by, over, ax=ax)
 
 
+def base_processing(base: StableDiffusionProcessing | dict) -> StableDiffusionProcessing:
+    """A sweep's base: a processing object, or a dict of txt2img fields."""
+    if isinstance(base, dict):
+        base = StableDiffusionProcessingTxt2Img(**base)
+    if not isinstance(base, StableDiffusionProcessing):
+        raise TypeError(
+            f"base: expected a StableDiffusionProcessing or a dict of its fields, got {type(base).__name__}"
+        )
+    return base
+
+
 def axis_values(axis: Axis | None) -> tuple:
     return axis.values if axis else (None,)
 
@@ -384,6 +395,7 @@ def sweep(
     workers: int | None = None,
     gpus_per_worker: float | None = None,
     outdir: str | os.PathLike | None = None,
+    on_cell: Callable[[SweepCell], None] | None = None,
 ) -> SweepResult:
     """Generate every combination of the axis values on top of `base` (a processing object, or a dict of its
     fields for txt2img). One image per cell; images are saved only with `save=True` (to base's outpath_samples).
@@ -395,16 +407,14 @@ def sweep(
     cells already there (see serena_kit.sweep_output). `executor="ray"`: run the cells on Ray actors; `ray_address`
     None starts a local Ray, "auto" or "ray://host:port" joins a cluster; `workers` actors (default: as many as
     the cluster holds) with `gpus_per_worker` GPUs each (default 1; 0 for CPU workers). See serena_kit.distributed.
+
+    `on_cell(cell)` is called for every cell as soon as its image exists (a widget fills its grid this way; an
+    exception it raises stops the sweep, e.g. to interrupt it).
     """
     execute = choose_executor(
         execute, executor, save, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker
     )
-    if isinstance(base, dict):
-        base = StableDiffusionProcessingTxt2Img(**base)
-    if not isinstance(base, StableDiffusionProcessing):
-        raise TypeError(
-            f"base: expected a StableDiffusionProcessing or a dict of its fields, got {type(base).__name__}"
-        )
+    base = base_processing(base)
     seeds = sweep_output.RandomSeeds.read(outdir) if outdir is not None else None  # a rerun draws the same -1s
     draw = seeds.draw if seeds else draw_seed
     axes = {position: parse_axis(position, spec, base, draw) for position, spec in (("x", x), ("y", y), ("z", z))}
@@ -419,17 +429,49 @@ def sweep(
     positions, distinct = plan_cells(base, [axes["x"], axes["y"], axes["z"]])
     for p in distinct:
         p.validate()
+    reporter = CellReporter(positions, distinct, on_cell)
     if outdir is None:
-        results, resumed = run_executor(execute, distinct, None), [False] * len(distinct)
+        results = run_executor(execute, distinct, reporter.report if on_cell else None)
+        resumed = [False] * len(distinct)
     else:
         with sweep_output.SweepOutput(outdir, seeds) as output:
             labels = axis_labels(axes, positions, len(distinct))
-            results, resumed = output.run(distinct, labels, lambda todo, report: run_executor(execute, todo, report))
+            results, resumed = output.run(
+                distinct, labels, lambda todo, report: run_executor(execute, todo, reporter.chain(todo, report))
+            )
+    for index, processed in enumerate(results):  # cells read back, or from executors that do not report
+        reporter.report(index, processed, resumed[index])
     cells = [
         SweepCell(*values, distinct[index], results[index], generated=first, resumed=resumed[index])
         for values, index, first in positions
     ]
     return SweepResult(axes["x"], axes["y"], axes["z"], cells)
+
+
+class CellReporter:
+    """Calls `on_cell` once for every cell of the grid as the distinct cell that makes its image arrives."""
+
+    def __init__(self, positions: list[tuple], distinct: list[StableDiffusionProcessing], on_cell):
+        self.positions, self.distinct, self.on_cell = positions, distinct, on_cell
+        self.reported: set[int] = set()
+        self.index_of = {id(p): index for index, p in enumerate(distinct)}
+
+    def report(self, index: int, processed: Processed, resumed: bool = False) -> None:
+        if self.on_cell is None or index in self.reported:
+            return
+        self.reported.add(index)
+        for values, cell_index, first in self.positions:
+            if cell_index == index:
+                self.on_cell(SweepCell(*values, self.distinct[index], processed, generated=first, resumed=resumed))
+
+    def chain(self, todo: list[StableDiffusionProcessing], report: Callable[[int, Processed], None]):
+        """`report` (an output directory's writer, by position in `todo`), then this reporter."""
+
+        def both(position: int, processed: Processed) -> None:
+            report(position, processed)
+            self.report(self.index_of[id(todo[position])], processed)
+
+        return both
 
 
 def choose_executor(execute, executor: str, save: bool, **ray_options) -> Callable:
