@@ -194,6 +194,8 @@ class SweepForm:
         axes = self.axes_or_error()
         parsed = {position: sweeps.parse_axis(position, spec, self.base) for position, spec in axes.items()}
         base = sweeps.with_fixed_seeds(self.base, list(parsed.values()))
+        if base.subseed_strength == 0:  # an unused variation seed stays as given: no noise in the code
+            base = dataclasses.replace(base, subseed=self.base.subseed)
         return base, {position: (axes[position][0], list(parsed[position].values)) for position in axes}
 
     def run(self) -> sweeps.SweepResult | None:

@@ -80,7 +80,7 @@ def test_code_reproduces_the_same_images_with_random_seeds_resolved():
     form.set_axis("y", "seed", "-1, 5")
     result = form.run()
     code = form.code()
-    assert "-1" not in code and "x=('sampler', ['Euler a', 'DDIM'])" in code
+    assert "'seed': -1" not in code and "-1]" not in code and "x=('sampler', ['Euler a', 'DDIM'])" in code
     namespace = {}
     exec(code, namespace)
     again = namespace["result"]
