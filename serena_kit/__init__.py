@@ -31,6 +31,7 @@ _PUBLIC = {
     "StableDiffusionProcessingImg2Img": "modules.processing",
     "StableDiffusionProcessingTxt2Img": "modules.processing",
     "SweepCell": "serena_kit.sweeps",
+    "SweepForm": "serena_kit.sweep_form",
     "SweepResult": "serena_kit.sweeps",
     "list_embeddings": "modules.extra_networks",
     "list_loras": "modules.extra_networks",

@@ -13,11 +13,15 @@ from types import ModuleType
 EXTRA_FOR_MODULE = {
     "ipywidgets": "notebook",
     "matplotlib": "notebook",
+    "pandas": "notebook",
+    "skimage": "notebook",
     "fastapi": "api",
     "uvicorn": "api",
     "psutil": "api",  # /sdapi/v1/memory
     "ray": "ray",
 }
+# Where a module's distribution is named otherwise.
+DISTRIBUTION_FOR_MODULE = {"skimage": "scikit-image"}
 
 
 class MissingExtraError(ImportError):

@@ -1,4 +1,4 @@
-"""Metrics of generated images and matplotlib plots of a metric against a swept parameter.
+"""matplotlib plots of a sweep metric against a swept parameter, with a confidence interval over repeated cells.
 
 matplotlib (the notebook extra) is imported only when a plot is drawn, so importing serena_kit stays cheap and works
 without it.
@@ -6,74 +6,90 @@ without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import numpy as np
-from PIL import Image
+from scipy import stats
 
 from serena_kit.extras import require
 
-
-def brightness(image: Image.Image) -> float:
-    """Mean luminance, 0..255."""
-    return float(np.asarray(image.convert("L"), dtype=np.float64).mean())
+CONFIDENCE = 0.95
 
 
-def contrast(image: Image.Image) -> float:
-    """Standard deviation of luminance, 0..~128."""
-    return float(np.asarray(image.convert("L"), dtype=np.float64).std())
+def mean_and_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The mean and the half-width of its Student-t confidence interval (0 for a single value)."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, 0.0
+    sem = float(values.std(ddof=1) / math.sqrt(len(values)))
+    return mean, float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * sem)
 
 
-def saturation(image: Image.Image) -> float:
-    """Mean HSV saturation, 0..255."""
-    return float(np.asarray(image.convert("HSV"), dtype=np.float64)[..., 1].mean())
+def summarize(
+    records: list[dict],
+    values: list[float],
+    against: str,
+    by: str | None = None,
+    over: str | tuple[str, ...] | None = None,
+) -> list[dict]:
+    """One row per (by, against) pair: mean, confidence half-width and count of `values` over the `over` column
+    (or columns: over=("prompt", "seed") for several sweeps' records together).
+
+    Every swept column other than `against`, `by` and `over` must be constant, or the mean would mix conditions.
+    """
+    over_columns = (over,) if isinstance(over, str) else tuple(over or ())
+    for name in (against, by, *over_columns):
+        if name is not None and name not in records[0]:
+            raise ValueError(f"{name}: unknown parameter; valid: {', '.join(records[0])}")
+    groups: dict[tuple, list[float]] = {}
+    for record, value in zip(records, values):
+        groups.setdefault((record[by] if by else None, record[against]), []).append(value)
+    if over is not None:
+        sizes = {len(group) for group in groups.values()}
+        distinct_over = len({tuple(record[name] for name in over_columns) for record in records})
+        if sizes != {distinct_over}:
+            raise ValueError(
+                f"over: each ({by or ''}{', ' if by else ''}{against}) point has {sorted(sizes)} cells but {over!r} "
+                f"takes {distinct_over} values; another swept parameter varies too: pass it as by="
+            )
+    rows = []
+    for (group, x), group_values in groups.items():
+        mean, half_width = mean_and_interval(group_values)
+        rows.append({"by": group, "against": x, "mean": mean, "interval": half_width, "count": len(group_values)})
+    return rows
 
 
-IMAGE_METRICS: dict[str, Callable[[Image.Image], float]] = {
-    "brightness": brightness,
-    "contrast": contrast,
-    "saturation": saturation,
-}
-
-
-def metric_name(metric: str | Callable) -> str:
-    return metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
-
-
-def metric_values(metric: str | Callable, records: list[dict], images: list[Image.Image]) -> list[float]:
-    """`metric` per cell: a record column ("seconds", "sample_seconds", ...), an IMAGE_METRICS name, or a function
-    of the image."""
-    if callable(metric):
-        return [float(metric(image)) for image in images]
-    if metric in IMAGE_METRICS:
-        return [IMAGE_METRICS[metric](image) for image in images]
-    if records and metric in records[0]:
-        return [float(record[metric]) for record in records]
-    available = ", ".join([*IMAGE_METRICS, *(records[0] if records else [])])
-    raise ValueError(f"metric: unknown metric {metric!r}; valid: {available}, or a function of the image")
-
-
-def plot_metric(records: list[dict], values: list[float], name: str, against: str, by: str | None = None, ax=None):
-    """One line of `values` over the `against` column per value of the `by` column; returns the matplotlib Axes.
-    String parameters (samplers, prompts) are placed in their order of first appearance."""
+def plot_metric(
+    records: list[dict],
+    values: list[float],
+    name: str,
+    against: str,
+    by: str | None = None,
+    over: str | tuple[str, ...] | None = None,
+    ax=None,
+):
+    """One line of `values` over the `against` column per value of the `by` column: with `over`, the mean over that
+    column with a 95 % confidence band; returns the matplotlib Axes. String parameters (samplers, prompts) are
+    placed in their order of first appearance."""
     plt = require("matplotlib.pyplot", "Plotting a sweep (SweepResult.plot)")
 
-    if against not in records[0]:
-        raise ValueError(f"against: unknown parameter {against!r}; valid: {', '.join(records[0])}")
-    if by is not None and by not in records[0]:
-        raise ValueError(f"by: unknown parameter {by!r}; valid: {', '.join(records[0])}")
+    rows = summarize(records, values, against, by, over)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
-    groups: dict[object, list[tuple[object, float]]] = {}
-    for record, value in zip(records, values):
-        groups.setdefault(record[by] if by else None, []).append((record[against], value))
-    for group, points in groups.items():
-        xs, ys = zip(*points)
-        ax.plot(
-            [str(x) if isinstance(x, str) else x for x in xs], ys, marker="o", label=f"{by} = {group}" if by else None
-        )
+    lines: dict[object, list[dict]] = {}
+    for row in rows:
+        lines.setdefault(row["by"], []).append(row)
+    for group, points in lines.items():
+        xs = [str(point["against"]) if isinstance(point["against"], str) else point["against"] for point in points]
+        means = np.array([point["mean"] for point in points])
+        (line,) = ax.plot(xs, means, marker="o", label=f"{by} = {group}" if by else None)
+        if over is not None:
+            spread = np.array([point["interval"] for point in points])
+            ax.fill_between(xs, means - spread, means + spread, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(against)
-    ax.set_ylabel(name)
+    over_text = over if isinstance(over, str) else " x ".join(over or ())
+    ax.set_ylabel(f"{name} (mean over {over_text}, {CONFIDENCE:.0%} CI)" if over else name)
     if by:
         ax.legend()
     ax.grid(alpha=0.3)

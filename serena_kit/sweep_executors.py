@@ -90,7 +90,8 @@ def run_executor(execute: Callable, processings: list[StableDiffusionProcessing]
 
 
 def split_processed(batch: Processed, cells: list[StableDiffusionProcessing]) -> list[Processed]:
-    """One Processed per cell of a batch; timings are the batch's divided evenly (the cost per image)."""
+    """One Processed per cell of a batch; timings are the batch's divided evenly (the cost per image), and
+    `batch_size` stays the job's (as in the webui), so a cell's record says its timings are a share."""
     count = len(batch.all_seeds)
     share = {phase: seconds / count for phase, seconds in batch.timings.items()}
-    return [dataclasses.replace(batch.for_samples([i]), timings=dict(share)) for i in range(count)]
+    return [dataclasses.replace(batch.for_samples([i]), timings=dict(share), batch_size=count) for i in range(count)]

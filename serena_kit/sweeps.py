@@ -3,6 +3,7 @@
     result = sweep(base, x=("cfg_scale", [3, 7, 12]), y=("steps", [10, 20]))
     result.grid()          # labelled grid image
     result.to_records()    # one dict per cell: parameters, timings, image hash
+    result.score("adherence"); result.to_dataframe(); result.plot("adherence", against="cfg_scale", over="seed")
 
 An axis is `(name, values)`. The name is any processing field that changes the image ("cfg_scale", "steps", "seed",
 "denoising_strength", ...), a field's short name ("sampler" for sampler_name, "model" for sd_model_checkpoint, as on
@@ -33,7 +34,8 @@ from modules import extra_networks, generation_fields, images, rng
 from modules.field_types import Seed
 from modules.processing import Processed, StableDiffusionProcessing, StableDiffusionProcessingTxt2Img
 from modules.runtime.state import GenerationState
-from serena_kit import plots, sweep_output
+from serena_kit import metrics, plots, sweep_output
+from serena_kit.extras import require
 from serena_kit.grids import CELL_SIZE, labelled_grid, side_by_side
 from serena_kit.sweep_executors import run_batched, run_executor
 
@@ -196,8 +198,18 @@ class SweepCell:
 
     @property
     def seconds(self) -> float:
-        """Engine time for the generation that made this image (model load included)."""
+        """Engine time for the generation that made this image (model load included); for a cell of a batch, its
+        share: the batch's time divided by its images (see `batch_size`)."""
         return sum(self.processed.timings.values())
+
+    @property
+    def batch_size(self) -> int:
+        """Images in the engine job that made this cell: above 1, its timings are a share of that job's."""
+        return self.processed.batch_size
+
+    @property
+    def file(self) -> str | None:
+        return self.processed.paths[0] if self.processed.paths else None
 
     def png_sha256(self) -> str:
         return hashlib.sha256(images.png_bytes(self.image, self.image.info.get("parameters"))).hexdigest()
@@ -209,6 +221,7 @@ class SweepResult:
     y: Axis | None
     z: Axis | None
     cells: list[SweepCell]  # z-major, then y, then x
+    metrics: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # column -> value per cell (score)
 
     def __repr__(self) -> str:
         axes = ", ".join(
@@ -264,9 +277,14 @@ class SweepResult:
         return side_by_side(self.grids(cell_size))
 
     def to_records(self) -> list[dict]:
-        """One dict per cell, for tables: axis values, the parameters the engine used, timings, image hash."""
+        """One dict per cell, for tables: axis values, the parameters the engine used, timings, image hash, file,
+        and the metrics computed so far (`score`).
+
+        Timings: `seconds` and `sample_seconds` are the cell's share of its engine job; `batch_seconds` is the whole
+        job's time and `batch_size` its images. Cells of a batch (batch_size > 1) were not timed one by one.
+        """
         records = []
-        for cell in self.cells:
+        for index, cell in enumerate(self.cells):
             processed = cell.processed
             record = {
                 axis.name: value for axis, value in zip((self.x, self.y, self.z), (cell.x, cell.y, cell.z)) if axis
@@ -277,25 +295,107 @@ class SweepResult:
                 "generated": cell.generated,
                 "seconds": cell.seconds,
                 "sample_seconds": processed.timings.get("sample", 0.0),
+                "batch_size": cell.batch_size,
+                "batch_seconds": cell.seconds * cell.batch_size,
+                "timing": "per batch" if cell.batch_size > 1 else "per cell",
                 "png_sha256": cell.png_sha256(),
+                "file": cell.file,
                 "infotext": processed.infotexts[processed.index_of_first_image],
             }
+            record |= {name: values[index] for name, values in self.metrics.items()}
             records.append(record)
         return records
 
+    def to_dataframe(self):
+        """`to_records()` as a pandas DataFrame (the notebook extra); `attrs["timing"]` says how cells were timed."""
+        pandas = require("pandas", "A sweep's table (SweepResult.to_dataframe)")
+        frame = pandas.DataFrame.from_records(self.to_records())
+        batched = any(cell.batch_size > 1 for cell in self.cells)
+        frame.attrs["timing"] = (
+            "seconds and sample_seconds are each cell's share of its batch's time (batch_seconds), not measured "
+            "per cell"
+            if batched
+            else "seconds and sample_seconds measured per cell"
+        )
+        return frame
+
+    def reference_image(self, reference) -> Image.Image:
+        """A reference for SSIM/PSNR: an image, a cell, or the axis values of a cell ({"x": 7, "y": 20})."""
+        if isinstance(reference, Image.Image):
+            return reference
+        if isinstance(reference, SweepCell):
+            return reference.image
+        if isinstance(reference, dict):
+            unknown = sorted(set(reference) - {"x", "y", "z"})
+            if unknown:
+                raise ValueError(f"reference: {unknown[0]!r} is not an axis; give x=, y= and z= values")
+            return self.cell(**reference).image
+        raise TypeError(f"reference: expected an image, a SweepCell or a dict of axis values, got {reference!r}")
+
+    def score(self, metric: str | Callable[[Image.Image], float], *, reference=None, clip_model=None) -> list[float]:
+        """Compute `metric` for every cell, keep it as a column of `to_records()`/`to_dataframe()`, and return it.
+
+        `metric`: "adherence" (the default model's scorer against each cell's prompt; also adds one column per
+        criterion), "ssim" or "psnr" against `reference` (an image, a cell, or {"x": ..., "y": ...}), "brightness",
+        "contrast", "saturation", "clip" with `clip_model` (a local CLIP folder), or any function of the image.
+        See serena_kit.metrics.
+        """
+        image = self.reference_image(reference) if reference is not None else None
+        prompts = [cell.processed.prompt for cell in self.cells]
+        columns = metrics.compute(metric, self.images, prompts, reference=image, clip_model=clip_model)
+        self.metrics |= columns
+        return columns[metrics.metric_name(metric)]
+
     def plot(
-        self, metric: str | Callable[[Image.Image], float], against: str | None = None, by: str | None = None, ax=None
+        self,
+        metric: str | Callable[[Image.Image], float],
+        against: str | None = None,
+        by: str | None = None,
+        over: str | None = None,
+        ax=None,
     ):
-        """Plot `metric` (a record column such as "seconds", an image metric name from serena_kit.plots, or a
-        function of the image) against an axis (default: x), one line per value of `by` (default: y)."""
+        """Plot `metric` against an axis (default: x), one line per value of `by` (default: y unless it is `over`).
+
+        `metric`: a column of `to_records()` ("batch_seconds", a computed score), or what `score` takes (computed
+        first). `over`: an axis to average over (e.g. "seed"): each point is the mean over its values, with a 95 %
+        confidence band. Per-cell times of batched cells are shares of their batch's, so "seconds" and
+        "sample_seconds" are refused there: plot "batch_seconds", or sweep with execute=run_distinct.
+        """
         against = against or (self.x.name if self.x else None)
         if against is None:
             raise ValueError("against: this sweep has no x axis; name the parameter to plot against")
-        if by is None and self.y is not None and self.y.name != against:
+        if by is None and self.y is not None and self.y.name not in (against, over):
             by = self.y.name
         records = self.to_records()
-        values = plots.metric_values(metric, records, self.images)
-        return plots.plot_metric(records, values, plots.metric_name(metric), against, by, ax=ax)
+        if isinstance(metric, str) and metric in ("seconds", "sample_seconds"):
+            batched = sorted({record["batch_size"] for record in records if record["batch_size"] > 1})
+            if batched:
+                raise ValueError(
+                    f"metric: {metric!r} of batched cells (batches of {batched}) is a share of the batch's time, not "
+                    "measured per cell; plot 'batch_seconds', or sweep with execute=run_distinct"
+                )
+        if isinstance(metric, str) and metric in records[0] and metric not in metrics.BUILT_IN:
+            values = [float(record[metric]) for record in records]
+        elif isinstance(metric, str) and metric in self.metrics:
+            values = self.metrics[metric]
+        elif isinstance(metric, str) and metric not in metrics.BUILT_IN:
+            valid = ", ".join([*metrics.BUILT_IN, *records[0]])
+            raise ValueError(f"metric: unknown metric {metric!r}; valid: {valid}, or a function of the image")
+        else:
+            values = self.score(metric)
+            records = self.to_records()
+        return plots.plot_metric(records, values, metrics.metric_name(metric), against, by, over, ax=ax)
+
+
+def base_processing(base: StableDiffusionProcessing | dict) -> StableDiffusionProcessing:
+    """A sweep's base: a processing object, or a dict of txt2img fields."""
+    if isinstance(base, dict):
+        base = StableDiffusionProcessingTxt2Img(**base)
+    if not isinstance(base, StableDiffusionProcessing):
+        raise TypeError(
+            f"base: expected a StableDiffusionProcessing or a dict of its fields, got {type(base).__name__}"
+        )
+    return base
 
 
 def axis_values(axis: Axis | None) -> tuple:
@@ -315,6 +415,7 @@ def sweep(
     workers: int | None = None,
     gpus_per_worker: float | None = None,
     outdir: str | os.PathLike | None = None,
+    on_cell: Callable[[SweepCell], None] | None = None,
 ) -> SweepResult:
     """Generate every combination of the axis values on top of `base` (a processing object, or a dict of its
     fields for txt2img). One image per cell; images are saved only with `save=True` (to base's outpath_samples).
@@ -326,16 +427,14 @@ def sweep(
     cells already there (see serena_kit.sweep_output). `executor="ray"`: run the cells on Ray actors; `ray_address`
     None starts a local Ray, "auto" or "ray://host:port" joins a cluster; `workers` actors (default: as many as
     the cluster holds) with `gpus_per_worker` GPUs each (default 1; 0 for CPU workers). See serena_kit.distributed.
+
+    `on_cell(cell)` is called for every cell as soon as its image exists (a widget fills its grid this way; an
+    exception it raises stops the sweep, e.g. to interrupt it).
     """
     execute = choose_executor(
         execute, executor, save, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker
     )
-    if isinstance(base, dict):
-        base = StableDiffusionProcessingTxt2Img(**base)
-    if not isinstance(base, StableDiffusionProcessing):
-        raise TypeError(
-            f"base: expected a StableDiffusionProcessing or a dict of its fields, got {type(base).__name__}"
-        )
+    base = base_processing(base)
     seeds = sweep_output.RandomSeeds.read(outdir) if outdir is not None else None  # a rerun draws the same -1s
     draw = seeds.draw if seeds else draw_seed
     axes = {position: parse_axis(position, spec, base, draw) for position, spec in (("x", x), ("y", y), ("z", z))}
@@ -350,17 +449,49 @@ def sweep(
     positions, distinct = plan_cells(base, [axes["x"], axes["y"], axes["z"]])
     for p in distinct:
         p.validate()
+    reporter = CellReporter(positions, distinct, on_cell)
     if outdir is None:
-        results, resumed = run_executor(execute, distinct, None), [False] * len(distinct)
+        results = run_executor(execute, distinct, reporter.report if on_cell else None)
+        resumed = [False] * len(distinct)
     else:
         with sweep_output.SweepOutput(outdir, seeds) as output:
             labels = axis_labels(axes, positions, len(distinct))
-            results, resumed = output.run(distinct, labels, lambda todo, report: run_executor(execute, todo, report))
+            results, resumed = output.run(
+                distinct, labels, lambda todo, report: run_executor(execute, todo, reporter.chain(todo, report))
+            )
+    for index, processed in enumerate(results):  # cells read back, or from executors that do not report
+        reporter.report(index, processed, resumed[index])
     cells = [
         SweepCell(*values, distinct[index], results[index], generated=first, resumed=resumed[index])
         for values, index, first in positions
     ]
     return SweepResult(axes["x"], axes["y"], axes["z"], cells)
+
+
+class CellReporter:
+    """Calls `on_cell` once for every cell of the grid as the distinct cell that makes its image arrives."""
+
+    def __init__(self, positions: list[tuple], distinct: list[StableDiffusionProcessing], on_cell):
+        self.positions, self.distinct, self.on_cell = positions, distinct, on_cell
+        self.reported: set[int] = set()
+        self.index_of = {id(p): index for index, p in enumerate(distinct)}
+
+    def report(self, index: int, processed: Processed, resumed: bool = False) -> None:
+        if self.on_cell is None or index in self.reported:
+            return
+        self.reported.add(index)
+        for values, cell_index, first in self.positions:
+            if cell_index == index:
+                self.on_cell(SweepCell(*values, self.distinct[index], processed, generated=first, resumed=resumed))
+
+    def chain(self, todo: list[StableDiffusionProcessing], report: Callable[[int, Processed], None]):
+        """`report` (an output directory's writer, by position in `todo`), then this reporter."""
+
+        def both(position: int, processed: Processed) -> None:
+            report(position, processed)
+            self.report(self.index_of[id(todo[position])], processed)
+
+        return both
 
 
 def choose_executor(execute, executor: str, save: bool, **ray_options) -> Callable:

@@ -10,7 +10,7 @@ import pytest
 import tomllib
 from packaging.requirements import Requirement
 
-from serena_kit.extras import EXTRA_FOR_MODULE, MissingExtraError, require
+from serena_kit.extras import DISTRIBUTION_FOR_MODULE, EXTRA_FOR_MODULE, MissingExtraError, require
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,8 @@ def test_extras_match_the_faces():
     assert {"jupyterlab", "ipywidgets", "matplotlib", "pandas"} <= names(extras["notebook"])
     assert names(extras["api"]) == {"fastapi", "uvicorn", "psutil"}
     for module, extra in EXTRA_FOR_MODULE.items():  # the table that names a missing extra agrees with pyproject
-        assert module in names(extras[extra]) and module not in names(project["dependencies"])
+        distribution = DISTRIBUTION_FOR_MODULE.get(module, module)
+        assert distribution in names(extras[extra]) and distribution not in names(project["dependencies"])
 
 
 def test_a_missing_extra_is_named(monkeypatch):

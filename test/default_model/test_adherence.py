@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from modules.default_model import scoring
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
-from training.default_model import dataset, scoring
+from training.default_model import dataset
 
 # 12 fixed prompts x seeds: every shape, every colour as shape and as background at least once.
 CASES = [

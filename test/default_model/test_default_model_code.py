@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from transformers import CLIPTokenizer
 
-from modules.default_model import DEFAULT_MODEL_DIR
-from training.default_model import architecture, build, dataset, evaluate, scoring, train
+from modules.default_model import DEFAULT_MODEL_DIR, scoring
+from training.default_model import architecture, build, dataset, evaluate, train
 from training.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from modules.default_model import scoring
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
-from training.default_model import scoring
 
 SEEDS = list(range(24))
 # The colour word after the caption is a weak cue: the model seldom draws the shape green from it, unweighted.

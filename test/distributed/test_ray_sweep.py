@@ -103,3 +103,14 @@ def test_cells_travel_without_their_progress_state_and_with_absolute_checkpoint_
     sent = portable(cell)
     assert sent.state is None and sent.sd_model_checkpoint == str(tmp_path / "models" / "tiny")
     assert portable(sk.StableDiffusionProcessingTxt2Img(**BASE)).sd_model_checkpoint is None
+
+
+def test_the_sweep_widget_runs_on_ray_and_fills_its_grid_with_the_local_images(local_ray):
+    form = sk.SweepForm(BASE, executor="ray", workers=2, gpus_per_worker=0, measure=False)
+    form.set_axis("x", "cfg_scale", "3, 7")
+    form.set_axis("y", "seed", "1-2")
+    result = form.run()
+    local = sk.sweep(BASE, x=("cfg_scale", [3.0, 7.0]), y=("seed", [1, 2]))
+    assert [cell.png_sha256() for cell in result.cells] == [cell.png_sha256() for cell in local.cells]
+    assert form.progress.value == 4 and all(not slot["button"].disabled for slot in form._slots.values())
+    assert "executor='ray'" in form.code() and "workers=2" in form.code()

@@ -13,22 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from modules.default_model import scoring
+from modules.default_model.scoring import PALETTE
 from training.default_model.vocabulary import COLOUR_WORDS, SHAPE_WORDS
 
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "green": (30, 170, 50),
-    "blue": (30, 70, 230),
-    "yellow": (245, 220, 30),
-    "white": (250, 250, 250),
-    "black": (15, 15, 15),
-    "orange": (250, 135, 15),
-    "purple": (135, 40, 185),
-}
 assert tuple(PALETTE) == COLOUR_WORDS
 SHAPES = SHAPE_WORDS
+assert SHAPES == scoring.SHAPES
 # Shapes outside the default model's training data, taught by the example LoRA.
-NEW_SHAPES = ("ring",)
+NEW_SHAPES = scoring.NETWORK_SHAPES
 # A ring's hole is this share of its outer diameter; rings start at RING_MIN_SIZE so the hole (>= 8 px) survives
 # the VAE's 4x downsampling (smaller holes close up in its reconstructions).
 RING_HOLE = 0.5

@@ -4,8 +4,8 @@
 
 Generates a fixed prompt x seed set (every shape x colour pair, two backgrounds each, two seeds: 96 images) per
 sampler and guidance scale through the engine (`process_images`, the same path as every face), scores each image
-with ``scoring.score_image`` and prints the share of images whose shape colour, background colour and shape kind
-match the caption.
+with ``modules.default_model.scoring.score_image`` and prints the share of images whose shape colour, background
+colour and shape kind match the caption.
 """
 
 import argparse
@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 from modules.default_model import DEFAULT_MODEL_DIR
+from modules.default_model.scoring import adherence, score_image
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from training.default_model.dataset import PALETTE, SHAPES, caption_for
-from training.default_model.scoring import adherence, score_image
 
 SAMPLERS = ("Euler a", "DPM++ 2M", "DDIM")
 GUIDANCE_SCALES = (1.0, 3.0, 7.0)

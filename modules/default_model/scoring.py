@@ -1,19 +1,35 @@
-"""Automatic scoring of "one shape on a plain background" images against their caption.
+"""Automatic scoring of "one shape on a plain background" images against their caption: the default model's
+prompt-adherence metric.
 
-Pure functions over a PIL image or an HxWx3 uint8/float array (0-255). The background colour is the nearest
-palette colour to the median of the border pixels; the shape is the largest connected region that differs from
-the background; its kind comes from the fill ratio of its bounding box (square 1, circle pi/4, triangle 1/2),
-measured with a soft coverage mask so anti-aliased edges count fractionally. A region with a hole (background
-enclosed by it) is a ring, the shape the example LoRA teaches.
+Ships with the model (training's evaluation and the dataset's palette use it from here; serena_kit's sweep analytics
+score cells with it). Pure functions over a PIL image or an HxWx3 uint8/float array (0-255). The background colour
+is the nearest palette colour to the median of the border pixels; the shape is the largest connected region that
+differs from the background; its kind comes from the fill ratio of its bounding box (square 1, circle pi/4,
+triangle 1/2), measured with a soft coverage mask so anti-aliased edges count fractionally.
+A region with a hole (background enclosed by it) is a ring, the shape the example LoRA teaches.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from training.default_model.dataset import PALETTE
+# The colours the default model was trained to draw (its dataset renders them; the scorer reads them back).
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 70, 230),
+    "yellow": (245, 220, 30),
+    "white": (250, 250, 250),
+    "black": (15, 15, 15),
+    "orange": (250, 135, 15),
+    "purple": (135, 40, 185),
+}
+SHAPES = ("circle", "square", "triangle")
+NETWORK_SHAPES = ("ring",)  # not in the model's training data: the example LoRA teaches it
+CRITERIA = ("colour", "background", "shape")
 
 PALETTE_NAMES = tuple(PALETTE)
 PALETTE_RGB = np.array([PALETTE[name] for name in PALETTE_NAMES], dtype=np.float64)
@@ -123,3 +139,40 @@ def adherence(score: ShapeScore, shape: str, colour: str, background: str) -> di
         "background": score.background == background,
         "shape": score.shape == shape,
     }
+
+
+_COLOUR = "|".join(PALETTE)
+CAPTION = re.compile(
+    rf"\b(?P<colour>{_COLOUR})\s+(?P<shape>{'|'.join(SHAPES + NETWORK_SHAPES)})\b.*?\b(?P<background>{_COLOUR})\s+background\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Caption:
+    shape: str
+    colour: str
+    background: str
+
+
+def parse_caption(prompt: str) -> Caption | None:
+    """The shape, its colour and the background a prompt asks for ("a red circle on a blue background"); None when
+    the prompt does not say all three."""
+    match = CAPTION.search(prompt)
+    if match is None:
+        return None
+    return Caption(match["shape"].lower(), match["colour"].lower(), match["background"].lower())
+
+
+def prompt_adherence(image: Image.Image | np.ndarray, prompt: str) -> dict[str, bool]:
+    """Which of colour, background and shape the image follows, plus "all"; ValueError for a prompt that does not
+    name a shape, its colour and a background in the dataset's words."""
+    caption = parse_caption(prompt)
+    if caption is None:
+        raise ValueError(
+            f"prompt: {prompt!r} does not name a shape, its colour and a background the way the default model's "
+            f"captions do (e.g. 'a red circle on a blue background'); colours: {', '.join(PALETTE)}; "
+            f"shapes: {', '.join(SHAPES + NETWORK_SHAPES)}"
+        )
+    matches = adherence(score_image(image), caption.shape, caption.colour, caption.background)
+    return matches | {"all": all(matches.values())}
