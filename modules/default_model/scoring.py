@@ -142,8 +142,9 @@ def adherence(score: ShapeScore, shape: str, colour: str, background: str) -> di
 
 
 _COLOUR = "|".join(PALETTE)
+_SHAPE = "|".join(SHAPES + NETWORK_SHAPES)
 CAPTION = re.compile(
-    rf"\b(?P<colour>{_COLOUR})\s+(?P<shape>{'|'.join(SHAPES + NETWORK_SHAPES)})\b.*?\b(?P<background>{_COLOUR})\s+background\b",
+    rf"\b(?P<colour>{_COLOUR})\s+(?P<shape>{_SHAPE})\b.*?\b(?P<background>{_COLOUR})\s+background\b",
     re.IGNORECASE,
 )
 
