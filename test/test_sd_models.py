@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from modules import devices, sd_models
-from modules.default_model import DEFAULT_MODEL_DIR
+from modules.default_model import DEFAULT_MODEL_DIR, scoring
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.sd_single_file import save_single_file
-from training.default_model import dataset, scoring
+from training.default_model import dataset
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ from PIL import Image
 
 import serena_kit
 from modules import masking
+from modules.default_model import scoring
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
-from training.default_model import dataset, scoring
+from training.default_model import dataset
 
 SEEDS = list(range(100, 112))
 RED_CIRCLE = "a red circle on a blue background"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from modules.default_model import scoring
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
-from training.default_model import dataset, scoring
+from training.default_model import dataset
 from training.networks.train import EMBEDDING_COLOUR, EMBEDDING_NAME, LORA_NAME
 
 SEEDS = list(range(24))
