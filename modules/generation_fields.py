@@ -68,7 +68,7 @@ FAST_PATH_KEY = "Fast path"  # the loaded model's pixel-changing options (module
 # Written by the engine (the model file's hash, its fast-path options, non-portable kernels, the extra networks'
 # hashes), not read back into fields: replay finds the model by name, compares the kernels itself, and checks the
 # networks' hashes (the prompt's <lora:...> tags and embedding names bring the networks back).
-ENGINE_INFOTEXT_KEYS = ("Model hash", FAST_PATH_KEY, KERNELS_KEY, LORA_HASHES_KEY, TI_HASHES_KEY)
+ENGINE_INFOTEXT_KEYS = ("Model hash", "VAE hash", FAST_PATH_KEY, KERNELS_KEY, LORA_HASHES_KEY, TI_HASHES_KEY)
 SAME_AS_ENGINE = object()
 
 
@@ -375,6 +375,16 @@ FIELDS: tuple[GenerationField, ...] = (
         api=None,  # the webui API sets it with override_settings
         option=WebuiOption("sd_model_checkpoint"),
         display=show_checkpoint,
+    ),
+    GenerationField(
+        "sd_vae",
+        Text("Automatic, None or a VAE file name in the VAE folder"),
+        "Automatic",
+        "VAE: a file in the VAE folder (SERENA_VAE_DIR, default models/VAE) instead of the checkpoint's own VAE",
+        short_name="vae",
+        infotext=Infotext("VAE", write=lambda vae: {"VAE hash": vae.shorthash, "VAE": vae.name}),
+        api=None,  # the webui API sets it with override_settings or /sdapi/v1/options
+        option=WebuiOption("sd_vae"),
     ),
     GenerationField(
         "subseed",

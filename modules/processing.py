@@ -30,6 +30,7 @@ from modules import (
     rng,
     sd_models,
     sd_samplers,
+    sd_vae,
     styles,
     textual_inversion,
     validation,
@@ -74,6 +75,7 @@ class StableDiffusionProcessing:
     clip_skip: int = declared("clip_skip")
     emphasis: str = declared("emphasis")
     sd_model_checkpoint: str | None = declared("sd_model_checkpoint")
+    sd_vae: str = declared("sd_vae")
     do_not_save_samples: bool = declared("do_not_save_samples")
     do_not_save_grid: bool = declared("do_not_save_grid")
     samples_format: str = declared("samples_format")
@@ -101,6 +103,7 @@ class StableDiffusionProcessing:
         for prompt in prompts:  # extra-network tags: well formed, and every LoRA named is here
             for tag in extra_networks.parse_lora_tags(prompt)[1]:
                 extra_networks.find_lora(tag.name, available_loras)
+        sd_vae.resolve(effective.sd_vae)
         checkpoint = sd_models.resolve_checkpoint(effective.sd_model_checkpoint)
         if checkpoint.is_pickle and not sd_models.model_cache.holds(checkpoint):
             raise ValueError(
@@ -282,6 +285,7 @@ class ImageJob:
     embeddings: dict[str, extra_networks.NetworkFile] = field(default_factory=dict)  # the embeddings the job uses
     hires: hires.HiresTarget | None = None
     hires_prompts: tuple[list[str], list[str]] | None = None  # the second pass's (prompts, negative prompts)
+    vae: sd_vae.VaeFile | None = None  # the VAE override (None: the checkpoint's own)
 
     def values(self, name: str, indices) -> list:
         return [self.per_image[name][index] for index in indices]
@@ -359,6 +363,7 @@ def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model:
     made, and the checkpoint loaded."""
     values = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
     resolved = {"width": job.width, "height": job.height, "sd_model_checkpoint": model.checkpoint}
+    resolved["sd_vae"] = job.vae
     resolved["inpainting_unet"] = diffusion.is_inpainting_model(model)
     if job.hires is not None:
         resolved |= {"hr_resize_x": job.hires.resize_x, "hr_resize_y": job.hires.resize_y}
@@ -568,6 +573,10 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     if job.hires is not None and p.hr_checkpoint_name is not None:
         with timings.phase("load_model"):  # both stay loaded for the job: the cache keeps the second
             hires_model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.hr_checkpoint_name))
+    job.vae = sd_vae.resolve(p.sd_vae)
+    with timings.phase("load_model"):
+        for loaded in (model, hires_model) if hires_model is not None else (model,):
+            sd_vae.apply(loaded, job.vae)
     batch_size = 1 if p.exact else p.batch_size
     # A LoRA applies to a whole UNet call: images asking for other LoRAs than their neighbours get their own batch.
     batches = lora.split_batches(job.batches(batch_size), job.lora_tags)

@@ -59,11 +59,11 @@ def test_round_trip_of_our_own_infotext():
 def test_replay_reads_the_declared_pairs_keeps_inert_ones_and_warns_about_the_rest():
     from modules.replay import ReplayWarning, processing_from_infotext, unread_parameters
 
-    # "Lora hashes" is read (replay checks the LoRAs it names: modules.extra_networks); "Hires upscale" is not.
-    text = WEBUI_INFOTEXT.replace('Lora hashes: "add_detail: 7c6bad76eb54, other: 1234"', "Hires upscale: 2")
+    # "Lora hashes" is read (replay checks the LoRAs it names: modules.extra_networks); "Face restoration" is not.
+    text = WEBUI_INFOTEXT.replace('Lora hashes: "add_detail: 7c6bad76eb54, other: 1234"', "Face restoration: GFPGAN")
     parsed = parse_infotext(text)
-    assert unread_parameters(parsed) == {"Hires upscale": "2", "Version": "v1.6.0"}
-    with pytest.warns(ReplayWarning, match="^replay: infotext keys Serena does not honour: Hires upscale "):
+    assert unread_parameters(parsed) == {"Face restoration": "GFPGAN", "Version": "v1.6.0"}
+    with pytest.warns(ReplayWarning, match="^replay: infotext keys Serena does not honour: Face restoration "):
         p = processing_from_infotext(text.replace("Model: v1-5-pruned-emaonly", "Model: serena-default"))
     assert (p.sampler_name, p.scheduler, p.cfg_scale, p.seed, p.width, p.height) == (
         "DPM++ 2M",

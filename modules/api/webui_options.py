@@ -104,7 +104,6 @@ STORED_OPTIONS: dict[str, object] = {
     "sdxl_refiner_high_aesthetic_score": 6.0,
     # VAE
     "sd_vae_checkpoint_cache": 0,
-    "sd_vae": "Automatic",
     "sd_vae_overrides_per_model_preferences": True,
     "auto_vae_precision": True,
     "sd_vae_encode_method": "Full",

@@ -175,10 +175,12 @@ def test_invalid_axis_values_fail_before_anything_is_generated():
 
 def test_axes_name_what_cannot_be_swept():
     valid = (
-        "prompt_sr, lora:NAME, style, sampler, model, prompt, negative_prompt, styles, steps, sampler_name, scheduler, "
-        "cfg_scale, "
-        "seed, width, height, sd_model_checkpoint, subseed, subseed_strength, seed_resize_from_w, seed_resize_from_h, "
-        "clip_skip, eta, exact, override_settings, extra_generation_params"
+        "prompt_sr, lora:NAME, style, sampler, model, vae, hr_sampler, hr_model, prompt, negative_prompt, styles, "
+        "steps, sampler_name, scheduler, cfg_scale, seed, width, height, sd_model_checkpoint, sd_vae, subseed, "
+        "subseed_strength, seed_resize_from_w, seed_resize_from_h, denoising_strength, inpainting_mask_weight, "
+        "clip_skip, emphasis, eta, eta_noise_seed_delta, enable_hr, hr_scale, hr_resize_x, hr_resize_y, hr_upscaler, "
+        "hr_second_pass_steps, hr_sampler_name, hr_scheduler, hr_prompt, hr_negative_prompt, hr_checkpoint_name, "
+        "exact, override_settings, extra_generation_params"
     )
     with pytest.raises(ValueError, match=f"^x: 'cfg' cannot be swept; valid: {re.escape(valid)}$"):
         sk.sweep(BASE, x=("cfg", [1, 2]))

@@ -40,7 +40,7 @@ def test_values_typed_as_in_the_webui_parse_to_the_axis_values(name, text, value
         ("steps", "1-5 (-1)", r"^steps: '1-5 \(-1\)' gives no values"),
         ("cfg_scale", "99", r"^cfg_scale: 99.0 is out of range"),
         ("width", "30", r"^width: 30"),
-        ("sampler", "Euler z", r"^sampler_name: unknown sampler 'Euler z'; valid samplers: Euler, "),
+        ("sampler", "Euler z", r"^sampler: unknown sampler 'Euler z'; valid samplers: Euler, "),  # the axis typed
         ("steps", " , ", r"^steps: no values"),
         ("styles", "x", r"^styles: cannot be typed as a sweep axis; valid: prompt_sr, "),
     ],
@@ -54,7 +54,8 @@ def test_the_axes_offered_are_every_sweepable_field_whose_values_can_be_typed():
     axes = typable_axes(BASE)
     assert list(axes)[0] == "prompt_sr" and axes["cfg_scale"] == "CFG scale" and axes["sampler"] == "Sampler"
     assert {"steps", "seed", "scheduler", "subseed", "subseed_strength", "model", "clip_skip"} <= set(axes)
-    assert not {"sampler_name", "init_image", "override_settings", "styles", "denoising_strength"} & set(axes)
+    assert not {"sampler_name", "init_image", "override_settings", "styles"} & set(axes)
+    assert "denoising_strength" in axes  # the hires pass's, in txt2img
     img2img = sk.StableDiffusionProcessingImg2Img(prompt="a circle")
     assert "denoising_strength" in typable_axes(img2img)
 
