@@ -118,7 +118,8 @@ class Api:
 @dataclass(frozen=True)
 class Widget:
     """The field's control in the notebook form (serena_kit.widgets): `control` is "text area", "dropdown", "int",
-    "bounded int" (bounds from the kind unless given) or "slider"; controls sit on `row` in declaration order.
+    "bounded int" (bounds from the kind unless given), "slider" or "checkbox"; controls sit on `row` in declaration
+    order.
     `none_as`: the control's value for None ("0: the model's native size")."""
 
     control: str
@@ -501,6 +502,7 @@ FIELDS: tuple[GenerationField, ...] = (
         label="Hires. fix",
         modes=TXT2IMG,
         example=True,  # no infotext key of its own: "Hires upscaler" implies it
+        widget=Widget("checkbox", 6),
     ),
     GenerationField(
         "hr_scale",
@@ -511,6 +513,7 @@ FIELDS: tuple[GenerationField, ...] = (
         modes=TXT2IMG,
         infotext=Infotext("Hires upscale", when=lambda values: hires(values) and not hires_resize(values)),
         example=1.5,
+        widget=Widget("slider", 6, {"min": 1.0, "max": 4.0, "step": 0.25}),
     ),
     GenerationField(
         "hr_resize_x",
@@ -542,6 +545,7 @@ FIELDS: tuple[GenerationField, ...] = (
         infotext=Infotext("Hires upscaler", when=hires, implies={"enable_hr": True}),
         api=Api(default=None, description="null: Latent"),
         example="Lanczos",
+        widget=Widget("dropdown", 6),
     ),
     GenerationField(
         "hr_second_pass_steps",
@@ -552,6 +556,7 @@ FIELDS: tuple[GenerationField, ...] = (
         modes=TXT2IMG,
         infotext=Infotext("Hires steps", when=lambda values: hires(values) and values["hr_second_pass_steps"] > 0),
         example=2,
+        widget=Widget("bounded int", 6, {"tooltip": "0: the first pass's steps"}),
     ),
     GenerationField(
         "hr_sampler_name",

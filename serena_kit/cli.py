@@ -176,8 +176,11 @@ def replay_command(args) -> int:
     text = read_infotext(args.file)
     try:
         init_images = [images.open_image(path, "--init-image") for path in args.init_image or ()] or None
+        mask = {"mask": images.open_image(args.mask, "--mask")} if args.mask else {}
     except (TypeError, ValueError) as error:
         raise UsageError(one_line(error)) from None
+    if mask and not init_images:
+        raise UsageError("--mask: an inpainting mask needs the --init-image it applies to")
     kind = "img2img" if init_images else "txt2img"
     save = args.save or not args.verify  # a check leaves no files behind unless asked to
     try:
@@ -190,6 +193,7 @@ def replay_command(args) -> int:
                 do_not_save_samples=not save,
                 exact=args.exact,
                 **output_folders(args.outdir, kind),
+                **mask,
             )
         p.validate()  # a bad value comes from the file, not from an option
     except (TypeError, ValueError) as error:
@@ -396,6 +400,7 @@ def build_parser() -> ArgumentParser:
     replay = commands.add_parser("replay", parents=[common], help="regenerate an image from its infotext")
     replay.add_argument("file", metavar="FILE.png")
     replay.add_argument("--init-image", action="append", metavar="FILE", help="for an img2img infotext")
+    replay.add_argument("--mask", metavar="FILE", help="for an inpainting infotext: the mask it was made with")
     replay.add_argument("--outdir", default="outputs")
     replay.add_argument("--exact", action="store_true")
     replay.add_argument("--verify", action="store_true", help="exit 1 unless byte-identical (saves nothing)")

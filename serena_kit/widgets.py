@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from PIL import Image
 
-from modules import generation_fields, images, sd_samplers
-from modules.field_types import Choice, SamplerName, ScheduleType
+from modules import generation_fields, images, sd_samplers, upscalers
+from modules.field_types import Choice, SamplerName, ScheduleType, UpscalerName
 from modules.processing import (
     Processed,
     StableDiffusionProcessingImg2Img,
@@ -30,28 +30,34 @@ from serena_kit.grids import upscale_for_display
 w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
+MASK = "mask"  # img2img's inpainting mask, also from an upload widget
 
 
 def form_fields() -> list[generation_fields.GenerationField]:
-    """The fields the form shows: those declared with a widget; every other field is fixed when the form is made."""
-    return [declaration for declaration in generation_fields.fields_for("img2img") if declaration.widget]
+    """The fields the form shows: those declared with a widget (txt2img's and img2img's); every other field is fixed
+    when the form is made."""
+    return [declaration for declaration in mode_fields() if declaration.widget]
+
+
+def mode_fields() -> list[generation_fields.GenerationField]:
+    """The fields of txt2img or img2img, in declaration order."""
+    names = {declaration.name for mode in generation_fields.MODES for declaration in generation_fields.fields_for(mode)}
+    return [declaration for declaration in generation_fields.FIELDS if declaration.name in names]
 
 
 def processing_field_names() -> list[str]:
-    """Fields a widget state may set: img2img's (a superset of txt2img's), init images coming as `init_image`."""
-    return [
-        declaration.name for declaration in generation_fields.fields_for("img2img") if declaration.name != "init_images"
-    ]
+    """Fields a widget state may set: txt2img's and img2img's, init images coming as `init_image`."""
+    return [declaration.name for declaration in mode_fields() if declaration.name != "init_images"]
 
 
-def init_image_from(value) -> Image.Image | None:
-    """The init image from a FileUpload value (a tuple of file dicts), or anything modules.images.open_image takes
-    (a PIL image, image-file bytes, a path)."""
+def image_from(value, field: str = INIT_IMAGE) -> Image.Image | None:
+    """The image of a FileUpload value (a tuple of file dicts), or of anything modules.images.open_image takes
+    (a PIL image, image-file bytes, a path); None for an empty upload."""
     if value is None or (isinstance(value, (tuple, list)) and len(value) == 0):
         return None
     if isinstance(value, (tuple, list)) and isinstance(value[0], Mapping) and "content" in value[0]:
         value = value[0]["content"]
-    return images.open_image(value, INIT_IMAGE)
+    return images.open_image(value, field)
 
 
 def request_from_widgets(state) -> ProcessingRequest:
@@ -67,18 +73,23 @@ def request_from_widgets(state) -> ProcessingRequest:
     unknown = sorted(set(values) - set(known) - {INIT_IMAGE})
     if unknown:
         raise ValueError(f"{unknown[0]}: not a generation parameter; valid: {', '.join([*known, INIT_IMAGE])}")
-    init_image = init_image_from(values.pop(INIT_IMAGE, None))
+    init_image = image_from(values.pop(INIT_IMAGE, None))
+    if MASK in values:
+        values[MASK] = image_from(values[MASK], MASK)
     for declaration in form_fields():
         if declaration.widget.none_as is not None and values.get(declaration.name) == declaration.widget.none_as:
             values[declaration.name] = None
+    mode = "txt2img" if init_image is None else "img2img"
+    mode_names = {declaration.name for declaration in generation_fields.fields_for(mode)}
+    for declaration in form_fields():  # the other mode's controls are left out
+        if declaration.name not in mode_names:
+            values.pop(declaration.name, None)
+    other_mode_only = sorted(name for name in set(values) - mode_names if values[name] is not None)
+    if other_mode_only:
+        need = f"give an {INIT_IMAGE} too" if mode == "txt2img" else f"leave out the {INIT_IMAGE}"
+        raise ValueError(f"{other_mode_only[0]}: only used by {'img2img' if mode == 'txt2img' else 'txt2img'}; {need}")
+    values = {name: value for name, value in values.items() if name in mode_names}
     if init_image is None:
-        txt2img_names = {declaration.name for declaration in generation_fields.fields_for("txt2img")}
-        for declaration in form_fields():
-            if declaration.name not in txt2img_names:
-                values.pop(declaration.name, None)
-        img2img_only = sorted(set(values) - txt2img_names)
-        if img2img_only:
-            raise ValueError(f"{img2img_only[0]}: only used by img2img; give an {INIT_IMAGE} too")
         p = StableDiffusionProcessingTxt2Img(**values)
     else:
         p = StableDiffusionProcessingImg2Img(init_images=[init_image], **values)
@@ -88,8 +99,10 @@ def request_from_widgets(state) -> ProcessingRequest:
 
 def check_starting_values(values: dict) -> None:
     """The engine's checks on a form's starting values: bounded widgets would clamp bad ones silently."""
-    placeholder = Image.new("RGB", (8, 8))  # img2img's checks cover every field a form can hold
-    request_from_widgets(values | {INIT_IMAGE: placeholder})
+    placeholder = Image.new("RGB", (8, 8))
+    for mode, extra in (("txt2img", {}), ("img2img", {INIT_IMAGE: placeholder})):
+        names = {declaration.name for declaration in generation_fields.fields_for(mode)}
+        request_from_widgets({name: value for name, value in values.items() if name in names} | extra)
 
 
 def upload_value_for(image: Image.Image) -> tuple:
@@ -144,6 +157,8 @@ class GenerationForm:
             return w.Dropdown(options=self._choices(kind, start), value=value, **options)
         if spec.control == "int":
             return w.IntText(value, **options)
+        if spec.control == "checkbox":
+            return w.Checkbox(bool(value), indent=False, **options)
         low, high = kind.bounds()
         options = {"min": low, "max": high} | options
         if spec.control == "bounded int":
@@ -160,6 +175,8 @@ class GenerationForm:
             return sd_samplers.supported_schedule_types(start["sampler_name"])
         if isinstance(kind, Choice):
             return [(name, code) for code, name in kind.options]
+        if isinstance(kind, UpscalerName):
+            return upscalers.names()
         raise TypeError(f"{type(kind).__name__} fields have no dropdown")
 
     def _build_widgets(self, start: dict) -> None:
@@ -182,8 +199,13 @@ class GenerationForm:
         )
         self.clear_image_button = w.Button(description="Clear image", icon="times")
         self.clear_image_button.on_click(lambda _: self.set_init_image(None))
+        self.mask_image = w.FileUpload(
+            accept="image/*", multiple=False, description="Mask", tooltip="White: repaint, black: keep (inpainting)"
+        )
+        self.clear_mask_button = w.Button(description="Clear mask", icon="times")
+        self.clear_mask_button.on_click(lambda _: self.set_mask(None))
         img2img_row = rows[generation_fields.declaration_of("denoising_strength").widget.row]
-        img2img_row[:0] = [self.init_image, self.clear_image_button]
+        img2img_row[:0] = [self.init_image, self.clear_image_button, self.mask_image, self.clear_mask_button]
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.add_class("serena-generate")
         self.generate_button.on_click(self.on_generate_clicked)
@@ -215,14 +237,21 @@ class GenerationForm:
         """The form's values by processing field name, the fixed fields, and `init_image` when one is uploaded."""
         values = {declaration.name: getattr(self, declaration.name).value for declaration in form_fields()}
         values = values | self.fixed
-        image = init_image_from(self.init_image.value)
+        image = image_from(self.init_image.value)
         if image is not None:
             values[INIT_IMAGE] = image
+        mask = image_from(self.mask_image.value, MASK)
+        if mask is not None:
+            values[MASK] = mask
         return values
 
     def set_init_image(self, image: Image.Image | None) -> None:
         """Put an image in the upload widget (None clears it): img2img from code, as if uploaded."""
         self.init_image.value = upload_value_for(image) if image is not None else ()
+
+    def set_mask(self, mask: Image.Image | None) -> None:
+        """Put an inpainting mask in its upload widget (None clears it), as if uploaded."""
+        self.mask_image.value = upload_value_for(mask) if mask is not None else ()
 
     def reuse_last_seed(self) -> None:
         if self.result is not None:

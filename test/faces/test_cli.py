@@ -149,6 +149,8 @@ BAD_INPUT = [
     (["img2img", "--init-image", "plain.png", "--resize-mode", "7"], "--resize-mode: 7 is not allowed"),
     (["png-info", "missing.png"], "missing.png: not a readable image"),
     (["replay", "zero-steps.png", "--init-image", "notes.txt"], "--init-image: not a readable image"),
+    (["replay", "zero-steps.png", "--mask", "plain.png"], "--mask: an inpainting mask needs the --init-image"),
+    (["replay", "zero-steps.png", "--init-image", "plain.png", "--mask", "notes.txt"], "--mask: not a readable image"),
     (["png-info", "plain.png"], "plain.png: the image has no generation parameters"),
     (["replay", "plain.png"], "plain.png: the image has no generation parameters"),
     (["replay", "zero-steps.png"], "zero-steps.png: steps: 0 is out of range"),

@@ -132,3 +132,6 @@ def test_inpainting_is_byte_identical_through_kit_cli_and_api(capsys, api_server
     api = api_pngs(api_server, "img2img", request)
     assert len(kit) == 1 and kit == cli == api
     assert "Masked content: latent noise" in Image.open(io.BytesIO(kit[0])).info["parameters"]
+    Path("inpainted.png").write_bytes(kit[0])  # and the CLI remakes it from its infotext, init image and mask
+    replay = ["replay", "inpainted.png", "--init-image", "init.png", "--mask", "mask.png", "--verify", "--quiet"]
+    assert main(replay) == 0

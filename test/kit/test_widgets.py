@@ -251,3 +251,38 @@ def test_a_field_declared_with_a_widget_appears_in_the_form(monkeypatch):
     assert sk.request_from_widgets(form).processing.resize_mode == 2
     form.set_init_image(None)  # txt2img: the form's img2img controls are left out
     assert isinstance(sk.request_from_widgets(form).processing, sk.StableDiffusionProcessingTxt2Img)
+
+
+def test_the_hires_controls_make_a_hires_txt2img_job():
+    from modules import upscalers
+
+    form = sk.GenerationForm(prompt="a red circle on a blue background", steps=3, seed=5, width=32, height=32)
+    form.fixed["do_not_save_samples"] = True
+    assert list(form.hr_upscaler.options) == upscalers.names() and form.enable_hr.value is False
+    form.enable_hr.value, form.hr_scale.value, form.hr_upscaler.value = True, 2.0, "Lanczos"
+    result = form.generate()
+    assert result.images[0].size == (64, 64)
+    assert "Hires upscale: 2" in result.info and "Hires upscaler: Lanczos" in result.info
+    form.set_init_image(Image.new("RGB", (32, 32), "gold"))  # img2img: the hires controls are left out
+    p = sk.request_from_widgets(form).processing
+    assert isinstance(p, sk.StableDiffusionProcessingImg2Img) and not hasattr(p, "enable_hr")
+
+
+def test_an_uploaded_mask_makes_an_inpainting_job_and_needs_an_init_image():
+    form = sk.GenerationForm(
+        prompt="a yellow circle on a blue background", steps=3, seed=5, denoising_strength=0.9, mask_blur=0
+    )
+    form.fixed["do_not_save_samples"] = True
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    form.set_mask(mask)
+    with pytest.raises(ValueError, match="^mask: only used by img2img; give an init_image too"):
+        sk.request_from_widgets(form)
+    init = Image.new("RGB", (32, 32), (30, 70, 230))
+    form.set_init_image(init)
+    p = sk.request_from_widgets(form).processing
+    assert isinstance(p, sk.StableDiffusionProcessingImg2Img) and p.mask.convert("L").tobytes() == mask.tobytes()
+    image = form.generate().images[0]
+    assert image.getpixel((0, 0)) == init.getpixel((0, 0))  # outside the (unblurred) mask: the init image's pixels
+    form.clear_mask_button.click()
+    assert sk.request_from_widgets(form).processing.mask is None
