@@ -73,6 +73,74 @@ def build_random_pipeline(folder: Path, tiny: bool, dtype, device) -> None:
     pipeline.to(dtype=dtype).save_pretrained(folder, safe_serialization=True)
 
 
+def build_random_sdxl_pipeline(folder: Path, tiny: bool, dtype, device, refiner: bool = False) -> None:
+    """An SDXL pipeline (the base, or with `refiner` the refiner: the second text encoder only, aesthetic-score
+    conditioning) with seeded random weights saved as a diffusers folder. Full size comes from the shipped configs;
+    tiny is a 64 px model of the same structure (two text encoders, pooled text, size conditioning)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLImg2ImgPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    config_dir = ROOT / "modules" / "model_configs" / "sdxl"
+    torch.manual_seed(1 if refiner else 0)
+    with torch.device(device):
+        if not tiny:
+            if refiner:
+                raise ValueError("refiner: only a tiny refiner is built (no refiner config is shipped)")
+            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir / "unet"))
+            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
+            text_config = CLIPTextConfig.from_pretrained(config_dir / "text_encoder")
+            text_config_2 = CLIPTextConfig.from_pretrained(config_dir / "text_encoder_2")
+        else:
+            width = 32
+            time_ids = 5 if refiner else 6
+            unet = UNet2DConditionModel(
+                sample_size=8,
+                block_out_channels=(32, 64),
+                layers_per_block=1,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                attention_head_dim=(2, 4),
+                transformer_layers_per_block=(1, 2),
+                use_linear_projection=True,
+                cross_attention_dim=width if refiner else 2 * width,
+                addition_embed_type="text_time",
+                addition_time_embed_dim=8,
+                projection_class_embeddings_input_dim=time_ids * 8 + width,
+            )
+            vae = AutoencoderKL(
+                block_out_channels=(32, 32, 32, 32),
+                latent_channels=4,
+                norm_num_groups=8,
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4,
+                scaling_factor=0.13025,
+                force_upcast=True,
+            )
+            shape = dict(intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, vocab_size=49408)
+            text_config = CLIPTextConfig(hidden_size=width, **shape)
+            text_config_2 = CLIPTextConfig(hidden_size=width, projection_dim=width, hidden_act="gelu", **shape)
+        text_encoder_2 = CLIPTextModelWithProjection(text_config_2)
+        text_encoder = None if refiner else CLIPTextModel(text_config)
+    scheduler = EulerDiscreteScheduler.from_pretrained(config_dir / "scheduler")
+    tokenizer_2 = CLIPTokenizer.from_pretrained(config_dir / "tokenizer_2", local_files_only=True)
+    parts = dict(vae=vae, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
+    if refiner:
+        pipeline = StableDiffusionXLImg2ImgPipeline(
+            text_encoder=None, tokenizer=None, requires_aesthetics_score=True, **parts
+        )
+    else:
+        tokenizer = CLIPTokenizer.from_pretrained(config_dir / "tokenizer", local_files_only=True)
+        pipeline = StableDiffusionXLPipeline(text_encoder=text_encoder, tokenizer=tokenizer, **parts)
+    pipeline.to(dtype=dtype).save_pretrained(folder, safe_serialization=True)
+
+
 def serena_job(folder: Path, batch: int, size: int, steps: int, seed: int = 0):
     """The job on the benchmark's model (named: a job without a checkpoint runs the embedded default model)."""
     from modules.processing import StableDiffusionProcessingTxt2Img

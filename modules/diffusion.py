@@ -7,6 +7,7 @@ job's state, which can stop the loop.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -26,21 +27,29 @@ warnings.filterwarnings("ignore", message="Should have tb<=t1", module="torchsde
 @dataclass
 class PromptConditioning:
     """The text embeddings of a batch for classifier-free guidance, per sampling step: rows are the negative
-    prompts, then the prompts; each row is a schedule of (end step, embedding) from prompt editing and alternation.
+    prompts, then the prompts; each row is a schedule of (end step, encoding) from prompt editing and alternation.
 
-    A batch without editing has one embedding per row: `at` then returns the same tensor every step.
+    A batch without editing has one encoding per row: `at` then returns the same tensor every step.
     """
 
     end_steps: list[list[int]]
-    embeddings: list[list[torch.Tensor]]
+    encodings: list[list[prompt_encoding.TextEncoding]]
     _by_indices: dict = field(default_factory=dict, repr=False)
 
     def at(self, step_index: int) -> torch.Tensor:
         """The (rows, tokens, dim) embeddings for sampling step `step_index` (0-based, one per model evaluation)."""
+        return self._rows(step_index, "hidden")
+
+    def pooled_at(self, step_index: int) -> torch.Tensor:
+        """SDXL's (rows, pooled dim) pooled embeddings for sampling step `step_index`."""
+        return self._rows(step_index, "pooled")
+
+    def _rows(self, step_index: int, part: str) -> torch.Tensor:
         indices = tuple(prompt_parser.schedule_index(ends, step_index) for ends in self.end_steps)
-        if indices not in self._by_indices:
-            self._by_indices[indices] = torch.cat([row[index] for row, index in zip(self.embeddings, indices)])
-        return self._by_indices[indices]
+        if (indices, part) not in self._by_indices:
+            rows = [getattr(row[index], part) for row, index in zip(self.encodings, indices)]
+            self._by_indices[indices, part] = torch.cat(rows)
+        return self._by_indices[indices, part]
 
 
 def encode_prompts(
@@ -52,15 +61,76 @@ def encode_prompts(
     steps: int,
 ) -> PromptConditioning:
     """Each prompt's schedule over `steps` (modules.prompt_parser), each distinct text encoded once (cached by the
-    model), every embedding padded with empty chunks to the longest one's length."""
+    model), every embedding padded with empty chunks to the longest one's length.
+
+    SDXL encodes an empty negative prompt as zeros (embedding and pooled), as the webui and diffusers do."""
     schedules = [prompt_parser.prompt_schedule(text, steps) for text in negative_prompts + prompts]
-    embeddings = [
-        [prompt_encoding.encode_text(model, text, clip_skip, emphasis) for _, text in schedule]
+    encodings = [
+        [prompt_encoding.text_encoding(model, text, clip_skip, emphasis) for _, text in schedule]
         for schedule in schedules
     ]
-    tokens = max(embedding.shape[1] for row in embeddings for embedding in row)
-    padded = [[prompt_encoding.pad_to_chunks(model, e, tokens, clip_skip) for e in row] for row in embeddings]
+    if model.is_sdxl:
+        for row, schedule in zip(encodings[: len(negative_prompts)], schedules):
+            row[:] = [zeros_if_empty(encoding, text) for encoding, (_, text) in zip(row, schedule)]
+    tokens = max(encoding.hidden.shape[1] for row in encodings for encoding in row)
+    padded = [
+        [dataclasses.replace(e, hidden=prompt_encoding.pad_to_chunks(model, e.hidden, tokens, clip_skip)) for e in row]
+        for row in encodings
+    ]
     return PromptConditioning([[end for end, _ in schedule] for schedule in schedules], padded)
+
+
+def zeros_if_empty(encoding: prompt_encoding.TextEncoding, text: str) -> prompt_encoding.TextEncoding:
+    if text:
+        return encoding
+    return prompt_encoding.TextEncoding(torch.zeros_like(encoding.hidden), torch.zeros_like(encoding.pooled))
+
+
+SDXL_CROP_TOP_LEFT = (0, 0)  # the webui's defaults (its sdxl_crop_top / sdxl_crop_left options)
+REFINER_AESTHETIC_SCORES = (2.5, 6.0)  # negative, positive: the webui's sdxl_refiner_low/high_aesthetic_score
+
+
+def size_conditioning(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+    """SDXL's micro-conditioning, one row per CFG row (negatives, then prompts): original size, crop, target size
+    (the image's own size, as the webui sets them), or, for the refiner, the aesthetic score instead of the target."""
+    unet_config = model.pipeline.unet.config
+    pooled_dim = model.pipeline.text_encoder_2.config.projection_dim
+    ids_count = (unet_config.projection_class_embeddings_input_dim - pooled_dim) // unet_config.addition_time_embed_dim
+    height, width = (side * model.vae_scale_factor for side in latents.shape[-2:])
+    size_and_crop = [height, width, *SDXL_CROP_TOP_LEFT]
+    if ids_count == 5:  # the refiner
+        rows = [size_and_crop + [REFINER_AESTHETIC_SCORES[0]]] * len(latents)
+        rows += [size_and_crop + [REFINER_AESTHETIC_SCORES[1]]] * len(latents)
+    else:
+        rows = [size_and_crop + [height, width]] * (2 * len(latents))
+    return torch.tensor(rows, device=model.device, dtype=model.dtype)
+
+
+@dataclass
+class RefinerSwitch:
+    """An SDXL refiner taking over sampling: from the first step whose timestep t has (999 - t) / 1000 >=
+    `switch_at` (the webui's default rule), its UNet samples with its own encodings of the prompts; the latents, the
+    scheduler and the per-image step noise go on. `taken_over` says whether it did (then it decodes the images)."""
+
+    model: LoadedModel
+    conditioning: PromptConditioning
+    switch_at: float
+    taken_over: bool = False
+
+    def step(self, timesteps) -> int | None:
+        for index, timestep in enumerate(timesteps):
+            if (999 - round(float(timestep))) / 1000 >= self.switch_at:
+                return index
+        return None
+
+
+def refiner_switch(
+    refiner: LoadedModel | None, prompts, negative_prompts, clip_skip, emphasis, steps, switch_at
+) -> RefinerSwitch | None:
+    if refiner is None:
+        return None
+    conditioning = encode_prompts(refiner, prompts, negative_prompts, clip_skip, emphasis, steps)
+    return RefinerSwitch(refiner, conditioning, switch_at)
 
 
 def initial_noise(latent_shape, seeds, subseeds, subseed_strength, seed_resize_from) -> torch.Tensor:
@@ -94,6 +164,7 @@ def denoise(
     state: GenerationState,
     image_conditioning: torch.Tensor | None = None,
     after_step=None,
+    refiner: RefinerSwitch | None = None,
 ) -> torch.Tensor:
     """The sampling loop. Per-image step noise comes from generators seeded from each image's seed; the text
     embeddings of each step come from `conditioning` (prompt editing changes them between steps).
@@ -101,7 +172,7 @@ def denoise(
     `cfg_scales` has one value per image; a batch whose values are all equal uses a plain scalar, the exact
     arithmetic of diffusers' pipeline. `image_conditioning`: an inpainting UNet's extra input channels, appended to
     the scaled latents as diffusers' inpainting pipeline does. `after_step(latents, step_index)`: the latents to go
-    on from (inpainting keeps the unmasked area on the init image's path).
+    on from (inpainting keeps the unmasked area on the init image's path). `refiner`: a model that takes over.
     """
     unet = model.pipeline.unet
     generators = rng.step_generators(step_seeds)
@@ -113,15 +184,25 @@ def denoise(
     else:
         cfg_scale = torch.tensor(cfg_scales, device=model.device, dtype=latents.dtype).view(-1, 1, 1, 1)
     state.sampling_steps = len(timesteps)
+    sdxl_sizes = size_conditioning(model, latents) if model.is_sdxl else None
+    unet_kwargs = {}
+    switch_step = refiner.step(timesteps) if refiner is not None else None
     if image_conditioning is not None:
         image_conditioning = torch.cat([image_conditioning] * 2).to(latents)
     for step_index, timestep in enumerate(timesteps):
         state.raise_if_stopped()
+        if step_index == switch_step:
+            unet, conditioning, refiner.taken_over = refiner.model.pipeline.unet, refiner.conditioning, True
+            sdxl_sizes = size_conditioning(refiner.model, latents) if refiner.model.is_sdxl else None
+            unet_kwargs = {}
         model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
         if image_conditioning is not None:
             model_input = torch.cat([model_input, image_conditioning], dim=1)
         embeddings = conditioning.at(step_index)
-        noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False)[0]
+        if sdxl_sizes is not None:
+            added = {"text_embeds": conditioning.pooled_at(step_index), "time_ids": sdxl_sizes}
+            unet_kwargs = {"added_cond_kwargs": added}
+        noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False, **unet_kwargs)[0]
         noise_uncond, noise_text = noise_pred.chunk(2)
         noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
         latents = scheduler.step(noise_pred, timestep, latents, **extra, return_dict=False)[0]
@@ -177,8 +258,9 @@ def image_pixels(model: LoadedModel, images: list[Image.Image], width: int, heig
 
 
 def encode_pixels(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
-    latents = model.pipeline.vae.encode(pixels.to(model.device, model.dtype)).latent_dist.mode()
-    return latents * model.pipeline.vae.config.scaling_factor
+    vae = model.pipeline.vae  # float32 where the model's is float16 and the VAE overflows in it (modules.sd_models)
+    latents = vae.encode(pixels.to(model.device, vae.dtype)).latent_dist.mode()
+    return (latents * vae.config.scaling_factor).to(model.dtype)
 
 
 def is_inpainting_model(model: LoadedModel) -> bool:
@@ -192,7 +274,7 @@ def latent_channels(model: LoadedModel) -> int:
 
 def decode_latents(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:
     vae = model.pipeline.vae
-    pixels = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    pixels = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype), return_dict=False)[0]
     return model.pipeline.image_processor.postprocess(pixels, output_type="pil")
 
 

@@ -388,6 +388,31 @@ FIELDS: tuple[GenerationField, ...] = (
         option=WebuiOption("sd_vae"),
     ),
     GenerationField(
+        "refiner_checkpoint",
+        OrNone(Text("a checkpoint name or path")),
+        None,
+        "SDXL refiner: the checkpoint that takes over sampling at refiner_switch_at (default: none)",
+        label="Refiner",
+        short_name="refiner",
+        infotext=Infotext(
+            "Refiner",
+            write=lambda checkpoint: {"Refiner": checkpoint.title} if checkpoint else {},
+            read=read_checkpoint,
+        ),
+        api=None,  # the API maps it to a checkpoint in the server's models folder (modules.api.requests)
+        display=show_checkpoint,
+    ),
+    GenerationField(
+        "refiner_switch_at",
+        Number(0.0, 1.0),
+        0.8,
+        "SDXL refiner: how much of the sampling the model does before the refiner takes over (by timestep, as the "
+        "webui: at the first step whose timestep t has (999 - t) / 1000 >= this)",
+        label="Refiner switch at",
+        infotext=Infotext("Refiner switch at", when=lambda values: values.get("refiner_checkpoint") is not None),
+        example=0.5,
+    ),
+    GenerationField(
         "subseed",
         Seed(),
         -1,

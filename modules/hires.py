@@ -90,10 +90,11 @@ def truncate(latents, hires_target: HiresTarget):
     return latents[:, :, cut_y // 2 : height - (cut_y + 1) // 2, cut_x // 2 : width - (cut_x + 1) // 2]
 
 
-def second_pass(p, model, job, indices, latents, state, timings):
+def second_pass(p, model, job, indices, latents, state, timings, refiner_model=None):
     """One batch's second pass: upscale the first pass's latents to the hires size and denoise them again.
 
-    `model` is the second pass's (hr_checkpoint_name, or the first pass's); `job` the ImageJob (seeds, prompts).
+    `model` is the second pass's (hr_checkpoint_name, or the first pass's); `job` the ImageJob (seeds, prompts);
+    `refiner_model` takes over within this pass. Returns the latents and the model that made them last.
     """
     from modules import diffusion, extra_networks, masking, sd_samplers, upscalers
 
@@ -138,20 +139,18 @@ def second_pass(p, model, job, indices, latents, state, timings):
     )
     total_steps, run_steps = second_pass_steps(p.hr_second_pass_steps or p.steps, p.denoising_strength)
     with timings.phase("encode_prompt"):
-        prompts, negative_prompts = job.hires_prompts
-        conditioning = diffusion.encode_prompts(  # prompt editing counts the second pass's own steps
-            model,
-            [extra_networks.strip_tags(prompts[i]) for i in indices],
-            [negative_prompts[i] for i in indices],
-            p.clip_skip,
-            p.emphasis,
-            total_steps,
+        prompts = [extra_networks.strip_tags(job.hires_prompts[0][i]) for i in indices]
+        negative_prompts = [job.hires_prompts[1][i] for i in indices]
+        # Prompt editing counts the second pass's own steps.
+        conditioning = diffusion.encode_prompts(model, prompts, negative_prompts, p.clip_skip, p.emphasis, total_steps)
+        refiner = diffusion.refiner_switch(
+            refiner_model, prompts, negative_prompts, p.clip_skip, p.emphasis, total_steps, p.refiner_switch_at
         )
     timesteps, latents = diffusion.img2img_latents(
         model, scheduler, latents.to(model.device, model.dtype), noise, total_steps, p.denoising_strength, run_steps
     )
     with timings.phase("sample"):
-        return diffusion.denoise(
+        latents = diffusion.denoise(
             model,
             scheduler,
             latents,
@@ -162,4 +161,6 @@ def second_pass(p, model, job, indices, latents, state, timings):
             p.eta,
             state,
             image_conditioning=image_conditioning,
+            refiner=refiner,
         )
+    return latents, refiner.model if refiner is not None and refiner.taken_over else model

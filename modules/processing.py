@@ -76,6 +76,8 @@ class StableDiffusionProcessing:
     emphasis: str = declared("emphasis")
     sd_model_checkpoint: str | None = declared("sd_model_checkpoint")
     sd_vae: str = declared("sd_vae")
+    refiner_checkpoint: str | None = declared("refiner_checkpoint")
+    refiner_switch_at: float = declared("refiner_switch_at")
     do_not_save_samples: bool = declared("do_not_save_samples")
     do_not_save_grid: bool = declared("do_not_save_grid")
     samples_format: str = declared("samples_format")
@@ -88,6 +90,8 @@ class StableDiffusionProcessing:
 
     def __post_init__(self):
         self.sampler_name, self.scheduler = sd_samplers.canonical_names(self.sampler_name, self.scheduler)
+        if self.refiner_checkpoint in ("", "None", "none"):  # what the webui's clients send for "no refiner"
+            self.refiner_checkpoint = None
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad field; loads no model."""
@@ -104,6 +108,8 @@ class StableDiffusionProcessing:
             for tag in extra_networks.parse_lora_tags(prompt)[1]:
                 extra_networks.find_lora(tag.name, available_loras)
         sd_vae.resolve(effective.sd_vae)
+        if effective.refiner_checkpoint is not None:
+            sd_models.resolve_checkpoint(effective.refiner_checkpoint, field="refiner_checkpoint")
         checkpoint = sd_models.resolve_checkpoint(effective.sd_model_checkpoint)
         if checkpoint.is_pickle and not sd_models.model_cache.holds(checkpoint):
             raise ValueError(
@@ -369,6 +375,8 @@ def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model:
         resolved |= {"hr_resize_x": job.hires.resize_x, "hr_resize_y": job.hires.resize_y}
         if p.hr_checkpoint_name is not None:
             resolved["hr_checkpoint_name"] = sd_models.resolve_checkpoint(p.hr_checkpoint_name)
+    if p.refiner_checkpoint is not None:
+        resolved["refiner_checkpoint"] = sd_models.resolve_checkpoint(p.refiner_checkpoint)
     if getattr(p, "mask", None) is not None:
         blur_x, blur_y = mask_blurs(p)
         resolved["mask_blur"] = blur_x if blur_x == blur_y else None  # the webui's rule
@@ -404,23 +412,25 @@ def sample_batch(
     indices: range,
     timings: PhaseTimings,
     hires_model: sd_models.LoadedModel | None = None,
+    refiner_model: sd_models.LoadedModel | None = None,
 ) -> list[Image.Image]:
-    """Encode prompts, make noise, denoise (then the hires pass) and decode one batch of images."""
+    """Encode prompts, make noise, denoise (then the hires pass) and decode one batch of images. A refiner takes
+    over in the last pass: the hires pass when there is one (the webui's default), else the only one."""
     seeds = job.values("seed", indices)
     latent_shape = (
         diffusion.latent_channels(model),
         job.height // model.vae_scale_factor,
         job.width // model.vae_scale_factor,
     )
+    prompts = [extra_networks.strip_tags(prompt) for prompt in job.values("prompt", indices)]  # LoRA tags out
+    negative_prompts = job.values("negative_prompt", indices)
     with timings.phase("encode_prompt"):
-        conditioning = diffusion.encode_prompts(
-            model,
-            [extra_networks.strip_tags(prompt) for prompt in job.values("prompt", indices)],  # LoRA tags out
-            job.values("negative_prompt", indices),
-            p.clip_skip,
-            p.emphasis,
-            p.steps,
-        )
+        conditioning = diffusion.encode_prompts(model, prompts, negative_prompts, p.clip_skip, p.emphasis, p.steps)
+        refiner = None
+        if job.hires is None:
+            refiner = diffusion.refiner_switch(
+                refiner_model, prompts, negative_prompts, p.clip_skip, p.emphasis, p.steps, p.refiner_switch_at
+            )
     noise = diffusion.initial_noise(
         latent_shape, seeds, job.values("subseed", indices), p.subseed_strength, job.seed_resize_from
     )
@@ -456,11 +466,14 @@ def sample_batch(
                 p.state,
                 image_conditioning=image_conditioning,
                 after_step=blend,
+                refiner=refiner,
             )
+            if refiner is not None and refiner.taken_over:
+                model = refiner_model  # its VAE decodes, as when the webui switches models
             if job.hires is not None:
                 p.state.job_no, p.state.sampling_step = p.state.job_no + 1, 0  # the second pass: the batch's 2nd job
                 model = hires_model or model
-                latents = hires.second_pass(p, model, job, indices, latents, p.state, timings)
+                latents, model = hires.second_pass(p, model, job, indices, latents, p.state, timings, refiner_model)
         except Interrupted:
             if not p.state.keep_interrupted_batch or p.state.current_latent is None:
                 raise
@@ -474,6 +487,17 @@ def sample_batch(
             for position, image in enumerate(decoded)
         ]
     return decoded
+
+
+def check_refiner(model: sd_models.LoadedModel, refiner: sd_models.LoadedModel) -> None:
+    """A refiner continues the model's latents: the same latent space and UNet inputs."""
+    ours = (diffusion.latent_channels(model), model.vae_scale_factor, model.pipeline.unet.config.in_channels)
+    theirs = (diffusion.latent_channels(refiner), refiner.vae_scale_factor, refiner.pipeline.unet.config.in_channels)
+    if ours != theirs:
+        raise ValueError(
+            f"refiner_checkpoint: {refiner.checkpoint.name} cannot continue {model.checkpoint.name}'s sampling: "
+            f"latent channels, VAE scale and UNet inputs {theirs} differ from {ours}"
+        )
 
 
 def txt2img_image_conditioning(model: sd_models.LoadedModel, latents):
@@ -573,9 +597,15 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     if job.hires is not None and p.hr_checkpoint_name is not None:
         with timings.phase("load_model"):  # both stay loaded for the job: the cache keeps the second
             hires_model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.hr_checkpoint_name))
+    refiner_model = None
+    if p.refiner_checkpoint is not None:
+        with timings.phase("load_model"):  # kept for the job like the hires checkpoint
+            refiner_model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.refiner_checkpoint))
+        check_refiner(model, refiner_model)
+    extra_models = [loaded for loaded in (hires_model, refiner_model) if loaded is not None]
     job.vae = sd_vae.resolve(p.sd_vae)
     with timings.phase("load_model"):
-        for loaded in (model, hires_model) if hires_model is not None else (model,):
+        for loaded in (model, *extra_models):
             sd_vae.apply(loaded, job.vae)
     batch_size = 1 if p.exact else p.batch_size
     # A LoRA applies to a whole UNet call: images asking for other LoRAs than their neighbours get their own batch.
@@ -588,8 +618,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         if job.hires_prompts is not None:
             texts += job.hires_prompts[0] + job.hires_prompts[1]
         job.embeddings = {network.name: network for network in textual_inversion.prepare(model, texts)}
-        if hires_model is not None:
-            textual_inversion.prepare(hires_model, texts)
+        for loaded in extra_models:
+            textual_inversion.prepare(loaded, texts)
     samples: list[Image.Image] = []
     infotexts: list[str] = []
     kept_indices: list[int] = []
@@ -601,7 +631,7 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 state.begin_batch(batch_no * passes)
                 try:
                     with lora.applied(model, lora_tags, job.loras):
-                        batch_images = sample_batch(p, model, job, indices, timings, hires_model)
+                        batch_images = sample_batch(p, model, job, indices, timings, hires_model, refiner_model)
                 except Skipped:
                     continue
                 for index, image in zip(indices, batch_images):

@@ -8,6 +8,12 @@ mode (modules.emphasis), and the chunks' embeddings are concatenated: (1, 77 x c
 
 A text without prompt syntax and up to 75 tokens is one chunk of exactly the token ids (and so the embedding)
 that diffusers' `encode_prompt` gives.
+
+SDXL (the webui's `sd_models_xl` and diffusers' `StableDiffusionXLPipeline.encode_prompt`): each text encoder
+tokenizes, chunks and weights the text on its own; each chunk's output is its penultimate layer's hidden states (no
+final layer norm; Clip skip does not apply, as in the webui by default), the two encoders' outputs are concatenated
+feature-wise, and the pooled embedding is the second encoder's projected output for the first chunk, untouched by
+emphasis. The refiner has the second encoder only.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ COMMA_BACKTRACK = 20  # the webui's default "comma_padding_backtrack"
 PROMPT_CACHE_SIZE = 256
 
 
+@dataclass(frozen=True)
+class TextEncoding:
+    """A text's embedding (1, 77 x chunks, dim) and, for SDXL, its pooled embedding (1, pooled dim)."""
+
+    hidden: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+
 @dataclass
 class Chunk:
     """Up to CHUNK_LENGTH prompt tokens and their weights (start and end tokens not included)."""
@@ -32,15 +46,27 @@ class Chunk:
     weights: list[float] = field(default_factory=list)
 
 
-def tokenize_fragment(model: LoadedModel, text: str) -> list[int]:
+def text_encoders(model: LoadedModel) -> list[tuple]:
+    """(tokenizer, text encoder) pairs in concatenation order: SD's one, SDXL's two, the SDXL refiner's second."""
+    pipeline = model.pipeline
+    pairs = []
+    if getattr(pipeline, "text_encoder", None) is not None:
+        pairs.append((pipeline.tokenizer, pipeline.text_encoder))
+    if getattr(pipeline, "text_encoder_2", None) is not None:
+        pairs.append((pipeline.tokenizer_2, pipeline.text_encoder_2))
+    return pairs
+
+
+def tokenize_fragment(model: LoadedModel, text: str, tokenizer=None) -> list[int]:
     """The token ids of one fragment of prompt text, without start/end tokens. The one place text becomes tokens
     (textual-inversion embeddings expand their names here)."""
-    text = textual_inversion.expand(model, text)  # a multi-vector embedding's name -> its tokens
-    return model.pipeline.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+    tokenizer = tokenizer or text_encoders(model)[0][0]
+    text = textual_inversion.expand(model, text, tokenizer)  # a multi-vector embedding's name -> its tokens
+    return tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
 
 
-def comma_token(model: LoadedModel) -> int | None:
-    return model.pipeline.tokenizer.get_vocab().get(",</w>")
+def comma_token(tokenizer) -> int | None:
+    return tokenizer.get_vocab().get(",</w>")
 
 
 def weighted_segments(text: str, emphasis_mode: str) -> list[list[prompt_parser.Fragment]]:
@@ -84,61 +110,83 @@ def chunk_tokens(
     return chunks
 
 
-def prompt_chunks(model: LoadedModel, text: str, emphasis_mode: str) -> list[Chunk]:
+def prompt_chunks(model: LoadedModel, text: str, emphasis_mode: str, tokenizer=None) -> list[Chunk]:
+    tokenizer = tokenizer or text_encoders(model)[0][0]
     segments = [
-        [(tokenize_fragment(model, fragment.text), fragment.weight) for fragment in segment]
+        [(tokenize_fragment(model, fragment.text, tokenizer), fragment.weight) for fragment in segment]
         for segment in weighted_segments(text, emphasis_mode)
     ]
-    return chunk_tokens(segments, comma_token(model))
+    return chunk_tokens(segments, comma_token(tokenizer))
 
 
-def chunk_ids(model: LoadedModel, chunk: Chunk) -> tuple[list[int], int]:
+def chunk_ids(tokenizer, chunk: Chunk) -> tuple[list[int], int]:
     """The chunk's 77 token ids (start, tokens, end, padding) and how many of them are not padding."""
-    tokenizer = model.pipeline.tokenizer
     ids = [tokenizer.bos_token_id, *chunk.tokens, tokenizer.eos_token_id]
     return ids + [tokenizer.pad_token_id] * (CHUNK_LENGTH + 2 - len(ids)), len(ids)
 
 
-def encode_ids(model: LoadedModel, ids: list[int], length: int, clip_skip: int) -> torch.Tensor:
-    """The encoder's output (1, 77, dim) for one chunk, as diffusers' `encode_prompt` computes it.
+def encode_ids(
+    model: LoadedModel, text_encoder, ids: list[int], length: int, clip_skip: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The encoder's output (1, 77, dim) for one chunk, as diffusers' `encode_prompt` computes it, and its pooled
+    output for SDXL's second encoder (None otherwise).
 
     `clip_skip` counts like the webui: 1 is the last layer, 2 the one before it (then the final layer norm).
     """
-    text_encoder = model.pipeline.text_encoder
     input_ids = torch.tensor([ids], device=model.device)
+    if model.is_sdxl:
+        output = text_encoder(input_ids, output_hidden_states=True)
+        pooled = output.text_embeds if hasattr(output, "text_embeds") else None
+        return output.hidden_states[-2], pooled
     attention_mask = None
     if getattr(text_encoder.config, "use_attention_mask", False):  # absent from CLIP's config, as in diffusers
         attention_mask = (torch.arange(len(ids), device=model.device) < length).long().unsqueeze(0)
     if clip_skip == 1:
-        return text_encoder(input_ids, attention_mask=attention_mask)[0]
+        return text_encoder(input_ids, attention_mask=attention_mask)[0], None
     output = text_encoder(input_ids, attention_mask=attention_mask, output_hidden_states=True)
     # transformers 5's CLIPTextModel has the layer norm at the top level (older versions: under text_model).
     final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
-    return final_layer_norm(output.hidden_states[-clip_skip])
+    return final_layer_norm(output.hidden_states[-clip_skip]), None
 
 
-def encode_chunk(model: LoadedModel, chunk: Chunk, clip_skip: int, emphasis_mode: str) -> torch.Tensor:
-    ids, length = chunk_ids(model, chunk)
-    z = encode_ids(model, ids, length, clip_skip)
+def encode_chunk(
+    model: LoadedModel, tokenizer, text_encoder, chunk: Chunk, clip_skip: int, emphasis_mode: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ids, length = chunk_ids(tokenizer, chunk)
+    z, pooled = encode_ids(model, text_encoder, ids, length, clip_skip)
     weights = [1.0, *chunk.weights] + [1.0] * (CHUNK_LENGTH + 1 - len(chunk.weights))
     if all(weight == 1.0 for weight in weights):  # every mode leaves unweighted chunks as they are
-        return z
-    return emphasis.MODES[emphasis_mode](z, torch.tensor(weights, device=z.device, dtype=z.dtype))
+        return z, pooled
+    return emphasis.MODES[emphasis_mode](z, torch.tensor(weights, device=z.device, dtype=z.dtype)), pooled
 
 
 def encode_text(model: LoadedModel, text: str, clip_skip: int, emphasis_mode: str = emphasis.DEFAULT) -> torch.Tensor:
-    """One plain text's embedding (1, 77 x chunks, dim), kept in the model's prompt cache: a sweep over seeds or
-    CFG re-encodes nothing, and a text's embedding does not depend on the other texts of its batch."""
+    """One plain text's embedding (1, 77 x chunks, dim); see `text_encoding`."""
+    return text_encoding(model, text, clip_skip, emphasis_mode).hidden
+
+
+def text_encoding(model: LoadedModel, text: str, clip_skip: int, emphasis_mode: str = emphasis.DEFAULT) -> TextEncoding:
+    """One plain text's encoding, kept in the model's prompt cache: a sweep over seeds or CFG re-encodes nothing,
+    and a text's embedding does not depend on the other texts of its batch."""
     key = (text, clip_skip, emphasis_mode)
     if key in model.prompt_cache:
         return model.prompt_cache[key]
-    chunks = prompt_chunks(model, text, emphasis_mode)
-    embedding = torch.cat([encode_chunk(model, chunk, clip_skip, emphasis_mode) for chunk in chunks], dim=1)
-    embedding = embedding.to(dtype=model.dtype, device=model.device)
+    hidden, pooled = [], None
+    for tokenizer, text_encoder in text_encoders(model):
+        chunks = prompt_chunks(model, text, emphasis_mode, tokenizer)
+        encoded = [encode_chunk(model, tokenizer, text_encoder, chunk, clip_skip, emphasis_mode) for chunk in chunks]
+        hidden.append(torch.cat([z for z, _ in encoded], dim=1))
+        pooled = encoded[0][1]  # the last encoder's first chunk (SDXL's second encoder)
+    if len({z.shape[1] for z in hidden}) > 1:  # only an embedding of unequal lengths for the two encoders does this
+        raise ValueError(f"prompt: {text!r} makes a different number of chunks for the two text encoders")
+    encoding = TextEncoding(
+        torch.cat(hidden, dim=-1).to(dtype=model.dtype, device=model.device),
+        None if pooled is None else pooled.to(dtype=model.dtype, device=model.device),
+    )
     if len(model.prompt_cache) >= PROMPT_CACHE_SIZE:
         model.prompt_cache.pop(next(iter(model.prompt_cache)))  # drop the oldest
-    model.prompt_cache[key] = embedding
-    return embedding
+    model.prompt_cache[key] = encoding
+    return encoding
 
 
 def pad_to_chunks(model: LoadedModel, embedding: torch.Tensor, tokens: int, clip_skip: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Which model, loaded how: resolve a checkpoint name, hash it, load it once, keep it, free it on switch.
 
 Checkpoints are the embedded default model, a diffusers folder (model_index.json), or a single-file checkpoint in
-the original Stable Diffusion layout (.safetensors; pickle files only with an explicit allow flag). Names are looked
+the original Stable Diffusion layout (.safetensors; pickle files only with an explicit allow flag), of the SD 1.x/2.x
+or the SDXL family (base or refiner), told apart by the folder's pipeline class or the file's keys. Names are looked
 up as given, then in the models folder (SERENA_MODELS_DIR, default `models/Stable-diffusion`).
 
 The cache holds one model: generation is serialized by the runner, and a second model in memory is what makes a
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import os
 import re
 import threading
@@ -81,6 +83,29 @@ class CheckpointInfo:
             _hash_cache[stat_key] = sha256_of_files(files)
         return _hash_cache[stat_key]
 
+    @cached_property
+    def architecture(self) -> str:
+        """ "sd1", "sd2", "sd" (another SD size, as the default model), "sdxl" or "sdxl-refiner"."""
+        if self.kind == "single_file":
+            from modules.sd_single_file import file_architecture
+
+            try:
+                return file_architecture(self.path)
+            except Exception:  # noqa: BLE001 - an unreadable file (safetensors' own error type): loading it says why
+                return "unknown"
+        index = json.loads((self.path / "model_index.json").read_text(encoding="utf-8"))
+        if index.get("_class_name", "").startswith("StableDiffusionXL"):
+            return "sdxl" if (index.get("text_encoder") or [None])[0] else "sdxl-refiner"
+        text_config = self.path / "text_encoder" / "config.json"
+        if not text_config.is_file():  # not a loadable folder: loading it says why
+            return "unknown"
+        hidden_size = json.loads(text_config.read_text(encoding="utf-8")).get("hidden_size")
+        return {768: "sd1", 1024: "sd2"}.get(hidden_size, "sd")
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.architecture.startswith("sdxl")
+
     @property
     def shorthash(self) -> str:
         return self.sha256[:10]
@@ -115,9 +140,11 @@ def list_checkpoints(folder: Path | None = None) -> list[CheckpointInfo]:
     return found
 
 
-def resolve_checkpoint(name: str | os.PathLike | None, folder: Path | None = None) -> CheckpointInfo:
+def resolve_checkpoint(
+    name: str | os.PathLike | None, folder: Path | None = None, field: str = "sd_model_checkpoint"
+) -> CheckpointInfo:
     """The checkpoint `name` refers to: None/"default", a path, a file or folder name in the models folder, or a
-    webui title "name [hash]". ValueError lists what is available."""
+    webui title "name [hash]". ValueError (naming `field`) lists what is available."""
     if name is None or str(name) in ("", "default", DEFAULT_MODEL_NAME):
         return default_checkpoint()
     text = _TITLE_HASH.sub("", str(name))
@@ -132,11 +159,11 @@ def resolve_checkpoint(name: str | os.PathLike | None, folder: Path | None = Non
             return info
     if Path(text).is_file():
         raise ValueError(
-            f"sd_model_checkpoint: {text!r} is not a checkpoint; allowed: a diffusers folder with model_index.json "
+            f"{field}: {text!r} is not a checkpoint; allowed: a diffusers folder with model_index.json "
             f"or a file ending in {', '.join(SINGLE_FILE_SUFFIXES + PICKLE_SUFFIXES)}"
         )
     available = ", ".join(info.name for info in list_checkpoints(folder))
-    raise ValueError(f"sd_model_checkpoint: no model {str(name)!r}; available: {available} (or a path)")
+    raise ValueError(f"{field}: no model {str(name)!r}; available: {available} (or a path)")
 
 
 @dataclass
@@ -154,6 +181,11 @@ class LoadedModel:
     @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.pipeline.vae.config.block_out_channels) - 1)
+
+    @property
+    def is_sdxl(self) -> bool:
+        """Two text encoders (or the refiner's one, the second), pooled text and size conditioning."""
+        return getattr(self.pipeline, "text_encoder_2", None) is not None
 
     @property
     def native_size(self) -> int:
@@ -178,6 +210,11 @@ def load_pipeline(
         from modules.sd_single_file import load_single_file_pipeline
 
         pipeline = load_single_file_pipeline(checkpoint.path, allow_pickle=allow_pickle, torch_dtype=dtype)
+    elif checkpoint.is_sdxl:
+        from diffusers import DiffusionPipeline
+
+        # The class named by model_index.json: the base's or the refiner's (whose first text encoder is absent).
+        pipeline = DiffusionPipeline.from_pretrained(checkpoint.path, local_files_only=True, dtype=dtype)
     else:
         pipeline = StableDiffusionPipeline.from_pretrained(
             checkpoint.path,
@@ -192,6 +229,8 @@ def load_pipeline(
         fast_path.apply(pipeline, speedups, device)  # offload places the weights itself
         return pipeline
     pipeline.to(device)
+    if checkpoint.is_sdxl and dtype == torch.float16 and pipeline.vae.config.get("force_upcast", False):
+        pipeline.vae.to(torch.float32)  # SDXL's own VAE overflows in float16 (an fp16-fixed one says it does not)
     if speedups is not None:
         fast_path.apply(pipeline, speedups, device)
     return pipeline
@@ -283,11 +322,11 @@ model_cache = ModelCache()
 
 def text_encoder_width() -> int:
     """The loaded model's text-embedding width (the default model's when none is loaded), read without loading it."""
-    import json
 
     loaded = model_cache.loaded
     if loaded is not None:
-        return int(loaded.pipeline.text_encoder.get_input_embeddings().weight.shape[1])
+        encoder = loaded.pipeline.text_encoder or loaded.pipeline.text_encoder_2
+        return int(encoder.get_input_embeddings().weight.shape[1])
     config = json.loads((default_model_dir() / "text_encoder" / "config.json").read_text(encoding="utf-8"))
     return int(config["hidden_size"])
 

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 import diffusers
+import safetensors
 import safetensors.torch
 import torch
 import yaml
@@ -35,10 +36,15 @@ SHIPPED_CONFIGS = MappingProxyType(
     | {"serena-default": DEFAULT_MODEL_DIR}
 )
 
+SDXL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs" / "sdxl"
+
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
 OPEN_CLIP_PREFIX = "cond_stage_model.model."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
+SDXL_REFINER_OPEN_CLIP_PREFIX = "conditioner.embedders.0.model."
 
 # Renames inside one block, diffusers name -> original name, applied to the part of the key after the block prefix.
 UNET_RESNET_RENAMES = (
@@ -109,6 +115,23 @@ def load_single_file_pipeline(
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def file_architecture(path: str | os.PathLike) -> str:
+    """ "sd1", "sd2", "sdxl", "sdxl-refiner" from a checkpoint's key names (a safetensors header; a pickle file is
+    not opened to list it: "unknown")."""
+    path = Path(path)
+    if path.suffix.lower() not in SAFE_EXTENSIONS:
+        return "unknown"
+    with safetensors.safe_open(path, framework="pt") as handle:
+        keys = list(handle.keys())
+    if any(key.startswith(SDXL_OPEN_CLIP_PREFIX) for key in keys):
+        return "sdxl"
+    if any(key.startswith(SDXL_REFINER_OPEN_CLIP_PREFIX) for key in keys):
+        return "sdxl-refiner"
+    if any(key.startswith(OPEN_CLIP_PREFIX) for key in keys):
+        return "sd2"
+    return "sd1" if any(key.startswith(CLIP_PREFIX) for key in keys) else "unknown"
 
 
 def read_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:

@@ -25,8 +25,8 @@ def loaded_embeddings(model) -> dict[str, NetworkFile]:
     return model.networks.setdefault("embeddings", {})
 
 
-def read_vectors(network: NetworkFile):
-    """The embedding's vectors, (n, dim). ValueError for a pickle file without the allowance or an unknown layout."""
+def read_tensors(network: NetworkFile) -> dict:
+    """The file's tensors. ValueError for a pickle file without the allowance."""
     import torch
 
     if network.is_pickle:
@@ -36,12 +36,18 @@ def read_vectors(network: NetworkFile):
                 f"loaded; set {ALLOW_PICKLE_ENV}=1 to allow it, or convert it to .safetensors"
             )
         data = torch.load(network.path, map_location="cpu", weights_only=True)
-    else:
-        import safetensors.torch
+        return {"": data} if isinstance(data, torch.Tensor) else data
+    import safetensors.torch
 
-        data = safetensors.torch.load_file(network.path)
-    if isinstance(data, torch.Tensor):
-        vectors = data
+    return safetensors.torch.load_file(network.path)
+
+
+def read_vectors(network: NetworkFile, encoder_key: str | None = None):
+    """The embedding's vectors, (n, dim); `encoder_key` ("clip_l", "clip_g") picks an SDXL embedding's set.
+    ValueError for a pickle file without the allowance or an unknown layout."""
+    data = read_tensors(network)
+    if encoder_key is not None and encoder_key in data:
+        vectors = data[encoder_key]
     elif "emb_params" in data:
         vectors = data["emb_params"]
     elif isinstance(data.get("string_to_param"), dict):
@@ -53,9 +59,20 @@ def read_vectors(network: NetworkFile):
     else:
         raise ValueError(
             f"prompt: embedding {network.name!r} ({network.path.name}) has none of the webui's keys "
-            f"(emb_params, string_to_param); keys: {', '.join(sorted(map(str, data)))}"
+            f"(emb_params, string_to_param{', ' + encoder_key if encoder_key else ''}); "
+            f"keys: {', '.join(sorted(map(str, data)))}"
         )
     return vectors.reshape(-1, vectors.shape[-1]).float()
+
+
+def encoder_slots(pipeline) -> list[tuple[str | None, object, object]]:
+    """(SDXL vector key, tokenizer, text encoder) for each text encoder of the pipeline."""
+    if getattr(pipeline, "text_encoder_2", None) is None:
+        return [(None, pipeline.tokenizer, pipeline.text_encoder)]
+    slots = [("clip_g", pipeline.tokenizer_2, pipeline.text_encoder_2)]
+    if getattr(pipeline, "text_encoder", None) is not None:
+        slots.insert(0, ("clip_l", pipeline.tokenizer, pipeline.text_encoder))
+    return slots
 
 
 def vector_tokens(tokenizer, name: str) -> list[str]:
@@ -71,32 +88,38 @@ def prepare(model, prompts: list[str]) -> list[NetworkFile]:
         current = loaded.get(network.name)
         if current is not None and current.sha256 == network.sha256:
             continue
-        vectors = read_vectors(network)
-        width = pipeline.text_encoder.get_input_embeddings().weight.shape[1]
-        if vectors.shape[1] != width:
-            raise ValueError(
-                f"prompt: embedding {network.name!r} has vectors of size {vectors.shape[1]}, this model's text "
-                f"encoder takes {width} (an embedding for another model)"
+        for key, tokenizer, text_encoder in encoder_slots(pipeline):
+            vectors = read_vectors(network, key)
+            width = text_encoder.get_input_embeddings().weight.shape[1]
+            if vectors.shape[1] != width:
+                raise ValueError(
+                    f"prompt: embedding {network.name!r} has vectors of size {vectors.shape[1]}, this model's text "
+                    f"encoder takes {width} (an embedding for another model)"
+                )
+            if current is not None:
+                pipeline.unload_textual_inversion(
+                    vector_tokens(tokenizer, network.name), tokenizer=tokenizer, text_encoder=text_encoder
+                )
+            pipeline.load_textual_inversion(
+                vectors.to(model.dtype), token=network.name, tokenizer=tokenizer, text_encoder=text_encoder
             )
-        if current is not None:
-            pipeline.unload_textual_inversion(vector_tokens(pipeline.tokenizer, network.name))
-        pipeline.load_textual_inversion(vectors.to(model.dtype), token=network.name)
         loaded[network.name] = network
         model.prompt_cache.clear()
     return wanted
 
 
-def expand(model, text: str) -> str:
+def expand(model, text: str, tokenizer=None) -> str:
     """A fragment's text with each loaded multi-vector embedding name written as its tokens (`name name_1 ...`)."""
     if not loaded_embeddings(model):
         return text
-    return model.pipeline.maybe_convert_prompt(text, model.pipeline.tokenizer)
+    return model.pipeline.maybe_convert_prompt(text, tokenizer or encoder_slots(model.pipeline)[0][1])
 
 
 def unload_all(model) -> None:
-    """Drop every loaded embedding (the tokenizer and text encoder return to the base vocabulary)."""
+    """Drop every loaded embedding (the tokenizers and text encoders return to the base vocabulary)."""
     if loaded_embeddings(model):
-        model.pipeline.unload_textual_inversion()
+        for _, tokenizer, text_encoder in encoder_slots(model.pipeline):
+            model.pipeline.unload_textual_inversion(tokenizer=tokenizer, text_encoder=text_encoder)
         loaded_embeddings(model).clear()
         model.prompt_cache.clear()
 

@@ -236,7 +236,7 @@ def models_command(args) -> int:
 
     folder = Path(args.models_dir) if args.models_dir else None
     for info in sd_models.list_checkpoints(folder):
-        print(f"{info.title}\t{info.path}")
+        print(f"{info.title}\t{info.architecture}\t{info.path}")
     return EXIT_OK
 
 

@@ -31,7 +31,7 @@ def test_a_plain_prompt_is_the_token_ids_diffusers_gives(model):
     (chunk,) = prompt_chunks(model, text, "Original")
     tokenizer = model.pipeline.tokenizer
     expected = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)
-    assert chunk_ids(model, chunk)[0] == expected.input_ids
+    assert chunk_ids(model.pipeline.tokenizer, chunk)[0] == expected.input_ids
 
 
 def test_a_100_token_prompt_is_two_77_token_sequences(model):

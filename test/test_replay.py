@@ -11,7 +11,7 @@ from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import ReplayWarning, processing_from_infotext
 from serena_kit.cli import main
 
-WEBUI_KEYS = ", Face restoration: GFPGAN, ADetailer model: face_yolov8n.pt, Refiner: sd_xl_refiner_1.0"
+WEBUI_KEYS = ", Face restoration: GFPGAN, ADetailer model: face_yolov8n.pt, Hires refiner: first pass"
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +36,13 @@ def test_a_serena_infotext_replays_without_a_warning(made):
 def test_keys_serena_does_not_honour_are_listed_in_one_warning_and_left_out_of_the_new_image(made):
     text = made[1] + WEBUI_KEYS + ", Version: v1.10.1"
     assert replay_warnings(text) == [
-        "replay: infotext keys Serena does not honour: Face restoration, ADetailer model, Refiner "
+        "replay: infotext keys Serena does not honour: Face restoration, ADetailer model, Hires refiner "
         "(the new image may differ)"
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ReplayWarning)
         new_text = process_images(processing_from_infotext(text)).images[0].info["parameters"]
-    assert "ADetailer model" not in new_text and "Refiner" not in new_text
+    assert "ADetailer model" not in new_text and "Hires refiner" not in new_text
     assert new_text.endswith("Version: v1.10.1")  # describes the image without changing it: kept
 
 

@@ -244,7 +244,12 @@ def create_app(
     def sd_models_list():  # hashes each file once per process: in a worker thread, not on the event loop
         return [
             models.SDModelItem(
-                title=info.title, model_name=info.name, hash=info.shorthash, sha256=info.sha256, filename=str(info.path)
+                title=info.title,
+                model_name=info.name,
+                hash=info.shorthash,
+                sha256=info.sha256,
+                filename=str(info.path),
+                architecture=info.architecture,
             )
             for info in requests.allowed_checkpoints(options.models_dir)
         ]

@@ -34,7 +34,6 @@ IGNORED_FIELDS = (
     "disable_extra_networks",
     "comments",
     "script_args",  # only read with a script_name
-    "refiner_switch_at",  # only read with a refiner_checkpoint
     "image_cfg_scale",  # instruct-pix2pix models only
 )
 
@@ -42,7 +41,6 @@ IGNORED_FIELDS = (
 NO_OP_VALUES: dict[str, tuple] = {
     "restore_faces": (None, False),
     "tiling": (None, False),
-    "refiner_checkpoint": (None, "", "None"),
     "alwayson_scripts": ({},),
     "infotext": (None, ""),
     "outpath_samples": (None,),  # the server decides where images are saved
@@ -92,8 +90,9 @@ class WebuiRequest(LaxRequest):
     s_tmin: float | None = None
     s_noise: float | None = None
     override_settings_restore_afterwards: bool = True
-    refiner_checkpoint: str | None = None
-    refiner_switch_at: float | None = None
+    refiner_checkpoint: str | None = Field(
+        None, description="a checkpoint in the models folder; null, '' or 'None': none"
+    )
     disable_extra_networks: bool = False
     comments: dict[str, Any] | None = None
     outpath_samples: str | None = None
@@ -235,6 +234,7 @@ class SDModelItem(BaseModel):
     sha256: str | None = None
     filename: str
     config: str | None = None
+    architecture: str | None = Field(None, description="Serena's: sd1, sd2, sd (another size), sdxl, sdxl-refiner")
 
 
 class ErrorResponse(BaseModel):

@@ -340,6 +340,9 @@ def processing_fields(request, kind: str, options: ServerOptions) -> dict:
         and (value := getattr(request, declaration.api_name)) is not None
     }
     fields["sampler_name"] = request.sampler_name or request.sampler_index
+    if request.refiner_checkpoint not in (None, "", "None"):
+        checkpoint = find_checkpoint(request.refiner_checkpoint, options.models_dir, "refiner_checkpoint")
+        fields["refiner_checkpoint"] = str(checkpoint.path) if checkpoint else None
     if not request.seed_enable_extras:
         fields |= {name: generation_fields.declaration_of(name).default for name in SEED_EXTRAS}
     return (

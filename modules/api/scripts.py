@@ -70,8 +70,8 @@ AXIS_TYPES = (
     AxisType("Token merging ratio high-res"),
     AxisType("Always discard next-to-last sigma"),
     AxisType("SGM noise multiplier"),
-    AxisType("Refiner checkpoint"),
-    AxisType("Refiner switch at"),
+    AxisType("Refiner checkpoint", "refiner"),
+    AxisType("Refiner switch at", "refiner_switch_at", float),
     AxisType("RNG source"),
 )
 
@@ -180,7 +180,7 @@ def axis_of(mode: str, type_value, text, dropdown, models_dir) -> tuple | None:
     values = read_values(axis_type, text, dropdown)
     if not values:
         raise invalid(FIELD, f"{FIELD}: the {axis_type.label} axis has no values")
-    if axis_type.axis == "model":
+    if axis_type.axis in ("model", "refiner"):
         values = [str(info.path) if (info := find_checkpoint(v, models_dir, FIELD)) else None for v in values]
     return axis_type.axis, values
 

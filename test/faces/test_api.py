@@ -89,6 +89,7 @@ def test_sd_models_lists_only_checkpoints_inside_the_models_folder(client):
     assert [item["model_name"] for item in listed] == ["serena-default", "broken", "tiny"]  # "linked" leads outside
     tiny = listed[2]
     assert tiny["title"] == f"tiny [{tiny['hash']}]" and tiny["sha256"].startswith(tiny["hash"])
+    assert [item["architecture"] for item in listed] == ["sd", "unknown", "sd"]  # "broken" cannot be read
 
 
 def test_txt2img_image_round_trips_through_png_info_with_the_same_parameters(client):

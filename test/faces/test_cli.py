@@ -111,7 +111,8 @@ def test_samplers_and_models_print_one_entry_per_line(capsys, isolated_workdir):
     (model / "unet" / "weights.safetensors").write_bytes(b"weights")
     code, lines, _ = run(capsys, "models", "--models-dir", "models")
     assert code == 0 and [line.split(" [")[0] for line in lines] == ["serena-default", "mine"]
-    assert lines[1].endswith(f"]\t{model.resolve()}")
+    assert lines[0].split("\t")[1] == "sd"  # the default model: an SD architecture of its own size
+    assert lines[1].endswith(f"]\tunknown\t{model.resolve()}")  # no text encoder config to tell
 
 
 COMMANDS = ["txt2img", "img2img", "replay", "png-info", "samplers", "models", "loras", "embeddings", "serve", "sweep"]

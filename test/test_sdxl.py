@@ -1,0 +1,214 @@
+"""SDXL on tiny randomly initialised pipelines built from local configs (bench.gpu_model): a 64 px base with both
+text encoders, pooled text and size conditioning, and a refiner (second encoder only, aesthetic-score conditioning).
+The base's images are checked against diffusers' own StableDiffusionXLPipeline; the rest is Serena's behaviour."""
+
+import shutil
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+from helpers import png_of
+from PIL import Image
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from bench.gpu_model import build_random_sdxl_pipeline
+from modules import diffusion, infotext, prompt_encoding, rng, sd_models
+from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
+from modules.replay import processing_from_infotext
+from modules.sd_single_file import SDXL_CONFIG_DIR
+
+PROMPT = "a red circle on a blue background"
+JOB = {"prompt": PROMPT, "seed": 3, "steps": 6, "do_not_save_samples": True, "do_not_save_grid": True}
+
+
+@pytest.fixture(scope="module")
+def sdxl_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sdxl")
+    models = root / "Stable-diffusion"
+    build_random_sdxl_pipeline(models / "tinyxl", tiny=True, dtype=torch.float32, device="cpu")
+    build_random_sdxl_pipeline(models / "tinyxl-refiner", tiny=True, dtype=torch.float32, device="cpu", refiner=True)
+    return root
+
+
+@pytest.fixture
+def sdxl(sdxl_root, monkeypatch):
+    monkeypatch.setenv("SERENA_MODELS_DIR", str(sdxl_root / "Stable-diffusion"))
+    return sdxl_root
+
+
+def generate(**fields):
+    return process_images(StableDiffusionProcessingTxt2Img(**(JOB | {"sd_model_checkpoint": "tinyxl"} | fields)))
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=float)
+
+
+def test_shipped_sdxl_config_has_the_published_sizes():
+    folder = SDXL_CONFIG_DIR
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
+        clip_l = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
+        clip_g = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
+    counts = [sum(p.numel() for p in model.parameters()) for model in (unet, vae, clip_l, clip_g)]
+    assert counts == [2_567_463_684, 83_653_863, 123_060_480, 694_659_840]
+
+
+def test_the_architecture_is_read_from_the_folder(sdxl):
+    names = {info.name: info.architecture for info in sd_models.list_checkpoints()}
+    assert names == {"serena-default": "sd", "tinyxl": "sdxl", "tinyxl-refiner": "sdxl-refiner"}
+    model = sd_models.load_model("tinyxl")
+    assert model.is_sdxl and model.native_size == 64
+
+
+@pytest.mark.parametrize("negative_prompt", ["", "blurry"])
+def test_txt2img_matches_diffusers_sdxl_pipeline(sdxl, negative_prompt):
+    """Same noise, same scheduler: the two encoders, pooled text, size ids and CFG are diffusers' (an empty negative
+    prompt is zeros in both)."""
+    ours = generate(sampler_name="Euler", negative_prompt=negative_prompt, cfg_scale=7).images[0]
+    pipeline = StableDiffusionXLPipeline.from_pretrained(sdxl / "Stable-diffusion" / "tinyxl", local_files_only=True)
+    pipeline.set_progress_bar_config(disable=True)
+    noise = rng.image_noise((4, 8, 8), JOB["seed"], 0, 0.0, None)[None]
+    theirs = pipeline(
+        PROMPT, negative_prompt=negative_prompt or None, num_inference_steps=6, guidance_scale=7, latents=noise
+    ).images[0]
+    assert ours.size == theirs.size == (64, 64)
+    assert np.abs(pixels(ours) - pixels(theirs)).max() <= 1  # rounding in the last bit of the decode at most
+    assert pixels(ours).std() > 5  # a picture, not a flat colour
+
+
+def test_prompt_language_on_both_encoders(sdxl):
+    model = sd_models.load_model("tinyxl")
+    plain = prompt_encoding.text_encoding(model, "a red circle", 1)
+    assert plain.hidden.shape == (1, 77, 64) and plain.pooled.shape == (1, 32)  # 32 + 32 features; the pooled
+    same = prompt_encoding.text_encoding(model, "a (red:1.0) circle", 1)
+    assert torch.equal(same.hidden, plain.hidden) and torch.equal(same.pooled, plain.pooled)
+    weighted = prompt_encoding.text_encoding(model, "a (red:1.5) circle", 1)
+    assert not torch.equal(weighted.hidden, plain.hidden)
+    assert torch.equal(weighted.pooled, plain.pooled)  # emphasis leaves the pooled embedding alone, as the webui
+    text = ", ".join(["a red circle"] * 30)  # 119 tokens
+    chunks = len(prompt_encoding.prompt_chunks(model, text, "Original"))
+    assert chunks == 2 and prompt_encoding.text_encoding(model, text, 1).hidden.shape == (1, chunks * 77, 64)
+    assert prompt_encoding.text_encoding(model, "a red BREAK circle", 1).hidden.shape == (1, 2 * 77, 64)
+    # Clip skip does not apply to SDXL (the webui's default): both encoders give their penultimate layer.
+    assert torch.equal(prompt_encoding.text_encoding(model, "a red circle", 2).hidden, plain.hidden)
+    assert generate(prompt="a (red:1.6) circle").images[0].tobytes() != generate().images[0].tobytes()
+
+
+def test_an_empty_negative_prompt_is_zeros_and_prompt_editing_switches(sdxl):
+    model = sd_models.load_model("tinyxl")
+    conditioning = diffusion.encode_prompts(model, ["[red:blue:0.5] circle"], [""], 1, "Original", 6)
+    assert not conditioning.at(0)[0].any() and not conditioning.pooled_at(0)[0].any()
+    assert not torch.equal(conditioning.at(0)[1], conditioning.at(5)[1])
+    red = prompt_encoding.text_encoding(model, "red circle", 1)
+    assert torch.equal(conditioning.at(0)[1], red.hidden[0])
+    assert torch.equal(conditioning.pooled_at(0)[1], red.pooled[0])
+
+
+def test_batch_position_invariance_in_exact_mode(sdxl):
+    batch = generate(batch_size=3, exact=True, seed=10)
+    alone = generate(seed=12)
+    assert png_of(batch.images[2]) == png_of(alone.images[0])
+
+
+def test_refiner_switch_differs_from_no_refiner_and_is_reproducible(sdxl):
+    base = generate()
+    refined = generate(refiner_checkpoint="tinyxl-refiner", refiner_switch_at=0.5)
+    again = generate(refiner_checkpoint="tinyxl-refiner", refiner_switch_at=0.5)
+    assert png_of(refined.images[0]) == png_of(again.images[0])
+    assert np.abs(pixels(refined.images[0]) - pixels(base.images[0])).mean() > 1
+    # (999 - t) / 1000 never reaches 1: switch at 1 samples with the base alone, byte for byte.
+    never = generate(refiner_checkpoint="tinyxl-refiner", refiner_switch_at=1.0)
+    assert never.images[0].tobytes() == base.images[0].tobytes()
+    assert "Refiner: tinyxl-refiner [" in refined.infotexts[0] and "Refiner switch at: 0.5" in refined.infotexts[0]
+
+
+def test_the_switch_step_follows_the_webuis_timestep_rule():
+    switch = diffusion.RefinerSwitch(model=None, conditioning=None, switch_at=0.5)
+    assert switch.step(torch.tensor([999.0, 751.0, 501.0, 251.0, 1.0])) == 3  # (999 - 501) / 1000 = 0.498 < 0.5
+    assert switch.step(torch.tensor([999.0, 499.0])) == 1
+    assert diffusion.RefinerSwitch(None, None, 0.0).step(torch.tensor([999.0])) == 0
+
+
+def test_infotext_round_trip_and_byte_identical_replay_with_a_refiner(sdxl):
+    made = generate(refiner_checkpoint="tinyxl-refiner", refiner_switch_at=0.5, negative_prompt="blurry")
+    replayed = processing_from_infotext(made.infotexts[0])
+    assert replayed.sd_model_checkpoint == str((sdxl / "Stable-diffusion" / "tinyxl").resolve())
+    assert replayed.refiner_checkpoint == str((sdxl / "Stable-diffusion" / "tinyxl-refiner").resolve())
+    assert replayed.refiner_switch_at == 0.5
+    replayed.do_not_save_samples = True
+    again = process_images(replayed)
+    assert png_of(again.images[0]) == png_of(made.images[0])
+    assert infotext.parse_infotext(again.infotexts[0]) == infotext.parse_infotext(made.infotexts[0])
+
+
+def test_a_refiner_of_another_latent_space_is_refused(sdxl):
+    with pytest.raises(ValueError, match=r"^refiner_checkpoint: .*cannot continue"):
+        process_images(StableDiffusionProcessingTxt2Img(**(JOB | {"refiner_checkpoint": "tinyxl"})))  # VAE /4 vs /8
+    with pytest.raises(ValueError, match=r"^refiner_checkpoint: no model 'nothing-here'; available: serena-default"):
+        generate(refiner_checkpoint="nothing-here")
+
+
+def test_img2img_inpainting_and_hires_on_sdxl(sdxl):
+    init = generate().images[0]
+    changed = process_images(
+        StableDiffusionProcessingImg2Img(
+            **(JOB | {"sd_model_checkpoint": "tinyxl", "init_images": [init], "denoising_strength": 0.6})
+        )
+    )
+    assert changed.images[0].size == (64, 64)
+    assert 0 < np.abs(pixels(changed.images[0]) - pixels(init)).mean()
+    mask = Image.new("L", (64, 64))
+    mask.paste(255, (16, 16, 48, 48))
+    inpainted = process_images(
+        StableDiffusionProcessingImg2Img(
+            **(JOB | {"sd_model_checkpoint": "tinyxl", "init_images": [init], "mask": mask, "mask_blur": 0})
+        )
+    ).images[0]
+    assert inpainted.getpixel((2, 2)) == init.getpixel((2, 2))  # outside the mask: the init image, pasted back
+    assert np.abs(pixels(inpainted)[16:48, 16:48] - pixels(init)[16:48, 16:48]).mean() > 1
+    hires = generate(enable_hr=True, hr_scale=2, denoising_strength=0.5, refiner_checkpoint="tinyxl-refiner")
+    assert hires.images[0].size == (128, 128)
+    assert "Hires upscale: 2" in hires.infotexts[0]
+
+
+def test_lora_in_the_diffusers_layout_and_weight_zero_is_the_base(sdxl, tmp_path, monkeypatch):
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipeline = StableDiffusionXLPipeline.from_pretrained(sdxl / "Stable-diffusion" / "tinyxl", local_files_only=True)
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    pipeline.unet.add_adapter(config)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipeline.unet))
+    StableDiffusionXLPipeline.save_lora_weights(tmp_path, unet_lora_layers=layers, weight_name="xl.safetensors")
+    monkeypatch.setenv("SERENA_LORA_DIR", str(tmp_path))
+    base = generate()
+    zero = generate(prompt=PROMPT + " <lora:xl:0>")
+    full = generate(prompt=PROMPT + " <lora:xl:1>")
+    assert zero.images[0].tobytes() == base.images[0].tobytes()
+    assert np.abs(pixels(full.images[0]) - pixels(base.images[0])).mean() > 1
+    assert 'Lora hashes: "xl: ' in full.infotexts[0]
+    assert generate().images[0].tobytes() == base.images[0].tobytes()  # the base weights are untouched after
+
+
+def test_textual_inversion_with_clip_l_and_clip_g_vectors(sdxl, tmp_path, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    vectors = {"clip_l": torch.randn(2, 32, generator=generator), "clip_g": torch.randn(2, 32, generator=generator)}
+    safetensors.torch.save_file(vectors, str(tmp_path / "xlword.safetensors"))
+    monkeypatch.setenv("SERENA_EMBEDDINGS_DIR", str(tmp_path))
+    with_word = generate(prompt="a xlword circle")
+    assert "TI hashes: " in with_word.infotexts[0] and "xlword: " in with_word.infotexts[0]
+    assert with_word.images[0].tobytes() != generate(prompt="a circle").images[0].tobytes()
+    model = sd_models.load_model("tinyxl")
+    encoding = prompt_encoding.text_encoding(model, "a xlword circle", 1)
+    assert encoding.hidden.shape == (1, 77, 64)
+    # Each encoder's token rows hold its own vectors: the two-vector word takes two positions in both.
+    for tokenizer, _ in prompt_encoding.text_encoders(model):
+        assert len(prompt_encoding.tokenize_fragment(model, "xlword", tokenizer)) == 2
+    shutil.rmtree(tmp_path)
