@@ -1,10 +1,10 @@
 """LoRAs applied to a loaded model for the images that ask for them, with diffusers' LoRA loading (PEFT backend).
 
-A LoRA file (kohya/webui or diffusers/PEFT key layout; diffusers converts the former) is loaded once into the
-model's UNet as a named PEFT adapter and stays there, inactive, for later jobs (up to MAX_LOADED_ADAPTERS, the least
-recently used one deleted beyond that). A batch runs with `set_adapters(names, weights)` and the adapters disabled
-again afterwards: PEFT keeps the base weights untouched (nothing is fused), so a job without LoRAs, or with weight 0,
-computes exactly what the base model computes.
+A LoRA file (kohya/webui or diffusers/PEFT key layout, or the mix diffusers' training scripts save; diffusers'
+converters bring each to PEFT's) is loaded once into the model's UNet as a named PEFT adapter and stays there,
+inactive, for later jobs (up to MAX_LOADED_ADAPTERS, the least recently used one deleted beyond that). A batch runs
+with `set_adapters(names, weights)` and the adapters disabled again afterwards: PEFT keeps the base weights untouched
+(nothing is fused), so a job without LoRAs, or with weight 0, computes exactly what the base model computes.
 
 A LoRA applies to a whole batch; `split_batches` cuts a batch into consecutive runs of images that ask for the same
 LoRAs (a sweep over a LoRA weight thus never mixes weights in one UNet call).
@@ -47,7 +47,12 @@ def read_state_dict(network: NetworkFile) -> dict:
             f"prompt: LoRA {network.name!r} has text-encoder layers ({text_encoder_keys[0]}, ...); Serena applies "
             "UNet LoRA layers only (text-encoder LoRA in transformers 5.24 needs peft >= 0.22, not yet released)"
         )
-    return state_dict
+    from diffusers.utils import convert_unet_state_dict_to_peft
+
+    # diffusers reads a whole file in the layout of its first key. Files saved as diffusers' training scripts do
+    # (`convert_state_dict_to_diffusers`) rename only the attention projections (`to_q.lora.down`), and the keys in
+    # the other layout were dropped without a word. So all keys to PEFT's first (kohya keys match no pattern).
+    return convert_unet_state_dict_to_peft(state_dict)
 
 
 @contextlib.contextmanager
