@@ -11,8 +11,21 @@ manifest (serena_kit.sweep_output), never an actor.
 
 Faults: when an actor dies (its process killed, its node lost), Ray fails its unfinished batches with RayActorError;
 the driver starts a replacement and puts those batches back at the front of the queue, for whichever actor is free
-first. A batch that loses its actor `max_attempts` times stops the sweep. Each cell's result is taken once, so none is
-written twice. An error raised by the engine itself (a bad parameter) is not retried: it stops the sweep.
+first. An actor that hangs instead (alive, no result) is caught by a per-batch timeout: when the batch it is running
+has taken `batch_timeout_s` (default None: 30 minutes for the first batch of a sweep, which includes loading the
+model; then 10x the slowest batch so far, at least 5 minutes), the driver kills the actor (ray.kill), replaces it and
+puts its batches back at the front, the hung one first. A batch that loses its actor or hangs `max_attempts` times in
+all stops the sweep, with a RuntimeError naming its cells (and the timeout). Each cell's result is taken once and the
+results of a killed actor are dropped, so none is written twice. An error raised by the engine itself (a bad
+parameter) is not retried: it stops the sweep.
+
+Resources: a worker needs `cpus_per_worker` CPUs and `gpus_per_worker` GPUs on one node. When no node of the cluster
+has them and the cluster cannot grow, the sweep fails at once (ValueError naming gpus_per_worker or cpus_per_worker):
+with `workers` unset (the pool is sized from the cluster as it is) or `address="local"` (a new Ray on this machine).
+With `workers=N` on another cluster an autoscaler may still add the nodes, so the driver waits for its first worker
+up to `resource_wait_s` (default 10 minutes; None waits forever), says so after a minute, then fails with a
+RuntimeError naming what a worker asks for and what the cluster has. The same wait applies when every worker was lost
+and no replacement starts.
 
 In exact mode (`exact=True`) images are byte-identical to the local executor's on the same hardware and thread count;
 in the default batched mode, as with any batch size, within 1/255 (see README).
@@ -26,6 +39,7 @@ import dataclasses
 import math
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +53,10 @@ from serena_kit.sweep_executors import MAX_BATCH, OnResult, batch_processing, pl
 BATCHES_PER_WORKER = 2  # queued on each actor, so it never idles waiting for the driver between batches
 BATCHES_PER_WORKER_AUTO = 4  # with batch_size unset, aim for this many batches per actor (balance, cheap retries)
 NOTICE_AFTER_S = 60.0  # say so when no actor has started after this long (the cluster lacks the resources)
+# batch_timeout_s=None: a sweep's first batch also loads the model; later ones are timed against the slowest so far.
+FIRST_BATCH_TIMEOUT_S = 1800.0
+HANG_FACTOR = 10.0
+HANG_FLOOR_S = 300.0
 # And every SERENA_* variable: the driver's settings on every actor, its CPU kernel caps too (set before torch loads).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", *determinism.PORTABLE_ENVIRONMENT)
 
@@ -77,7 +95,7 @@ def portable(p: StableDiffusionProcessing) -> StableDiffusionProcessing:
 @dataclass
 class Batch:
     indices: list[int]  # positions in the executor's list of cells
-    attempts: int = 0  # times an actor died with it
+    attempts: int = 0  # times an actor died or hung with it
 
 
 @dataclass
@@ -85,7 +103,8 @@ class Worker:
     actor: object
     pid: int | None = None  # known once the actor is up
     alive: bool = True
-    batches: list[Batch] = field(default_factory=list)  # sent, result not yet back
+    batches: list[Batch] = field(default_factory=list)  # sent, result not yet back; the first one is running
+    running_since: float | None = None  # when batches[0] started: an actor runs its batches one at a time, in order
 
     @property
     def ready(self) -> bool:
@@ -101,6 +120,9 @@ class RayExecutor:
     connection is used. `workers`: actors to start (default: as many as the cluster's GPUs, or CPUs with
     `gpus_per_worker=0`, hold). `batch_size`: cells per batch (default: enough batches for every actor to get a few,
     at most MAX_BATCH cells each). `on_dispatch(pid, cell indices)` is called as each batch is sent to an actor.
+    `max_attempts`: times a batch may lose its actor (dead or hung) before the sweep stops. `batch_timeout_s`: seconds
+    a running batch may take before its actor counts as hung (None: derived, see the module's "Faults").
+    `resource_wait_s`: seconds to wait for a first worker when the cluster lacks what one needs (None: forever).
     """
 
     address: str | None = None
@@ -109,6 +131,8 @@ class RayExecutor:
     cpus_per_worker: float = 1
     batch_size: int | None = None
     max_attempts: int = 3
+    batch_timeout_s: float | None = None
+    resource_wait_s: float | None = 600.0
     progress: bool = True
     on_dispatch: Callable[[int, list[int]], None] | None = None
     stats: dict = field(default_factory=dict, init=False)  # of the last call: workers, batches, lost_workers, ...
@@ -121,6 +145,8 @@ class RayExecutor:
             "cpus_per_worker": self.cpus_per_worker > 0,
             "batch_size": self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size >= 1),
             "max_attempts": isinstance(self.max_attempts, int) and self.max_attempts >= 1,
+            "batch_timeout_s": self.batch_timeout_s is None or self.batch_timeout_s > 0,
+            "resource_wait_s": self.resource_wait_s is None or self.resource_wait_s > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -130,8 +156,12 @@ class RayExecutor:
         if not processings:
             return []
         ray = import_ray()
+        started_here = False
         if not ray.is_initialized():
             ray.init(address=self.address)
+            started_here = self.address == "local"  # a new Ray on this machine: no node will join it
+        if self.workers is None or started_here:  # the cluster as it is now is all there will be
+            self.check_a_node_fits(ray)
         count = self.worker_count(ray)
         batches = plan_batches(processings, self.batch_size or auto_batch_size(len(processings), count))
         return RaySweepRun(ray, self, processings, batches, min(count, len(batches)), on_result).run()
@@ -140,15 +170,32 @@ class RayExecutor:
         if self.workers is not None:  # an autoscaling cluster may add the nodes for them later
             return self.workers
         resources = ray.cluster_resources()
-        if self.gpus_per_worker > 0:
-            gpus = resources.get("GPU", 0)
-            if gpus < self.gpus_per_worker:
-                raise ValueError(
-                    f"gpus_per_worker: {self.gpus_per_worker:g} GPUs per worker, but the Ray cluster has {gpus:g}; "
-                    "pass gpus_per_worker=0 to run on CPUs, or workers=N if the cluster will add GPU nodes"
-                )
-            return int(gpus // self.gpus_per_worker)
+        if self.gpus_per_worker > 0:  # check_a_node_fits made sure there is room for one
+            return max(1, int(resources.get("GPU", 0) // self.gpus_per_worker))
         return max(1, int(resources.get("CPU", 1) // self.cpus_per_worker))
+
+    def check_a_node_fits(self, ray) -> None:
+        """Fail at once when no node of the cluster can hold one worker (an actor takes its resources on one node)."""
+        asks = {"gpus_per_worker": ("GPU", self.gpus_per_worker), "cpus_per_worker": ("CPU", self.cpus_per_worker)}
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        if any(all(node.get(kind, 0) >= amount for kind, amount in asks.values()) for node in nodes):
+            return
+        # The option no node meets; when each is met on some node but not both on one, the GPUs are the rarer part.
+        short = [name for name, (kind, amount) in asks.items() if all(node.get(kind, 0) < amount for node in nodes)]
+        raise ValueError(
+            f"{(short or ['gpus_per_worker'])[0]}: no node of the Ray cluster can hold a worker: "
+            f"{self.resources_line(ray)}; or pass workers=N if the cluster will add nodes"
+        )
+
+    def resources_line(self, ray) -> str:
+        """What a worker asks for against what the cluster has, for errors and notices."""
+        total, free = ray.cluster_resources(), ray.available_resources()
+        hint = "; pass gpus_per_worker=0 to run on CPUs" if self.gpus_per_worker > 0 else ""
+        return (
+            f"each worker asks for gpus_per_worker={self.gpus_per_worker:g} GPU and "
+            f"cpus_per_worker={self.cpus_per_worker:g} CPU, the cluster has {total.get('GPU', 0):g} GPU and "
+            f"{total.get('CPU', 0):g} CPU in all ({free.get('GPU', 0):g} GPU and {free.get('CPU', 0):g} CPU free){hint}"
+        )
 
     def actor_options(self) -> dict:
         threads = max(1, int(self.cpus_per_worker))
@@ -170,7 +217,7 @@ def auto_batch_size(cells: int, workers: int) -> int:
 
 
 class RaySweepRun:
-    """One executor call: start the actors, keep them fed, take results, replace the actors that die."""
+    """One executor call: start the actors, keep them fed, take results, replace the actors that die or hang."""
 
     def __init__(self, ray, options: RayExecutor, processings, batches: list[list[int]], workers: int, on_result):
         self.ray = ray
@@ -187,7 +234,15 @@ class RaySweepRun:
         self.actor_class = ray.remote(SweepWorker).options(**options.actor_options())
         self.threads = max(1, int(options.cpus_per_worker))
         self.noticed = False
-        options.stats = {"workers": workers, "batches": len(batches), "lost_workers": 0, "retried_batches": 0}
+        self.unstaffed_since: float | None = time.monotonic()  # no worker up since then
+        self.slowest_batch_s: float | None = None
+        options.stats = {
+            "workers": workers,
+            "batches": len(batches),
+            "lost_workers": 0,
+            "retried_batches": 0,
+            "hung_batches": 0,
+        }
 
     @staticmethod
     def lost_worker_errors(ray) -> tuple:
@@ -207,26 +262,28 @@ class RaySweepRun:
                 self.start_worker()
             while self.pending or any(batch is not None for _, batch in self.waiting.values()):
                 self.dispatch()
-                done, _ = self.ray.wait(list(self.waiting), num_returns=1, timeout=NOTICE_AFTER_S)
-                if not done:
-                    self.notice_waiting()
-                    continue
-                worker, batch = self.waiting.pop(done[0])
-                try:
-                    value = self.ray.get(done[0])
-                except self.lost as error:
-                    self.worker_lost(worker, batch, error)
-                    continue
-                if batch is None:
-                    worker.pid, self.failed_starts = value, 0
-                else:
-                    worker.batches.remove(batch)
-                    self.deliver(batch, value)
+                done, _ = self.ray.wait(list(self.waiting), num_returns=1, timeout=self.seconds_to_next_check())
+                if done:
+                    self.take(done[0])
+                self.check_deadlines()  # every time: another actor's results must not hide a hung one
         finally:
             self.bar.close()
             for worker in self.workers:  # done, failed or interrupted: free the GPUs and stop unfinished work
                 self.ray.kill(worker.actor)
         return self.results
+
+    def take(self, ref) -> None:
+        worker, batch = self.waiting.pop(ref)
+        try:
+            value = self.ray.get(ref)
+        except self.lost as error:
+            self.worker_lost(worker, batch, error)
+            return
+        if batch is None:
+            worker.pid, self.failed_starts, self.unstaffed_since = value, 0, None
+        else:
+            self.finished(worker, batch)
+            self.deliver(batch, value)
 
     def start_worker(self) -> None:
         worker = Worker(self.actor_class.remote(self.threads))
@@ -241,9 +298,19 @@ class RaySweepRun:
                     batch = self.pending.popleft()
                     cells = [portable(self.processings[index]) for index in batch.indices]
                     self.waiting[worker.actor.run.remote(cells)] = (worker, batch)
+                    if not worker.batches:
+                        worker.running_since = time.monotonic()
                     worker.batches.append(batch)
                     if self.options.on_dispatch:
                         self.options.on_dispatch(worker.pid, list(batch.indices))
+
+    def finished(self, worker: Worker, batch: Batch) -> None:
+        """A batch's result came back: time it, and start the clock of the actor's next batch."""
+        now = time.monotonic()
+        if worker.running_since is not None:  # None: a result that was on its way when its actor died
+            self.slowest_batch_s = max(self.slowest_batch_s or 0.0, now - worker.running_since)
+        worker.batches.remove(batch)
+        worker.running_since = now if worker.batches and worker.alive else None
 
     def deliver(self, batch: Batch, processed: list[Processed]) -> None:
         for index, result in zip(batch.indices, processed):
@@ -256,31 +323,84 @@ class RaySweepRun:
     def worker_lost(self, worker: Worker, batch: Batch | None, error: Exception) -> None:
         """An actor died: replace it (once), and queue its unfinished batch again, first."""
         if worker.alive:
-            worker.alive = False
-            self.options.stats["lost_workers"] += 1
-            self.ray.kill(worker.actor)  # an unreachable actor must not keep working on cells moved elsewhere
+            self.retire(worker)
             if batch is None:
                 self.failed_starts += 1
                 if self.failed_starts >= self.options.max_attempts:
                     raise RuntimeError(f"Ray workers failed to start {self.failed_starts} times: {error}") from error
             self.start_worker()
         if batch is not None:
-            batch.attempts += 1
-            self.options.stats["retried_batches"] += 1
-            if batch.attempts >= self.options.max_attempts:
-                raise RuntimeError(
-                    f"cells {batch.indices} lost their Ray worker {batch.attempts} times; last: {error}"
-                ) from error
             worker.batches.remove(batch)
+            self.count_attempt(batch, f"lost their Ray worker {batch.attempts + 1} times; last: {error}", error)
             self.pending.appendleft(batch)
 
-    def notice_waiting(self) -> None:
-        if self.noticed or any(worker.ready for worker in self.workers):
+    def retire(self, worker: Worker) -> None:
+        worker.alive, worker.running_since = False, None
+        self.options.stats["lost_workers"] += 1
+        self.ray.kill(worker.actor)  # an unreachable or hung actor must not keep working on cells moved elsewhere
+        if self.unstaffed_since is None and not any(other.ready for other in self.workers):
+            self.unstaffed_since = time.monotonic()
+
+    def count_attempt(self, batch: Batch, failure: str, error: Exception | None = None) -> None:
+        batch.attempts += 1
+        self.options.stats["retried_batches"] += 1
+        if batch.attempts >= self.options.max_attempts:
+            raise RuntimeError(f"cells {batch.indices} {failure}") from error
+
+    def batch_timeout(self) -> float:
+        if self.options.batch_timeout_s is not None:
+            return self.options.batch_timeout_s
+        if self.slowest_batch_s is None:
+            return FIRST_BATCH_TIMEOUT_S
+        return max(HANG_FLOOR_S, HANG_FACTOR * self.slowest_batch_s)
+
+    def deadlines(self) -> list[float]:
+        """When something must be checked: a running batch's timeout, the resource wait's end, the notice."""
+        timeout = self.batch_timeout()
+        times = [worker.running_since + timeout for worker in self.workers if worker.running_since is not None]
+        if self.unstaffed_since is not None:
+            if self.options.resource_wait_s is not None:
+                times.append(self.unstaffed_since + self.options.resource_wait_s)
+            if not self.noticed:
+                times.append(self.unstaffed_since + NOTICE_AFTER_S)
+        return times
+
+    def seconds_to_next_check(self) -> float:
+        return max(0.0, min([time.monotonic() + NOTICE_AFTER_S, *self.deadlines()]) - time.monotonic())
+
+    def check_deadlines(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers):
+            if worker.running_since is not None and now - worker.running_since >= self.batch_timeout():
+                self.worker_hung(worker)
+        if self.unstaffed_since is None:
             return
-        self.noticed = True
-        options = self.options
-        print(
-            f"serena: waiting for Ray to start workers ({options.cpus_per_worker:g} CPU, "
-            f"{options.gpus_per_worker:g} GPU each); available now: {self.ray.available_resources()}",
-            file=sys.stderr,
-        )
+        waited = now - self.unstaffed_since
+        wait = self.options.resource_wait_s
+        if wait is not None and waited >= wait:
+            option = "gpus_per_worker" if self.options.gpus_per_worker > 0 else "cpus_per_worker"
+            raise RuntimeError(
+                f"{option}: no Ray worker started within resource_wait_s={wait:g} s: "
+                f"{self.options.resources_line(self.ray)}"
+            )
+        if waited >= NOTICE_AFTER_S and not self.noticed:
+            self.noticed = True
+            until = f"up to {wait:g} s" if wait is not None else "without limit"
+            print(
+                f"serena: waiting for Ray to start workers ({until}): {self.options.resources_line(self.ray)}",
+                file=sys.stderr,
+            )
+
+    def worker_hung(self, worker: Worker) -> None:
+        """An actor's running batch took longer than the timeout: kill the actor, drop whatever it still owes (its
+        results must not arrive after the batches moved on), replace it, and queue its batches first, the hung one
+        leading."""
+        timeout, hung = self.batch_timeout(), worker.batches[0]
+        self.options.stats["hung_batches"] += 1
+        self.retire(worker)
+        for ref in [ref for ref, (owner, _) in self.waiting.items() if owner is worker]:
+            del self.waiting[ref]
+        queued, worker.batches = worker.batches, []
+        self.pending.extendleft(reversed(queued))
+        self.count_attempt(hung, f"hung: no result within batch_timeout_s={timeout:g} s, {hung.attempts + 1} times")
+        self.start_worker()

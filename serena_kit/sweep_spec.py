@@ -12,6 +12,7 @@
     grid: grid.png                      # the labelled grid, written into outdir (default grid.png; false: none)
     executor: ray                       # default local
     ray: {address: auto, workers: 8, gpus_per_worker: 1, batch_size: 8}   # for executor ray, all optional
+    # also cpus_per_worker, max_attempts, batch_timeout_s, resource_wait_s: RayExecutor's options, same names
 
 Rerunning a spec resumes it: the cells already in outdir are read back, only the missing ones are generated.
 """
@@ -29,7 +30,16 @@ from modules.processing import StableDiffusionProcessing, StableDiffusionProcess
 from serena_kit.sweeps import SweepResult, sweep
 
 TOP_LEVEL_KEYS = ("base", "x", "y", "z", "outdir", "grid", "executor", "ray")
-RAY_KEYS = ("address", "workers", "gpus_per_worker", "cpus_per_worker", "batch_size", "max_attempts")
+RAY_KEYS = (
+    "address",
+    "workers",
+    "gpus_per_worker",
+    "cpus_per_worker",
+    "batch_size",
+    "max_attempts",
+    "batch_timeout_s",
+    "resource_wait_s",
+)
 
 
 @dataclass

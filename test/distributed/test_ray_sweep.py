@@ -1,10 +1,14 @@
 """Sweeps on Ray: a local Ray instance with 2 CPUs and two CPU actors gives the local executor's images byte for
-byte (exact mode), survives an actor killed mid-sweep, and resumes an interrupted sweep with only the missing cells."""
+byte (exact mode), survives an actor killed or hung (SIGSTOP) mid-sweep, stops on a batch that always hangs, fails
+with a clear error when no node has the GPUs asked for, and resumes an interrupted sweep with only the missing cells."""
 
 import json
 import os
 import signal
+import time
+from contextlib import contextmanager
 
+import psutil
 import pytest
 from helpers import png_files
 
@@ -69,6 +73,103 @@ def test_an_actor_killed_mid_sweep_has_its_cells_retried_and_every_cell_is_writt
     assert killed and executor.stats["lost_workers"] == 1 and executor.stats["retried_batches"] >= 1
     assert executor.stats["batches"] == 6 and result.generated_count == 12
     assert_every_cell_once(tmp_path / "ray", local_files)
+
+
+def stop_actor_on(dispatch_number: int, again: bool = False):
+    """An on_dispatch hook that hangs an actor (SIGSTOP: alive, silent) on the n-th batch sent, and with `again` each
+    time that batch is sent again; `hook.stopped` lists the cells of the batches it stopped on."""
+
+    def hook(pid, cells):
+        hook.dispatched += 1
+        if hook.dispatched == dispatch_number or (again and hook.stopped and cells == hook.stopped[0]):
+            os.kill(pid, signal.SIGSTOP)
+            hook.stopped.append(cells)
+            hook.pids.append(pid)
+
+    hook.dispatched, hook.stopped, hook.pids = 0, [], []
+    return hook
+
+
+@contextmanager
+def hang_guard(seconds: int):
+    """Fail instead of hanging when the executor misses a hang (Ray's wait lets Python's signal handlers run)."""
+
+    def fail(signum, frame):
+        raise TimeoutError(f"the sweep was still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (ray.kill of a stopped actor), waiting a little: the kill is asynchronous."""
+    for _ in range(50):
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_hung_actor_is_timed_out_and_replaced_and_every_cell_is_written_once(local_ray, local_files, tmp_path):
+    # The 5th batch sent goes to an actor already running one (two actors, two queued each): that one hangs.
+    hang = stop_actor_on(dispatch_number=5)
+    executor = RayExecutor(workers=2, gpus_per_worker=0, batch_size=2, batch_timeout_s=10, on_dispatch=hang)
+    with hang_guard(120):
+        result = sk.sweep(BASE, **AXES, outdir=tmp_path / "ray", execute=executor)
+    assert hang.stopped and executor.stats["hung_batches"] == 1 and executor.stats["lost_workers"] == 1
+    assert gone(hang.pids[0])
+    assert result.generated_count == 12
+    assert_every_cell_once(tmp_path / "ray", local_files)
+
+
+def test_a_batch_that_always_hangs_stops_the_sweep_naming_its_cells_and_the_timeout(local_ray, tmp_path):
+    hang = stop_actor_on(dispatch_number=1, again=True)
+    executor = RayExecutor(
+        workers=1, gpus_per_worker=0, batch_size=2, batch_timeout_s=2, max_attempts=2, on_dispatch=hang
+    )
+    with (
+        hang_guard(120),
+        pytest.raises(RuntimeError, match=r"hung: no result within batch_timeout_s=2 s, 2 times$") as error,
+    ):
+        sk.sweep(BASE, **AXES, outdir=tmp_path / "ray", execute=executor)
+    assert str(error.value).startswith(f"cells {hang.stopped[0]} hung")
+    assert hang.stopped == [hang.stopped[0]] * 2 and executor.stats["hung_batches"] == 2
+    assert all(gone(pid) for pid in hang.pids)
+    assert not list((tmp_path / "ray").glob("*.png"))  # the hung batch runs first: nothing came back
+
+
+def test_gpu_workers_on_a_cluster_without_gpus_fail_after_the_resource_wait(local_ray):
+    # workers=N: an autoscaler might add GPU nodes, so the executor waits, but not forever.
+    executor = RayExecutor(workers=2, gpus_per_worker=1, resource_wait_s=2)
+    with (
+        hang_guard(60),
+        pytest.raises(
+            RuntimeError, match="^gpus_per_worker: no Ray worker started within resource_wait_s=2 s: "
+        ) as error,
+    ):
+        sk.sweep(BASE, **AXES, execute=executor)
+    assert "asks for gpus_per_worker=1 GPU and cpus_per_worker=1 CPU, the cluster has 0 GPU and 2 CPU" in str(
+        error.value
+    )
+
+
+def test_gpu_workers_fail_at_once_when_the_pool_is_sized_from_a_cluster_without_gpus(local_ray):
+    with pytest.raises(ValueError, match="^gpus_per_worker: no node of the Ray cluster can hold a worker: .* 0 GPU"):
+        sk.sweep(BASE, **AXES, executor="ray")  # workers unset, gpus_per_worker 1 by default
+
+
+def test_ray_timeouts_must_be_positive():
+    for option in ("batch_timeout_s", "resource_wait_s"):
+        with pytest.raises(ValueError, match=f"^{option}: 0 is out of range"):
+            RayExecutor(**{option: 0})
 
 
 def test_an_interrupted_ray_sweep_reruns_only_its_missing_cells(local_ray, local_files, tmp_path, monkeypatch):

@@ -183,9 +183,17 @@ def test_a_spec_runs_like_sweep_and_resumes_with_its_grid_in_outdir(tmp_path):
 
 def test_a_spec_names_its_ray_options_and_the_key_at_fault(tmp_path):
     spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC + "executor: ray\nray: {address: auto, workers: 8, gpus_per_worker: 1}\n")
+    ray = "{address: auto, workers: 8, gpus_per_worker: 1, batch_timeout_s: 900, resource_wait_s: 120}"
+    spec.write_text(SPEC + f"executor: ray\nray: {ray}\n")
     loaded = load_spec(spec)
-    assert loaded.executor == "ray" and loaded.ray == {"address": "auto", "workers": 8, "gpus_per_worker": 1}
+    assert loaded.executor == "ray"
+    assert loaded.ray == {
+        "address": "auto",
+        "workers": 8,
+        "gpus_per_worker": 1,
+        "batch_timeout_s": 900,
+        "resource_wait_s": 120,
+    }
     assert loaded.axes == {"x": ("cfg_scale", [3.0, 7.0, 12.0]), "y": ("steps", [3, 4])}
     spec.write_text(SPEC + "colour: red\n")
     with pytest.raises(ValueError, match="^colour: unknown key"):
