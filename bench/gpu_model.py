@@ -98,7 +98,8 @@ def build_random_sdxl_pipeline(folder: Path, tiny: bool, dtype, device, refiner:
             text_config = CLIPTextConfig.from_pretrained(config_dir / "text_encoder")
             text_config_2 = CLIPTextConfig.from_pretrained(config_dir / "text_encoder_2")
         else:
-            width = 32
+            # Unequal widths, as CLIP-L's 768 and bigG's 1280: diffusers' single-file code tells them apart so.
+            width_l, width_g = 32, 48
             time_ids = 5 if refiner else 6
             unet = UNet2DConditionModel(
                 sample_size=8,
@@ -109,10 +110,10 @@ def build_random_sdxl_pipeline(folder: Path, tiny: bool, dtype, device, refiner:
                 attention_head_dim=(2, 4),
                 transformer_layers_per_block=(1, 2),
                 use_linear_projection=True,
-                cross_attention_dim=width if refiner else 2 * width,
+                cross_attention_dim=width_g if refiner else width_l + width_g,
                 addition_embed_type="text_time",
                 addition_time_embed_dim=8,
-                projection_class_embeddings_input_dim=time_ids * 8 + width,
+                projection_class_embeddings_input_dim=time_ids * 8 + width_g,
             )
             vae = AutoencoderKL(
                 block_out_channels=(32, 32, 32, 32),
@@ -124,8 +125,8 @@ def build_random_sdxl_pipeline(folder: Path, tiny: bool, dtype, device, refiner:
                 force_upcast=True,
             )
             shape = dict(intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, vocab_size=49408)
-            text_config = CLIPTextConfig(hidden_size=width, **shape)
-            text_config_2 = CLIPTextConfig(hidden_size=width, projection_dim=width, hidden_act="gelu", **shape)
+            text_config = CLIPTextConfig(hidden_size=width_l, **shape)
+            text_config_2 = CLIPTextConfig(hidden_size=width_g, projection_dim=width_g, hidden_act="gelu", **shape)
         text_encoder_2 = CLIPTextModelWithProjection(text_config_2)
         text_encoder = None if refiner else CLIPTextModel(text_config)
     scheduler = EulerDiscreteScheduler.from_pretrained(config_dir / "scheduler")

@@ -229,7 +229,8 @@ def load_pipeline(
         fast_path.apply(pipeline, speedups, device)  # offload places the weights itself
         return pipeline
     pipeline.to(device)
-    if checkpoint.is_sdxl and dtype == torch.float16 and pipeline.vae.config.get("force_upcast", False):
+    sdxl = getattr(pipeline, "text_encoder_2", None) is not None
+    if sdxl and dtype == torch.float16 and pipeline.vae.config.get("force_upcast", False):
         pipeline.vae.to(torch.float32)  # SDXL's own VAE overflows in float16 (an fp16-fixed one says it does not)
     if speedups is not None:
         fast_path.apply(pipeline, speedups, device)

@@ -2,8 +2,10 @@
 
 This is the layout of the webui's ``models/Stable-diffusion/*.safetensors``: ``model.diffusion_model.*`` (UNet),
 ``first_stage_model.*`` (VAE) and ``cond_stage_model.transformer.*`` (SD 1.x CLIP) or ``cond_stage_model.model.*``
-(SD 2.x OpenCLIP). Loading never touches the network: the architecture comes from the checkpoint's tensor shapes,
-matched against diffusers-format config folders shipped in ``modules/model_configs`` or given by the caller.
+(SD 2.x OpenCLIP); SDXL's ``conditioner.embedders.0.transformer.*`` (CLIP-L) and ``conditioner.embedders.1.model.*``
+(OpenCLIP bigG). Loading never touches the network: the architecture comes from the checkpoint's tensor shapes,
+matched against diffusers-format config folders shipped in ``modules/model_configs`` or given by the caller (an
+SDXL file is read with the shipped SDXL config unless one is given; diffusers' single-file code converts the keys).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import safetensors
 import safetensors.torch
 import torch
 import yaml
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from modules.default_model import DEFAULT_MODEL_DIR
 
@@ -88,6 +90,10 @@ def load_single_file_pipeline(
     sidecar_config_dir = path.parent / f"{path.stem}.config"
     if config_dir is None and sidecar_config_dir.is_dir():
         config_dir = sidecar_config_dir
+    if any(key.startswith(SDXL_OPEN_CLIP_PREFIX) for key in state_dict):
+        return _load_sdxl(path, state_dict, Path(config_dir or SDXL_CONFIG_DIR), torch_dtype)
+    if any(key.startswith(SDXL_REFINER_OPEN_CLIP_PREFIX) for key in state_dict):
+        raise ValueError(f"{path}: an SDXL refiner as a single file is not supported; use its diffusers folder")
     config_dir = str(detect_config_dir(state_dict, config_dir=config_dir))
 
     model_kwargs = {"config": config_dir, "local_files_only": True, "torch_dtype": torch_dtype}
@@ -115,6 +121,29 @@ def load_single_file_pipeline(
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def _load_sdxl(path: Path, state_dict, config_dir: Path, torch_dtype) -> StableDiffusionXLPipeline:
+    model_kwargs = {"config": str(config_dir), "local_files_only": True, "torch_dtype": torch_dtype}
+    models = {
+        "unet": UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **model_kwargs),
+        "vae": AutoencoderKL.from_single_file(state_dict, subfolder="vae", **model_kwargs),
+        "text_encoder": create_diffusers_clip_model_from_ldm(
+            CLIPTextModel, state_dict, subfolder="text_encoder", **model_kwargs
+        ),
+        "text_encoder_2": create_diffusers_clip_model_from_ldm(
+            CLIPTextModelWithProjection, state_dict, subfolder="text_encoder_2", **model_kwargs
+        ),
+    }
+    for name, model in models.items():
+        missing = [key for key, tensor in model.state_dict().items() if tensor.is_meta]
+        if missing:
+            raise ValueError(f"{path}: checkpoint lacks {len(missing)} {name} weights, e.g. {missing[:5]}")
+    tokenizers = {
+        name: CLIPTokenizer.from_pretrained(config_dir, subfolder=name, local_files_only=True)
+        for name in ("tokenizer", "tokenizer_2")
+    }
+    return StableDiffusionXLPipeline(**models, **tokenizers, scheduler=_load_scheduler(config_dir))
 
 
 def file_architecture(path: str | os.PathLike) -> str:
@@ -289,7 +318,8 @@ def _load_scheduler(config_dir: Path, **overrides: Any) -> diffusers.SchedulerMi
 
 
 def save_single_file(pipe: StableDiffusionPipeline, path: str | os.PathLike) -> None:
-    """Write the pipeline's UNet, VAE and CLIP text encoder to one original-layout ``.safetensors`` file.
+    """Write the pipeline's UNet, VAE and CLIP text encoder(s) to one original-layout ``.safetensors`` file (SDXL:
+    both encoders, the second in OpenCLIP's layout, as the released SDXL files).
 
     The text encoder is always written in the SD 1.x (Hugging Face CLIP) layout, which ``load_single_file_pipeline``
     reads back for SD 2.x too, but which the original SD 2.x code (OpenCLIP layout) does not.
@@ -323,10 +353,44 @@ def original_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
             # The original VAE attention uses 1x1 convolutions where diffusers uses linear layers.
             tensor = tensor.reshape(*tensor.shape, 1, 1)
         state_dict[VAE_PREFIX + original_key] = tensor
+    sdxl = getattr(pipe, "text_encoder_2", None) is not None
     for key, tensor in pipe.text_encoder.state_dict().items():
         # transformers >= 5.6 dropped the "text_model." level that the original layout keeps.
-        state_dict[f"{CLIP_PREFIX}text_model.{key.removeprefix('text_model.')}"] = tensor
+        state_dict[f"{SDXL_CLIP_PREFIX if sdxl else CLIP_PREFIX}text_model.{key.removeprefix('text_model.')}"] = tensor
+    if sdxl:
+        for key, tensor in open_clip_layout(pipe.text_encoder_2).items():
+            state_dict[SDXL_OPEN_CLIP_PREFIX + key] = tensor
     return state_dict
+
+
+OPEN_CLIP_RENAMES = (
+    ("layer_norm1.", "ln_1."),
+    ("layer_norm2.", "ln_2."),
+    ("mlp.fc1.", "mlp.c_fc."),
+    ("mlp.fc2.", "mlp.c_proj."),
+    ("self_attn.out_proj.", "attn.out_proj."),
+)
+
+
+def open_clip_layout(text_encoder) -> dict[str, torch.Tensor]:
+    """A CLIPTextModelWithProjection's weights in OpenCLIP's layout: q/k/v fused into in_proj, the projection a
+    matrix applied from the right (the inverse of diffusers' `convert_open_clip_checkpoint`)."""
+    weights = {key.removeprefix("text_model."): tensor for key, tensor in text_encoder.state_dict().items()}
+    layout = {
+        "token_embedding.weight": weights["embeddings.token_embedding.weight"],
+        "positional_embedding": weights["embeddings.position_embedding.weight"],
+        "ln_final.weight": weights["final_layer_norm.weight"],
+        "ln_final.bias": weights["final_layer_norm.bias"],
+        "text_projection": weights["text_projection.weight"].T,
+    }
+    for layer in range(text_encoder.config.num_hidden_layers):
+        ours, theirs = f"encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
+        for part in ("weight", "bias"):
+            fused = [weights[f"{ours}self_attn.{name}_proj.{part}"] for name in "qkv"]
+            layout[f"{theirs}attn.in_proj_{part}"] = torch.cat(fused)
+            for name, original in OPEN_CLIP_RENAMES:
+                layout[f"{theirs}{original}{part}"] = weights[f"{ours}{name}{part}"]
+    return layout
 
 
 def _rename(key: str, prefix_map: dict[str, tuple[str, tuple[tuple[str, str], ...]]], model_name: str) -> str:
@@ -348,6 +412,8 @@ def _unet_prefix_map(config: Any) -> dict[str, tuple[str, tuple[tuple[str, str],
     prefix_map = {
         "time_embedding.linear_1.": ("time_embed.0.", ()),
         "time_embedding.linear_2.": ("time_embed.2.", ()),
+        "add_embedding.linear_1.": ("label_emb.0.0.", ()),  # SDXL's pooled-text and size embedding
+        "add_embedding.linear_2.": ("label_emb.0.2.", ()),
         "conv_in.": ("input_blocks.0.0.", ()),
         "conv_norm_out.": ("out.0.", ()),
         "conv_out.": ("out.2.", ()),

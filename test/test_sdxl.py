@@ -18,7 +18,7 @@ from bench.gpu_model import build_random_sdxl_pipeline
 from modules import diffusion, infotext, prompt_encoding, rng, sd_models
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import processing_from_infotext
-from modules.sd_single_file import SDXL_CONFIG_DIR
+from modules.sd_single_file import SDXL_CONFIG_DIR, load_single_file_pipeline, read_checkpoint, save_single_file
 
 PROMPT = "a red circle on a blue background"
 JOB = {"prompt": PROMPT, "seed": 3, "steps": 6, "do_not_save_samples": True, "do_not_save_grid": True}
@@ -84,7 +84,7 @@ def test_txt2img_matches_diffusers_sdxl_pipeline(sdxl, negative_prompt):
 def test_prompt_language_on_both_encoders(sdxl):
     model = sd_models.load_model("tinyxl")
     plain = prompt_encoding.text_encoding(model, "a red circle", 1)
-    assert plain.hidden.shape == (1, 77, 64) and plain.pooled.shape == (1, 32)  # 32 + 32 features; the pooled
+    assert plain.hidden.shape == (1, 77, 80) and plain.pooled.shape == (1, 48)  # 32 + 48 features; the pooled
     same = prompt_encoding.text_encoding(model, "a (red:1.0) circle", 1)
     assert torch.equal(same.hidden, plain.hidden) and torch.equal(same.pooled, plain.pooled)
     weighted = prompt_encoding.text_encoding(model, "a (red:1.5) circle", 1)
@@ -92,8 +92,8 @@ def test_prompt_language_on_both_encoders(sdxl):
     assert torch.equal(weighted.pooled, plain.pooled)  # emphasis leaves the pooled embedding alone, as the webui
     text = ", ".join(["a red circle"] * 30)  # 119 tokens
     chunks = len(prompt_encoding.prompt_chunks(model, text, "Original"))
-    assert chunks == 2 and prompt_encoding.text_encoding(model, text, 1).hidden.shape == (1, chunks * 77, 64)
-    assert prompt_encoding.text_encoding(model, "a red BREAK circle", 1).hidden.shape == (1, 2 * 77, 64)
+    assert chunks == 2 and prompt_encoding.text_encoding(model, text, 1).hidden.shape == (1, chunks * 77, 80)
+    assert prompt_encoding.text_encoding(model, "a red BREAK circle", 1).hidden.shape == (1, 2 * 77, 80)
     # Clip skip does not apply to SDXL (the webui's default): both encoders give their penultimate layer.
     assert torch.equal(prompt_encoding.text_encoding(model, "a red circle", 2).hidden, plain.hidden)
     assert generate(prompt="a (red:1.6) circle").images[0].tobytes() != generate().images[0].tobytes()
@@ -199,7 +199,7 @@ def test_lora_in_the_diffusers_layout_and_weight_zero_is_the_base(sdxl, tmp_path
 
 def test_textual_inversion_with_clip_l_and_clip_g_vectors(sdxl, tmp_path, monkeypatch):
     generator = torch.Generator().manual_seed(0)
-    vectors = {"clip_l": torch.randn(2, 32, generator=generator), "clip_g": torch.randn(2, 32, generator=generator)}
+    vectors = {"clip_l": torch.randn(2, 32, generator=generator), "clip_g": torch.randn(2, 48, generator=generator)}
     safetensors.torch.save_file(vectors, str(tmp_path / "xlword.safetensors"))
     monkeypatch.setenv("SERENA_EMBEDDINGS_DIR", str(tmp_path))
     with_word = generate(prompt="a xlword circle")
@@ -207,8 +207,27 @@ def test_textual_inversion_with_clip_l_and_clip_g_vectors(sdxl, tmp_path, monkey
     assert with_word.images[0].tobytes() != generate(prompt="a circle").images[0].tobytes()
     model = sd_models.load_model("tinyxl")
     encoding = prompt_encoding.text_encoding(model, "a xlword circle", 1)
-    assert encoding.hidden.shape == (1, 77, 64)
+    assert encoding.hidden.shape == (1, 77, 80)
     # Each encoder's token rows hold its own vectors: the two-vector word takes two positions in both.
     for tokenizer, _ in prompt_encoding.text_encoders(model):
         assert len(prompt_encoding.tokenize_fragment(model, "xlword", tokenizer)) == 2
     shutil.rmtree(tmp_path)
+
+
+def test_single_file_in_the_original_sdxl_layout_round_trips(sdxl, tmp_path):
+    """Written as the released SDXL files are (CLIP-L under conditioner.embedders.0.transformer, bigG in OpenCLIP's
+    layout under conditioner.embedders.1.model), read back with diffusers' conversion: the same pixels."""
+    folder = sdxl / "Stable-diffusion" / "tinyxl"
+    checkpoint = tmp_path / "tinyxl-file.safetensors"
+    save_single_file(StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True), checkpoint)
+    keys = read_checkpoint(checkpoint).keys()
+    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys
+    assert "model.diffusion_model.label_emb.0.0.weight" in keys
+    with pytest.raises(ValueError, match="time_embedding"):  # no sidecar: the shipped full-size config does not fit
+        load_single_file_pipeline(checkpoint)
+    shutil.copytree(folder, tmp_path / "tinyxl-file.config")  # the sidecar config folder, as for SD files
+    info = sd_models.resolve_checkpoint(str(checkpoint))
+    assert info.kind == "single_file" and info.architecture == "sdxl"
+    from_file = generate(sd_model_checkpoint=str(checkpoint))
+    assert from_file.images[0].tobytes() == generate().images[0].tobytes()
+    assert f"Model hash: {info.shorthash}" in from_file.infotexts[0]
