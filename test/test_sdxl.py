@@ -2,8 +2,12 @@
 text encoders, pooled text and size conditioning, and a refiner (second encoder only, aesthetic-score conditioning).
 The base's images are checked against diffusers' own StableDiffusionXLPipeline; the rest is Serena's behaviour."""
 
+import asyncio
+import base64
+import io
 import shutil
 
+import httpx
 import numpy as np
 import pytest
 import safetensors.torch
@@ -16,6 +20,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from bench.gpu_model import build_random_sdxl_pipeline
 from modules import diffusion, infotext, prompt_encoding, rng, sd_models
+from modules.api import create_app
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import processing_from_infotext
 from modules.sd_single_file import SDXL_CONFIG_DIR, load_single_file_pipeline, read_checkpoint, save_single_file
@@ -231,3 +236,37 @@ def test_single_file_in_the_original_sdxl_layout_round_trips(sdxl, tmp_path):
     from_file = generate(sd_model_checkpoint=str(checkpoint))
     assert from_file.images[0].tobytes() == generate().images[0].tobytes()
     assert f"Model hash: {info.shorthash}" in from_file.infotexts[0]
+
+
+def test_float16_keeps_the_sdxl_vae_in_float32(sdxl):
+    """SDXL's own VAE overflows in float16 (its config says force_upcast): it stays float32 under a float16 UNet."""
+    try:
+        model = sd_models.load_model("tinyxl", dtype="float16")
+        assert model.pipeline.unet.dtype == torch.float16 and model.pipeline.vae.dtype == torch.float32
+        image = generate(steps=3).images[0]
+        assert pixels(image).std() > 5
+    finally:
+        sd_models.model_cache.clear()  # later tests load it at the default dtype
+
+
+def test_the_api_runs_sdxl_with_a_refiner_as_the_engine_does(sdxl, tmp_path):
+    app = create_app(outdir=tmp_path / "outputs", models_dir=sdxl / "Stable-diffusion")
+
+    async def call(method, path, body=None):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serena", timeout=60) as client:
+            return await client.request(method, path, json=body)
+
+    listed = asyncio.run(call("GET", "/sdapi/v1/sd-models")).json()
+    assert {item["model_name"]: item["architecture"] for item in listed}["tinyxl-refiner"] == "sdxl-refiner"
+    body = {"prompt": PROMPT, "seed": 3, "steps": 6, "sampler_name": "Euler a"}
+    body["override_settings"] = {"sd_model_checkpoint": "tinyxl"}
+    refined = body | {"refiner_checkpoint": "tinyxl-refiner", "refiner_switch_at": 0.5}
+    answer = asyncio.run(call("POST", "/sdapi/v1/txt2img", refined))
+    assert answer.status_code == 200, answer.text
+    image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+    engine = generate(refiner_checkpoint="tinyxl-refiner", refiner_switch_at=0.5).images[0]
+    assert image.tobytes() == engine.tobytes()
+    assert "Refiner: tinyxl-refiner [" in answer.json()["info"]
+    refused = asyncio.run(call("POST", "/sdapi/v1/txt2img", body | {"refiner_checkpoint": "../outside"}))
+    assert refused.status_code == 400 and refused.json()["field"] == "refiner_checkpoint", refused.text
