@@ -73,10 +73,13 @@ def build_random_pipeline(folder: Path, tiny: bool, dtype, device) -> None:
     pipeline.to(dtype=dtype).save_pretrained(folder, safe_serialization=True)
 
 
-def build_random_sdxl_pipeline(folder: Path, tiny: bool, dtype, device, refiner: bool = False) -> None:
+def build_random_sdxl_pipeline(
+    folder: Path, tiny: bool, dtype, device, refiner: bool = False, inpainting: bool = False
+) -> None:
     """An SDXL pipeline (the base, or with `refiner` the refiner: the second text encoder only, aesthetic-score
     conditioning) with seeded random weights saved as a diffusers folder. Full size comes from the shipped configs;
-    tiny is a 64 px model of the same structure (two text encoders, pooled text, size conditioning)."""
+    tiny is a 64 px model of the same structure (two text encoders, pooled text, size conditioning); `inpainting`
+    gives it the 9-channel UNet input of SDXL inpainting models (latents, mask, masked image)."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -114,6 +117,8 @@ def build_random_sdxl_pipeline(folder: Path, tiny: bool, dtype, device, refiner:
                 addition_embed_type="text_time",
                 addition_time_embed_dim=8,
                 projection_class_embeddings_input_dim=time_ids * 8 + width_g,
+                in_channels=9 if inpainting else 4,
+                out_channels=4,
             )
             vae = AutoencoderKL(
                 block_out_channels=(32, 32, 32, 32),

@@ -24,6 +24,8 @@ from modules.api import create_app
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import processing_from_infotext
 from modules.sd_single_file import SDXL_CONFIG_DIR, load_single_file_pipeline, read_checkpoint, save_single_file
+from serena_kit import sweep
+from serena_kit.cli import main as serena_main
 
 PROMPT = "a red circle on a blue background"
 JOB = {"prompt": PROMPT, "seed": 3, "steps": 6, "do_not_save_samples": True, "do_not_save_grid": True}
@@ -270,3 +272,33 @@ def test_the_api_runs_sdxl_with_a_refiner_as_the_engine_does(sdxl, tmp_path):
     assert "Refiner: tinyxl-refiner [" in answer.json()["info"]
     refused = asyncio.run(call("POST", "/sdapi/v1/txt2img", body | {"refiner_checkpoint": "../outside"}))
     assert refused.status_code == 400 and refused.json()["field"] == "refiner_checkpoint", refused.text
+
+
+def test_an_sdxl_inpainting_unet_keeps_the_unmasked_area(sdxl, tmp_path):
+    folder = tmp_path / "tinyxl-inpainting"
+    build_random_sdxl_pipeline(folder, tiny=True, dtype=torch.float32, device="cpu", inpainting=True)
+    init = generate().images[0]
+    mask = Image.new("L", (64, 64))
+    mask.paste(255, (16, 16, 48, 48))
+    job = JOB | {"sd_model_checkpoint": str(folder), "init_images": [init], "mask": mask}
+    made = process_images(StableDiffusionProcessingImg2Img(**(job | {"mask_blur": 0})))
+    image = made.images[0]
+    assert image.getpixel((2, 2)) == init.getpixel((2, 2))
+    assert np.abs(pixels(image)[16:48, 16:48] - pixels(init)[16:48, 16:48]).mean() > 1
+    assert "Conditional mask weight: 1," in made.infotexts[0]  # written for inpainting UNets only
+
+
+def test_the_cli_and_a_sweep_run_sdxl_with_a_refiner(sdxl, capsys, tmp_path):
+    refiner = ["--refiner", "tinyxl-refiner", "--refiner-switch-at", "0.5"]
+    job = ["--prompt", PROMPT, "--seed", "3", "--steps", "6", "--model", "tinyxl", "--outdir", str(tmp_path)]
+    code = serena_main(["txt2img", *job, *refiner])
+    (path,) = capsys.readouterr().out.split()
+    assert code == 0
+    engine = generate(refiner_checkpoint="tinyxl-refiner", refiner_switch_at=0.5).images[0]
+    assert Image.open(path).tobytes() == engine.tobytes()
+    result = sweep(
+        JOB | {"sd_model_checkpoint": "tinyxl", "refiner_checkpoint": "tinyxl-refiner", "exact": True},
+        x=("refiner_switch_at", [0.5, 1.0]),
+    )
+    assert result.images[0].tobytes() == engine.tobytes()
+    assert result.images[1].tobytes() == generate().images[0].tobytes()  # never switches: the base alone
