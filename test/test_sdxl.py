@@ -19,7 +19,7 @@ from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from bench.gpu_model import build_random_sdxl_pipeline
-from modules import diffusion, infotext, prompt_encoding, rng, sd_models
+from modules import diffusion, infotext, prompt_encoding, rng, sd_models, sd_samplers
 from modules.api import create_app
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import processing_from_infotext
@@ -302,3 +302,9 @@ def test_the_cli_and_a_sweep_run_sdxl_with_a_refiner(sdxl, capsys, tmp_path):
     )
     assert result.images[0].tobytes() == engine.tobytes()
     assert result.images[1].tobytes() == generate().images[0].tobytes()  # never switches: the base alone
+
+
+@pytest.mark.parametrize("sampler", sd_samplers.SAMPLER_NAMES)
+def test_every_sampler_runs_on_sdxl(sdxl, sampler):
+    image = generate(sampler_name=sampler, steps=4, seed=7).images[0]
+    assert image.size == (64, 64) and pixels(image).std() > 5
