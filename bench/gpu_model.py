@@ -19,6 +19,20 @@ def peak_fraction(image_steps_per_s: float) -> float:
     return image_steps_per_s * UNET_TFLOP_PER_IMAGE_STEP / FP16_DENSE_PEAK_TFLOPS
 
 
+def tiny_vae(**config):
+    """A four-level VAE (latents 1/8 of the image, as the full-size ones) with 32 channels."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(32, 32, 32, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        **config,
+    )
+
+
 def build_random_pipeline(folder: Path, tiny: bool, dtype, device) -> None:
     """A StableDiffusionPipeline with seeded random weights saved as a diffusers folder."""
     import torch
@@ -38,13 +52,7 @@ def build_random_pipeline(folder: Path, tiny: bool, dtype, device) -> None:
                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
                 attention_head_dim=4,
             )
-            vae = AutoencoderKL(
-                block_out_channels=(32, 32, 32, 32),
-                latent_channels=4,
-                norm_num_groups=8,
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4,
-            )
+            vae = tiny_vae()
             text_config = CLIPTextConfig(
                 hidden_size=32,
                 intermediate_size=64,
@@ -120,15 +128,7 @@ def build_random_sdxl_pipeline(
                 in_channels=9 if inpainting else 4,
                 out_channels=4,
             )
-            vae = AutoencoderKL(
-                block_out_channels=(32, 32, 32, 32),
-                latent_channels=4,
-                norm_num_groups=8,
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4,
-                scaling_factor=0.13025,
-                force_upcast=True,
-            )
+            vae = tiny_vae(scaling_factor=0.13025, force_upcast=True)  # SDXL's VAE config
             shape = dict(intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, vocab_size=49408)
             text_config = CLIPTextConfig(hidden_size=width_l, **shape)
             text_config_2 = CLIPTextConfig(hidden_size=width_g, projection_dim=width_g, hidden_act="gelu", **shape)

@@ -326,7 +326,9 @@ def text_encoder_width() -> int:
 
     loaded = model_cache.loaded
     if loaded is not None:
-        encoder = loaded.pipeline.text_encoder or loaded.pipeline.text_encoder_2
+        encoder = loaded.pipeline.text_encoder
+        if encoder is None:  # the SDXL refiner: its one encoder is the second
+            encoder = loaded.pipeline.text_encoder_2
         return int(encoder.get_input_embeddings().weight.shape[1])
     config = json.loads((default_model_dir() / "text_encoder" / "config.json").read_text(encoding="utf-8"))
     return int(config["hidden_size"])

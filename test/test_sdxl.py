@@ -40,6 +40,13 @@ def sdxl_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module", autouse=True)
+def default_model_after_this_module():
+    """Later modules expect the default model (or none) in the one-model cache, not a tiny SDXL."""
+    yield
+    sd_models.model_cache.clear()
+
+
 @pytest.fixture
 def sdxl(sdxl_root, monkeypatch):
     monkeypatch.setenv("SERENA_MODELS_DIR", str(sdxl_root / "Stable-diffusion"))
@@ -183,8 +190,8 @@ def test_img2img_inpainting_and_hires_on_sdxl(sdxl):
     assert "Hires upscale: 2" in hires.infotexts[0]
 
 
-def test_lora_in_the_diffusers_layout_and_weight_zero_is_the_base(sdxl, tmp_path, monkeypatch):
-    from diffusers.utils import convert_state_dict_to_diffusers
+def test_lora_in_the_kohya_and_diffusers_layouts_and_weight_zero_is_the_base(sdxl, tmp_path, monkeypatch):
+    from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
@@ -192,8 +199,14 @@ def test_lora_in_the_diffusers_layout_and_weight_zero_is_the_base(sdxl, tmp_path
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
     pipeline.unet.add_adapter(config)
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipeline.unet))
-    StableDiffusionXLPipeline.save_lora_weights(tmp_path, unet_lora_layers=layers, weight_name="xl.safetensors")
+    layers = get_peft_model_state_dict(pipeline.unet)
+    diffusers_layout = convert_state_dict_to_diffusers(layers)
+    StableDiffusionXLPipeline.save_lora_weights(
+        tmp_path, unet_lora_layers=diffusers_layout, weight_name="xl.safetensors"
+    )
+    kohya = convert_state_dict_to_kohya({f"unet.{key}": value for key, value in layers.items()})  # as the webui's
+    assert all(key.startswith("lora_unet_") for key in kohya)
+    safetensors.torch.save_file({k: v.contiguous() for k, v in kohya.items()}, str(tmp_path / "xl_kohya.safetensors"))
     monkeypatch.setenv("SERENA_LORA_DIR", str(tmp_path))
     base = generate()
     zero = generate(prompt=PROMPT + " <lora:xl:0>")
@@ -201,6 +214,8 @@ def test_lora_in_the_diffusers_layout_and_weight_zero_is_the_base(sdxl, tmp_path
     assert zero.images[0].tobytes() == base.images[0].tobytes()
     assert np.abs(pixels(full.images[0]) - pixels(base.images[0])).mean() > 1
     assert 'Lora hashes: "xl: ' in full.infotexts[0]
+    from_kohya = generate(prompt=PROMPT + " <lora:xl_kohya:1>").images[0]
+    assert np.abs(pixels(from_kohya) - pixels(full.images[0])).max() <= 1  # the same update, either layout
     assert generate().images[0].tobytes() == base.images[0].tobytes()  # the base weights are untouched after
 
 
