@@ -185,7 +185,6 @@ def denoise(
         cfg_scale = torch.tensor(cfg_scales, device=model.device, dtype=latents.dtype).view(-1, 1, 1, 1)
     state.sampling_steps = len(timesteps)
     sdxl_sizes = size_conditioning(model, latents) if model.is_sdxl else None
-    unet_kwargs = {}
     switch_step = refiner.step(timesteps) if refiner is not None else None
     if image_conditioning is not None:
         image_conditioning = torch.cat([image_conditioning] * 2).to(latents)
@@ -194,14 +193,14 @@ def denoise(
         if step_index == switch_step:
             unet, conditioning, refiner.taken_over = refiner.model.pipeline.unet, refiner.conditioning, True
             sdxl_sizes = size_conditioning(refiner.model, latents) if refiner.model.is_sdxl else None
-            unet_kwargs = {}
         model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
         if image_conditioning is not None:
             model_input = torch.cat([model_input, image_conditioning], dim=1)
         embeddings = conditioning.at(step_index)
-        if sdxl_sizes is not None:
-            added = {"text_embeds": conditioning.pooled_at(step_index), "time_ids": sdxl_sizes}
-            unet_kwargs = {"added_cond_kwargs": added}
+        unet_kwargs = {}
+        if sdxl_sizes is not None:  # SDXL's pooled text and size conditioning
+            pooled = conditioning.pooled_at(step_index)
+            unet_kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": sdxl_sizes}
         noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False, **unet_kwargs)[0]
         noise_uncond, noise_text = noise_pred.chunk(2)
         noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
