@@ -27,6 +27,7 @@ def benchmarks() -> dict:
         cold_start,
         lora_cost,
         model_switch,
+        preview_cost,
         prompt_language,
         runner_overhead,
         sweep_throughput,
@@ -41,6 +42,7 @@ def benchmarks() -> dict:
         "model_switch": model_switch.run,
         "prompt_language": prompt_language.run,
         "lora_cost": lora_cost.run,
+        "preview_cost": preview_cost.run,
     }
 
 

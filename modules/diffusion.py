@@ -174,7 +174,7 @@ def denoise(
     the scaled latents as diffusers' inpainting pipeline does. `after_step(latents, step_index)`: the latents to go
     on from (inpainting keeps the unmasked area on the init image's path). `refiner`: a model that takes over.
     """
-    unet = model.pipeline.unet
+    unet, sampling_model = model.pipeline.unet, model
     generators = rng.step_generators(step_seeds)
     if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE draws Brownian-tree noise, one tree per image
         scheduler.noise_sampler_seed = [generator.initial_seed() for generator in generators]
@@ -192,6 +192,7 @@ def denoise(
         state.raise_if_stopped()
         if step_index == switch_step:
             unet, conditioning, refiner.taken_over = refiner.model.pipeline.unet, refiner.conditioning, True
+            sampling_model = refiner.model
             sdxl_sizes = size_conditioning(refiner.model, latents) if refiner.model.is_sdxl else None
         model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
         if image_conditioning is not None:
@@ -207,7 +208,7 @@ def denoise(
         latents = scheduler.step(noise_pred, timestep, latents, **extra, return_dict=False)[0]
         if after_step is not None:
             latents = after_step(latents, step_index)
-        state.step_done(latents)
+        state.step_done(latents, sampling_model)
     return latents
 
 

@@ -18,8 +18,8 @@ for file in "$work"/dist/*; do
   echo "check_wheel: $(basename "$file") $(du -k "$file" | cut -f1) KiB"
 done
 
-# Every committed data file of the package (weights, configs) is in the wheel.
-git ls-files modules/default_model/weights modules/model_configs | python -c '
+# Every committed data file of the package (weights, the preview map, configs) is in the wheel.
+git ls-files modules/default_model/weights modules/default_model/latent_preview.json modules/model_configs | python -c '
 import sys, zipfile
 inside = set(zipfile.ZipFile(sys.argv[1]).namelist())
 missing = [path for path in sys.stdin.read().split() if path not in inside]

@@ -1,6 +1,7 @@
 """An ipywidgets form for txt2img/img2img, and the function that turns widget values into an engine request.
 
-The form only builds a processing object (`request_from_widgets`) and runs it through `process_images`.
+The form only builds a processing object (`request_from_widgets`) and runs it through `process_images`; its live
+preview shows what modules.previews makes from the latents the job's state reports.
 The Generate button runs the job in a background thread, so the kernel stays free to take the Interrupt click
 and to run other cells; `form.generate()` is the same job, synchronous, for notebooks run headless and tests.
 """
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 
 from PIL import Image
 
-from modules import generation_fields, images, sd_samplers, upscalers
+from modules import generation_fields, images, previews, sd_samplers, upscalers
 from modules.field_types import Choice, SamplerName, ScheduleType, UpscalerName
 from modules.processing import (
     Processed,
@@ -31,6 +32,7 @@ w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
 MASK = "mask"  # img2img's inpainting mask, also from an upload widget
+MAX_PREVIEW_EVERY = 1000  # the steps field's own bound
 
 
 def form_fields() -> list[generation_fields.GenerationField]:
@@ -119,13 +121,27 @@ def upload_value_for(image: Image.Image) -> tuple:
 
 
 class GenerationForm:
-    """Prompt, sampler, steps, CFG, size, seed, batch and img2img inputs; Generate and Interrupt; progress; gallery.
+    """Prompt, sampler, steps, CFG, size, seed, batch and img2img inputs; Generate and Interrupt; progress; a live
+    preview; gallery.
 
     Keyword arguments set the form's starting values (for `form_fields()`) or fix other processing fields for every
     generation (e.g. `sd_model_checkpoint=...`, `do_not_save_samples=True`). `form.result` is the last Processed.
+    `preview_every`: show the image being sampled every that many steps (0: no preview; a control in the form);
+    `preview_map`: a fitted latent-to-RGB map for the model (without one, a model that has none committed is
+    VAE-decoded for each preview).
     """
 
-    def __init__(self, display_size: int = 128, **fields):
+    def __init__(
+        self,
+        display_size: int = 128,
+        preview_every: int = 5,
+        preview_map: previews.LatentRGBMap | None = None,
+        **fields,
+    ):
+        if not isinstance(preview_every, int) or not 0 <= preview_every <= MAX_PREVIEW_EVERY:
+            raise ValueError(
+                f"preview_every: {preview_every!r} is not allowed; allowed 0..{MAX_PREVIEW_EVERY} (0: off)"
+            )
         known = processing_field_names()
         unknown = sorted(set(fields) - set(known))
         if unknown:
@@ -139,12 +155,14 @@ class GenerationForm:
             start["sampler_name"], start["scheduler"]
         )
         self.display_size = display_size
+        self.preview_map = preview_map
         self.result: Processed | None = None
         self.error: Exception | None = None
         self._state: GenerationState | None = None  # the running job's
         self._interrupt_requested = False
         self._thread: threading.Thread | None = None
         self._build_widgets(start)
+        self.preview_every.value = preview_every
 
     def _field_control(self, declaration: generation_fields.GenerationField, start: dict) -> w.DOMWidget:
         """The control a field's declaration asks for, starting at `start`'s value for it."""
@@ -215,12 +233,23 @@ class GenerationForm:
         self.progress = w.IntProgress(0, min=0, max=100, description="Progress").add_class("serena-progress")
         self.progress_text = w.Label("").add_class("serena-progress-text")
         self.status = w.HTML("").add_class("serena-status")
+        self.preview_every = w.BoundedIntText(
+            0,
+            min=0,
+            max=MAX_PREVIEW_EVERY,
+            description="Preview every",
+            tooltip="Show the image being sampled every N steps; 0: off",
+        ).add_class("serena-preview-every")
+        self.preview = w.Image(format="png").add_class("serena-preview")
+        self.preview_caption = w.Label("").add_class("serena-preview-caption")
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap")).add_class("serena-gallery")
         self.root = w.VBox(
             [w.HBox(row) if len(row) > 1 else row[0] for _, row in sorted(rows.items())]
             + [
                 w.HBox([self.generate_button, self.interrupt_button, self.progress, self.progress_text]),
+                self.preview_every,
                 self.status,
+                w.VBox([self.preview, self.preview_caption]),
                 self.gallery,
             ]
         ).add_class("serena-form")
@@ -313,6 +342,7 @@ class GenerationForm:
         self.progress.value = 0
         self.progress_text.value = "starting"
         self.status.value = "Generating…"
+        self.preview.value, self.preview_caption.value = b"", ""
         self.generate_button.disabled = True
         self.interrupt_button.disabled = False
 
@@ -328,6 +358,14 @@ class GenerationForm:
         self.progress.value = percent
         batch = f" · batch {state.job_no + 1}/{state.job_count}" if state.job_count > 1 else ""
         self.progress_text.value = f"{percent}% · step {state.sampling_step}/{state.sampling_steps}{batch}"
+        every = self.preview_every.value
+        if every and state.sampling_step % every == 0 and state.current_latent is not None:
+            self._show_preview(state, batch)
+
+    def _show_preview(self, state: GenerationState, batch: str) -> None:
+        image = previews.preview_image(state.current_model, state.current_latent, self.preview_map)
+        self.preview.value = images.png_bytes(upscale_for_display(image, self.display_size), None)
+        self.preview_caption.value = f"Preview · step {state.sampling_step}/{state.sampling_steps}{batch}"
 
     def _show_result(self, result: Processed) -> None:
         self.result = result

@@ -11,5 +11,7 @@ from pathlib import Path
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights"
 EXAMPLE_LORA_DIR = Path(__file__).resolve().parent / "networks" / "Lora"
 EXAMPLE_EMBEDDINGS_DIR = Path(__file__).resolve().parent / "networks" / "embeddings"
+# The live preview's latent-to-RGB map for its VAE (modules.previews); made by training/default_model/fit_preview_map.py
+DEFAULT_PREVIEW_MAP = Path(__file__).resolve().parent / "latent_preview.json"
 
-__all__ = ["DEFAULT_MODEL_DIR", "EXAMPLE_EMBEDDINGS_DIR", "EXAMPLE_LORA_DIR"]
+__all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_PREVIEW_MAP", "EXAMPLE_EMBEDDINGS_DIR", "EXAMPLE_LORA_DIR"]

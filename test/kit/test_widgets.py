@@ -9,7 +9,7 @@ from helpers import load_png, png_of
 from PIL import Image
 
 import serena_kit as sk
-from modules import images, sd_models, sd_samplers
+from modules import images, previews, sd_models, sd_samplers
 from modules.runtime.runner import ProcessingRequest
 
 WIDGET_STATE = {
@@ -286,3 +286,46 @@ def test_an_uploaded_mask_makes_an_inpainting_job_and_needs_an_init_image():
     assert image.getpixel((0, 0)) == init.getpixel((0, 0))  # outside the (unblurred) mask: the init image's pixels
     form.clear_mask_button.click()
     assert sk.request_from_widgets(form).processing.mask is None
+
+
+@pytest.mark.parametrize("every, steps", [(2, 6), (3, 7)])
+def test_the_form_shows_a_preview_every_n_steps(every, steps):
+    form = sk.GenerationForm(prompt="a blue circle", steps=steps, seed=8, preview_every=every, do_not_save_samples=True)
+    captions, pictures = [], []
+    form.preview_caption.observe(lambda change: change["new"] and captions.append(change["new"]), names="value")
+    form.preview.observe(lambda change: change["new"] and pictures.append(bytes(change["new"])), names="value")
+    form.generate()
+    assert captions == [f"Preview · step {step}/{steps}" for step in range(every, steps + 1, every)]
+    assert len(captions) == steps // every
+    assert 1 <= len(pictures) <= len(captions)  # an image equal to the one before changes nothing
+    assert load_png(pictures[-1]).size == (form.display_size, form.display_size)
+
+
+def test_the_last_preview_is_the_final_latents_through_the_default_models_map():
+    form = sk.GenerationForm(prompt="a green square", steps=4, seed=2, preview_every=1, do_not_save_samples=True)
+    job = sk.request_from_widgets(form).processing
+    final = {}
+    job.state.listeners.append(lambda state: final.update(model=state.current_model, latents=state.current_latent))
+    sk.process_images(job)
+    form.generate()
+    expected = previews.preview_image(final["model"], final["latents"]).resize((128, 128), Image.NEAREST)
+    assert load_png(bytes(form.preview.value)).tobytes() == expected.tobytes()
+    assert form.preview_caption.value == "Preview · step 4/4"
+
+
+def test_preview_off_shows_none():
+    form = sk.GenerationForm(prompt="a blue circle", steps=6, seed=8, preview_every=0, do_not_save_samples=True)
+    updates = []
+    form.preview.observe(updates.append, names="value")
+    form.preview_caption.observe(updates.append, names="value")
+    form.generate()
+    assert updates == [] and form.preview.value == b"" and form.result.images
+
+
+def test_the_preview_control_switches_previews_on_between_runs():
+    form = sk.GenerationForm(prompt="a blue circle", steps=4, seed=8, preview_every=0, do_not_save_samples=True)
+    form.preview_every.value = 4
+    form.generate()
+    assert form.preview_caption.value == "Preview · step 4/4"
+    with pytest.raises(ValueError, match="^preview_every: -1 is not allowed"):
+        sk.GenerationForm(preview_every=-1)
