@@ -1,5 +1,5 @@
 """GPU speed (issue 20): raw diffusers vs Serena's default path vs its fast path, and candidate speed-ups of the fast
-path, side by side in one run.
+path, side by side in one run; then the same comparison on SDXL (issue 17).
 
 Builds a full SD 1.5-architecture pipeline with random weights (bench/gpu_model.py), fp16, 512x512, 20 steps
 DPM++ 2M with CFG, and measures in this order, saving the JSON after each part (a run stopped by its time budget
@@ -12,9 +12,13 @@ keeps what it measured):
 3. the fast path (fused QKV + torch.compile "reduce-overhead" with CUDA graphs) per compile batch, its compile
    warm-up and its pixel difference from the default path; the kernel profile of one compiled call; a warm start: a
    second process with the same shapes and the same compile cache, timed from launch to its first image;
-4. each --variants entry (bench/gpu_variants.py) at the variant batch: a fresh load and compile, timed and checked
-   against the default path's images (max pixel difference <= 2, mean <= 0.1);
-5. an 8192^3 fp16 matmul, the peak this chip reaches in practice.
+4. each --variants entry (bench/gpu_variants.py) at the variant batch while the budget keeps the SDXL part's estimate:
+   a fresh load and compile, timed and checked against the default path's images (max pixel difference <= 2, mean
+   <= 0.1);
+5. SDXL (--no-sdxl skips it): a full SDXL base with random weights (bench/gpu_model.py), 1024x1024, the same steps
+   and sampler, per --sdxl-batches: Serena's default path, raw diffusers' StableDiffusionXLPipeline and the fast path
+   (pixel-checked against the default path), each model loaded fresh;
+6. an 8192^3 fp16 matmul, the peak this chip reaches in practice.
 
 It then prints markdown tables (bench/gpu_report.py).
 
@@ -50,6 +54,7 @@ from bench.gpu_model import (  # noqa: E402
     PIXEL_MEAN_DIFF,
     PROMPT,
     build_random_pipeline,
+    build_random_sdxl_pipeline,
     peak_fraction,
     serena_job,
 )
@@ -64,6 +69,8 @@ PROFILE_STEPS = 5  # enough to show the per-step mix; the decode counts once per
 FAST_COMPILE_S = 70
 PROFILE_S = 10
 WARM_START_S = 40
+SDXL_S = 150  # build, load and eager calls of raw diffusers and the default path at batch 1 and 4
+SDXL_COMPILE_S = 100  # per fast-path batch
 
 
 def log(message: str) -> None:
@@ -122,13 +129,13 @@ def pixel_check(images, reference) -> dict:
     }
 
 
-def serena(batch: int, args, device, reference=None) -> tuple[dict, list]:
-    """One path's figures at `batch` on the loaded model, and its images. The first call is the warm-up (it
+def serena(folder: Path, size: int, batch: int, args, device, reference=None) -> tuple[dict, list]:
+    """One path's figures at `batch` on the loaded model `folder`, and its images. The first call is the warm-up (it
     compiles on the fast path); then the median of --repeats calls."""
 
     def call():
         start = time.perf_counter()
-        result = process_images(serena_job(args.model_folder, batch, args.size, args.steps))
+        result = process_images(serena_job(folder, batch, size, args.steps))
         return result, time.perf_counter() - start  # the last phase (decode) ends synchronized
 
     _, warm_up = call()
@@ -157,12 +164,13 @@ def serena(batch: int, args, device, reference=None) -> tuple[dict, list]:
     return entry, images
 
 
-def raw_diffusers(batches: list[int], args, dtype, device) -> dict[int, dict]:
+def raw_diffusers(pipeline_class, folder: Path, size: int, batches: list[int], args, dtype, device) -> dict[int, dict]:
     """The pipeline call as users make it (its own @torch.no_grad), and wrapped in torch.inference_mode (as the
-    engine runs), to separate that effect from the engine's."""
-    from diffusers import StableDiffusionPipeline
+    engine runs), to separate that effect from the engine's. The sampler is the engine's job's (DPM++ 2M)."""
+    from diffusers import DPMSolverMultistepScheduler
 
-    pipeline = StableDiffusionPipeline.from_pretrained(args.model_folder, dtype=dtype, local_files_only=True)
+    pipeline = pipeline_class.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
     pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
 
@@ -174,8 +182,8 @@ def raw_diffusers(batches: list[int], args, dtype, device) -> dict[int, dict]:
             negative_prompt=[""] * batch,
             num_inference_steps=steps,
             guidance_scale=7.5,
-            height=args.size,
-            width=args.size,
+            height=size,
+            width=size,
             output_type="latent",
             generator=torch.Generator("cpu").manual_seed(0),
         )
@@ -199,6 +207,11 @@ def raw_diffusers(batches: list[int], args, dtype, device) -> dict[int, dict]:
         log(f"  batch {batch}: {entry['it_s']:.2f} it/s ({entry['inference_mode_it_s']:.2f} under inference_mode)")
         figures[batch] = entry
     return figures
+
+
+def sdxl_figures(entry: dict) -> dict:
+    del entry["peak_fraction"]  # counted with SD 1.5's UNet FLOPs: meaningless for SDXL
+    return entry
 
 
 def vae_decode_ms(model, size: int, device, batch: int, repeats: int) -> float:
@@ -266,7 +279,7 @@ def parse_args(argv):
     )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (median)")
-    parser.add_argument("--no-fast", action="store_true", help="skip the fast path and its variants")
+    parser.add_argument("--no-fast", action="store_true", help="skip the fast path and its variants (not SDXL's)")
     parser.add_argument(
         "--variants",
         nargs="*",
@@ -277,6 +290,8 @@ def parse_args(argv):
     parser.add_argument("--variant-batch", type=int, default=None, help="default: the largest of --batches")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--sdxl", action=argparse.BooleanOptionalAction, default=True, help="the SDXL part")
+    parser.add_argument("--sdxl-batches", type=int, nargs="+", default=None, help="default: 1 4 (--tiny: 1 2)")
     parser.add_argument("--budget-s", type=float, default=None, help="skip parts that would not end within this")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args(argv)
@@ -295,6 +310,8 @@ def parse_args(argv):
     except ValueError as error:
         parser.error(str(error))
     args.size = 64 if args.tiny else 512
+    args.sdxl_batches = args.sdxl_batches or ([1, 2] if args.tiny else [1, 4])
+    args.sdxl_size = 64 if args.tiny else 1024
     return args
 
 
@@ -333,36 +350,46 @@ class Run:
         self.args.out.parent.mkdir(parents=True, exist_ok=True)
         replace_file(self.args.out, json.dumps(self.report, indent=2).encode())
 
-    def load(self, speedups, dtype=None):
-        folder = str(self.args.model_folder)
-        return sd_models.load_model(folder, device=self.device, dtype=dtype or self.dtype, speedups=speedups)
+    def load(self, folder: Path, speedups, dtype=None):
+        return sd_models.load_model(str(folder), device=self.device, dtype=dtype or self.dtype, speedups=speedups)
 
     def default_path(self) -> None:
         args = self.args
-        model = self.load(speedups=None)
+        model = self.load(args.model_folder, speedups=None)
         self.report["vae_decode_ms_per_image"] = {
             str(batch): vae_decode_ms(model, args.size, self.device, batch, args.repeats)
             for batch in sorted({1, args.variant_batch})
         }
         for batch in args.batches:
-            self.rows[batch]["default"], self.default_images[batch] = serena(batch, args, self.device)
+            self.rows[batch]["default"], self.default_images[batch] = serena(
+                args.model_folder, args.size, batch, args, self.device
+            )
         if args.profile:
             self.report["profile"] = {"eager default": profile_serena(args, self.device)}
         fresh_compile_state(self.device)
 
     def raw_diffusers(self) -> None:
-        for batch, entry in raw_diffusers(self.args.batches, self.args, self.dtype, self.device).items():
+        from diffusers import StableDiffusionPipeline
+
+        args = self.args
+        figures = raw_diffusers(
+            StableDiffusionPipeline, args.model_folder, args.size, args.batches, args, self.dtype, self.device
+        )
+        for batch, entry in figures.items():
             self.rows[batch]["raw"] = entry
         fresh_compile_state(self.device)  # frees the raw pipeline's GPU memory before the fast path loads
 
     def fast_path(self) -> dict | None:
         """The fast path per compile batch; its figures at the variant batch (the variants' reference) or None."""
-        self.load(speedups=self.options)
-        for batch in self.args.compile_batches:
+        args = self.args
+        self.load(args.model_folder, speedups=self.options)
+        for batch in args.compile_batches:
             if reason := self.budget.lacks(FAST_COMPILE_S):
                 log(f"  batch {batch}: skipped, {reason}")
                 continue
-            self.rows[batch]["fast"], _ = serena(batch, self.args, self.device, self.default_images[batch])
+            self.rows[batch]["fast"], _ = serena(
+                args.model_folder, args.size, batch, args, self.device, self.default_images[batch]
+            )
             self.save()
         return self.rows[self.args.variant_batch].get("fast")
 
@@ -395,7 +422,9 @@ class Run:
         for variant in self.args.variants:
             no_reference = None if reference else f"no fast-path figures at batch {self.args.variant_batch}"
             reason = no_reference or variant.skip_reason(self.device, self.compiling)
-            if reason := reason or self.budget.lacks(variant.seconds):
+            # The variants take what is left but the SDXL part's estimate: else they would always cut it.
+            kept_for_sdxl = SDXL_S if self.args.sdxl else 0
+            if reason := reason or self.budget.lacks(variant.seconds + kept_for_sdxl):
                 self.report["variants"].append({"name": variant.name, "status": "skipped", "reason": reason})
                 log(f"  {variant.name}: skipped, {reason}")
                 continue
@@ -409,11 +438,19 @@ class Run:
         fresh_compile_state(self.device)
         try:
             with variant.settings():
-                model = self.load(speedups=variant.fast_path(self.options), dtype=variant.dtype(self.dtype))
+                model = self.load(
+                    self.args.model_folder, speedups=variant.fast_path(self.options), dtype=variant.dtype(self.dtype)
+                )
                 entry["fast_path"] = model.fast_path.infotext_value()
                 entry["dtype"] = str(model.dtype).removeprefix("torch.")
+                args = self.args
                 figures, _ = serena(
-                    self.args.variant_batch, self.args, self.device, self.default_images[self.args.variant_batch]
+                    args.model_folder,
+                    args.size,
+                    args.variant_batch,
+                    args,
+                    self.device,
+                    self.default_images[args.variant_batch],
                 )
             entry.update(figures, status="measured")
         except Exception as error:  # one knob that fails here (a kernel missing on this GPU) must not end the run
@@ -421,6 +458,46 @@ class Run:
             log(f"  {variant.name}: {entry['reason']}")
         fresh_compile_state(self.device)
         return entry
+
+    def sdxl(self, folder: Path) -> None:
+        """Issue 17's table: an SDXL base built in `folder`, raw diffusers vs the default path vs the fast path per
+        --sdxl-batches, each model loaded fresh (one at a time: the full SDXL is ~7 GB in fp16)."""
+        from diffusers import StableDiffusionXLPipeline
+
+        args, device = self.args, self.device
+        size, batches = args.sdxl_size, args.sdxl_batches
+        sdxl = self.report["sdxl"] = {"size": size, "rows": [{"batch": batch} for batch in batches]}
+        rows = {row["batch"]: row for row in sdxl["rows"]}
+        if reason := self.budget.lacks(SDXL_S):
+            sdxl["skipped"] = reason
+            log(f"sdxl: skipped, {reason}")
+            return
+        build_random_sdxl_pipeline(folder, args.tiny, self.dtype, device)
+        self.load(folder, speedups=None)
+        default_images = {}
+        for batch in batches:
+            entry, default_images[batch] = serena(folder, size, batch, args, device)
+            rows[batch]["default"] = sdxl_figures(entry)
+        fresh_compile_state(device)
+        log("sdxl default path done")
+        self.save()
+        figures = raw_diffusers(StableDiffusionXLPipeline, folder, size, batches, args, self.dtype, device)
+        for batch, entry in figures.items():
+            rows[batch]["raw"] = sdxl_figures(entry)
+        fresh_compile_state(device)
+        log("sdxl raw diffusers done")
+        self.save()
+        self.load(folder, speedups=self.options)
+        for batch in batches:
+            if reason := self.budget.lacks(SDXL_COMPILE_S):
+                rows[batch]["fast"] = {"skipped": reason}
+                log(f"  batch {batch}: skipped, {reason}")
+                continue
+            entry, _ = serena(folder, size, batch, args, device, default_images[batch])
+            rows[batch]["fast"] = sdxl_figures(entry)
+            self.save()
+        fresh_compile_state(device)
+        log("sdxl fast path done")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -453,6 +530,10 @@ def main(argv: list[str] | None = None) -> dict:
             run.save()
             run.variants(reference)
             fresh_compile_state(run.device)
+        if args.sdxl:
+            with budget.part("sdxl"):
+                run.sdxl(Path(temp) / "sdxl-random")
+            run.save()
     run.report["matmul_fp16_tflops"] = matmul_tflops(run.device)
     run.save()
     log(gpu_report.markdown(run.report))

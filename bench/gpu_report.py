@@ -94,6 +94,51 @@ def main_table(report: dict) -> str:
     )
 
 
+def pixels_ok(entry: dict | None) -> str:
+    if not entry or entry.get("max_diff") is None:
+        return DASH
+    return f"{yes_no(entry['pixels_ok'])} (max {entry['max_diff']}, mean {entry['mean_diff']:.3f})"
+
+
+def sdxl_table(report: dict) -> str:
+    sdxl = report["sdxl"]
+    lead = (
+        f"SDXL base (random weights), {sdxl['size']}x{sdxl['size']}, {report['steps']} steps DPM++ 2M with CFG 7.5; "
+        f'raw diffusers is StableDiffusionXLPipeline with output_type="latent"; fast path: {report["fast_path"]}.'
+    )
+    if "skipped" in sdxl:
+        return f"{lead} Skipped: {sdxl['skipped']}."
+    rows = []
+    for row in sdxl["rows"]:
+        raw, default, fast = row.get("raw"), row.get("default"), row.get("fast")
+        rows.append(
+            [
+                str(row["batch"]),
+                number(raw, "it_s", ".2f"),
+                number(default, "it_s", ".2f"),
+                number(fast, "it_s", ".2f"),
+                ratio(fast, raw, "it_s"),
+                ratio(default, raw, "it_s", bold=False),
+                pixels_ok(fast),
+            ]
+        )
+    skipped = [
+        f"\n\nSDXL fast path at batch {row['batch']} skipped: {row['fast']['skipped']}."
+        for row in sdxl["rows"]
+        if "skipped" in row.get("fast", {})
+    ]
+    header = [
+        "SDXL batch",
+        "raw it/s",
+        "default it/s",
+        "fast it/s",
+        "fast/raw",
+        "default/raw",
+        "pixels ok fast vs default",
+    ]
+    return lead + "\n\n" + table(header, rows) + "".join(skipped)
+
+
 def variant_row(name: str, entry: dict, reference: dict | None, what: str) -> list[str]:
     return [
         name,
@@ -230,6 +275,8 @@ def markdown(report: dict) -> str:
     if report.get("profile"):
         parts.append(profile_table(report))
     parts.append(targets_table(report))
+    if "sdxl" in report:
+        parts.append(sdxl_table(report))
     if report.get("matmul_fp16_tflops"):
         parts.append(f"8192^3 fp16 matmul: {report['matmul_fp16_tflops']:.0f} TFLOP/s.")
     parts.append("Seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in report["sections_s"].items()) + ".")

@@ -120,3 +120,27 @@ def test_report_of_a_run_stopped_before_the_fast_path():
     }
     text = gpu_report.markdown(report)
     assert "| 16 | – |" in text and "Targets: nothing measured yet." in text
+
+
+def sdxl_report(**sdxl):
+    return {"steps": 20, "fast_path": "fused-qkv+compile (reduce-overhead)", "sdxl": {"size": 1024, **sdxl}}
+
+
+def test_sdxl_table_gives_both_speed_ups_against_raw_and_the_image_check():
+    fast = {"it_s": 25.0, "max_diff": 1, "mean_diff": 0.05, "pixels_ok": True}
+    report = sdxl_report(
+        rows=[
+            {"batch": 1, "raw": {"it_s": 10.0}, "default": {"it_s": 11.0}, "fast": fast},
+            {"batch": 4, "raw": {"it_s": 3.0}, "default": {"it_s": 3.0}, "fast": {"skipped": "time budget"}},
+        ]
+    )
+    text = gpu_report.sdxl_table(report)
+    assert "1024x1024, 20 steps" in text
+    assert "| 1 | 10.00 | 11.00 | 25.00 | **2.50** | 1.10 | yes (max 1, mean 0.050) |" in text
+    assert "| 4 | 3.00 | 3.00 | – | – | 1.00 | – |" in text
+    assert "SDXL fast path at batch 4 skipped: time budget." in text
+
+
+def test_sdxl_part_skipped_by_the_budget_says_why():
+    text = gpu_report.sdxl_table(sdxl_report(rows=[{"batch": 1}], skipped="time budget: needs ~150 s, 90 s left"))
+    assert text.endswith("Skipped: time budget: needs ~150 s, 90 s left.")

@@ -71,12 +71,21 @@ def test_both_paths_are_profiled(tiny_run):
         assert sum(summary["categories"].values()) == pytest.approx(1)
 
 
+def test_sdxl_raw_default_and_fast_paths_are_measured(tiny_run):
+    sdxl = tiny_run[0]["sdxl"]
+    assert sdxl["size"] == 64 and [row["batch"] for row in sdxl["rows"]] == [1, 2]
+    for row in sdxl["rows"]:
+        assert row["raw"]["it_s"] > 0 and row["default"]["it_s"] > 0 and row["fast"]["it_s"] > 0
+        assert row["fast"]["pixels_ok"]  # fused QKV only on CPU
+
+
 def test_tables_log_and_json_are_written(tiny_run):
     report, out = tiny_run
     text = (out / "gpu.md").read_text()
     assert text == gpu_report.markdown(report)
     assert "| 2 | " in text and "| channels-last | " in text and "skipped: needs CUDA" in text
     assert "warm start < 15 s" in text and "| convolution | " in text
+    assert gpu_report.sdxl_table(report) in text and "| SDXL batch | raw it/s |" in text
     assert "gpu_run.sh: " in (out / "gpu.log").read_text()
 
 
