@@ -34,7 +34,8 @@ import importlib.util
 import serena_kit
 
 assert "site-packages" in serena_kit.__file__, serena_kit.__file__
-extras = [name for name in ("ipywidgets", "matplotlib", "fastapi", "uvicorn", "ray") if importlib.util.find_spec(name)]
+optional = ("ipywidgets", "matplotlib", "fastapi", "uvicorn", "ray", "mkdocs")
+extras = [name for name in optional if importlib.util.find_spec(name)]
 assert not extras, f"the plain install pulled in optional faces: {extras}"
 EOF
 png=$("$work/venv/bin/serena" txt2img --prompt "a red circle on a blue background" --seed 1 --steps 4 --quiet)

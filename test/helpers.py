@@ -30,3 +30,17 @@ def load_png(data: bytes):
 def png_files(folder):
     """{relative path: bytes} of every PNG under `folder`."""
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*.png"))}
+
+
+def build_docs_site(site_dir) -> None:
+    """The README's command for the documentation site, `bash scripts/build_docs.sh`, into `site_dir`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    venv_first = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = ["bash", "scripts/build_docs.sh", "--site-dir", str(site_dir)]
+    result = subprocess.run(command, cwd=root, env=venv_first, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -3,9 +3,8 @@
 nbval cannot click buttons; this test does. It runs the notebook's cells, clicks Generate and waits for the image
 in the gallery and the progress bar at 100 %, then starts a long job and stops it with the Interrupt button.
 
-Needs Debian's `chromium` (/usr/bin/chromium); Playwright drives it directly, no browser download. Select it with
-`pytest -m browser` (or `pytest test/browser`). On failure a screenshot is saved as `failure.png` in the test's
-tmp folder and JupyterLab's log is printed.
+Chromium and the `page` fixture: conftest.py. Select it with `pytest -m browser` (or `pytest test/browser`). On
+failure a screenshot is saved as `failure.png` in the test's tmp folder and JupyterLab's log is printed.
 """
 
 import os
@@ -20,24 +19,12 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_widgets.ipynb"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",  # the machine is offline: no update, sync or component traffic
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVER_START_TIMEOUT_S = 60
 RUN_ALL_TIMEOUT_S = 90
 GENERATION_TIMEOUT_S = 60
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = pytest.mark.browser
 
 
 def free_port() -> int:
@@ -107,24 +94,6 @@ def jupyterlab(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-
-
-@pytest.fixture
-def page(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh --user-data-dir
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
 
 
 def run_all_cells(page) -> None:
