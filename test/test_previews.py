@@ -64,3 +64,22 @@ def test_an_sd_vae_override_is_decoded_not_mapped():
     model = sd_models.load_model()
     other_vae = dataclasses.replace(model, networks={"checkpoint_vae": object()})
     assert previews.fitted_map(model) is not None and previews.fitted_map(other_vae) is None
+
+
+def test_the_api_live_preview_uses_the_fitted_map_and_never_decodes(monkeypatch):
+    import base64
+    import io
+
+    from modules.api.progress import live_preview
+    from modules.runtime.state import GenerationState
+
+    model, latents, _ = final_latents("a red circle on a blue background", 5, steps=4)
+    state = GenerationState()
+    state.current_latent, state.current_model = latents, model
+
+    def shown() -> bytes:
+        return Image.open(io.BytesIO(base64.b64decode(live_preview(state)))).convert("RGB").tobytes()
+
+    assert shown() == previews.preview_image(model, latents).tobytes()
+    monkeypatch.setattr(previews, "FITTED_MAPS", {})  # no map: the cheap channel view, not a decode in the request
+    assert shown() == diffusion.latents_to_rgb_preview(latents).tobytes()

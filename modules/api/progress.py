@@ -2,7 +2,8 @@
 `POST /internal/progress` (one task, by the id its client gave with `force_task_id`).
 
 The live preview is the running batch's latents shown cheaply (at latent resolution), only while the server option
-`live_previews_enable` is on.
+`live_previews_enable` is on: through the model's fitted latent-to-RGB map (modules.previews) where it has one,
+else its first three latent channels (a full decode would run beside the job, in the request's thread).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from modules import diffusion, images
+from modules import diffusion, images, previews
 from modules.api import models
 from modules.runtime.state import GenerationState
 
@@ -22,7 +23,11 @@ def live_preview(state: GenerationState) -> str | None:
     latents = state.current_latent
     if latents is None:
         return None
-    preview = diffusion.latents_to_rgb_preview(latents)
+    rgb_map = previews.fitted_map(state.current_model) if state.current_model is not None else None
+    if rgb_map is not None:
+        preview = previews.preview_image(state.current_model, latents, rgb_map)
+    else:
+        preview = diffusion.latents_to_rgb_preview(latents)
     return base64.b64encode(images.png_bytes(preview, None)).decode("ascii")
 
 
