@@ -120,11 +120,13 @@ def gone(pid: int) -> bool:
 
 def test_a_hung_actor_is_timed_out_and_replaced_and_every_cell_is_written_once(local_ray, local_files, tmp_path):
     # The 5th batch sent goes to an actor already running one (two actors, two queued each): that one hangs.
+    # The timeout leaves a replacement actor time to load torch and the model within its first batch on a busy
+    # 2-core machine (10 s did not, once in CI: 3 timeouts); a slow live actor timed out is retried like a hung one.
     hang = stop_actor_on(dispatch_number=5)
-    executor = RayExecutor(workers=2, gpus_per_worker=0, batch_size=2, batch_timeout_s=10, on_dispatch=hang)
-    with hang_guard(120):
+    executor = RayExecutor(workers=2, gpus_per_worker=0, batch_size=2, batch_timeout_s=30, on_dispatch=hang)
+    with hang_guard(240):
         result = sk.sweep(BASE, **AXES, outdir=tmp_path / "ray", execute=executor)
-    assert hang.stopped and executor.stats["hung_batches"] == 1 and executor.stats["lost_workers"] == 1
+    assert hang.stopped and executor.stats["hung_batches"] >= 1 and executor.stats["lost_workers"] >= 1
     assert gone(hang.pids[0])
     assert result.generated_count == 12
     assert_every_cell_once(tmp_path / "ray", local_files)
