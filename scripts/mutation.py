@@ -60,6 +60,10 @@ TESTS: dict[str, tuple[list[str], list[str]]] = {
         ["test/test_samplers.py", "test/test_webui_semantics.py", "test/test_validation.py"],
         ["test/quality/test_golden_images.py", "test/test_replay.py"],
     ),
+    "modules/prompt_parser.py": (
+        ["test/test_prompt_parser.py"],
+        ["test/test_prompt_encoding.py", "test/test_extra_networks.py"],
+    ),
 }
 CORE = list(TESTS)
 

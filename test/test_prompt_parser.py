@@ -62,6 +62,16 @@ def test_the_step_a_schedule_entry_conditions_counts_from_0_like_the_webuis_deno
     assert [schedule_index(alternating, step) for step in range(4)] == [0, 0, 1, 2]
 
 
+def test_model_evaluations_past_the_schedule_keep_its_last_text():
+    """Heun and DPM2 evaluate the model about twice per step, so the step index runs past the last end step (19
+    evaluations at 10 steps). [serena] they keep the last text; the webui's `reconstruct_cond_batch` falls back to
+    the first (index 0), which would switch "[red:green:0.5]" back to red for Heun's second half."""
+    end_steps = [end for end, _ in prompt_schedule("a [red:green:0.5] circle", 10)]
+    assert end_steps == [5, 10]
+    assert [schedule_index(end_steps, step) for step in range(19)] == [0] * 6 + [1] * 13
+    assert schedule_index([10], 25) == 0
+
+
 # The webui's doctests of parse_prompt_attention.
 EMPHASIS = [
     ("normal text", [("normal text", 1.0)]),
@@ -69,6 +79,9 @@ EMPHASIS = [
     ("(unbalanced", [("unbalanced", 1.1)]),
     ("\\(literal\\]", [("(literal]", 1.0)]),
     ("(unnecessary)(parens)", [("unnecessaryparens", 1.1)]),
+    # not doctests: the webui merges equal neighbours into the previous fragment, here one past the first
+    ("a (b)(c)", [("a ", 1.0), ("bc", 1.1)]),
+    ("(a) b\\(c", [("a", 1.1), (" b(c", 1.0)]),
     (
         "a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
         [
@@ -140,6 +153,8 @@ def test_break_inside_brackets_keeps_the_weight_on_both_sides():
         ("a [red:blue:5] circle", True),
         ("a red circle BREAK on blue", True),
         ("a \\ b", True),
+        # every letter, digit and the punctuation of plain captions is text, only brackets and backslashes are syntax
+        ("ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz 0123456789 .,;:!?'\"-_/<>{}|=+*&^%$#@~`", False),
     ],
 )
 def test_has_syntax_spots_every_construct(text, expected):

@@ -148,3 +148,42 @@ def test_samplers_and_schedule_types_are_kept_under_the_webuis_own_names(given, 
     p = StableDiffusionProcessingTxt2Img(sampler_name=given[0], scheduler=given[1])
     assert (p.sampler_name, p.scheduler) == expected
     p.validate()
+
+
+# The hires pass's sampler and schedule type fall back to the first pass's ones (the webui's "Use same sampler" /
+# "Use same scheduler"), and the pair is checked as the first pass's pair is.
+BAD_HIRES = [
+    (
+        {"sampler_name": "PLMS", "hr_scheduler": "Karras"},
+        "hr_scheduler: 'Karras' is not available with sampler 'PLMS'; valid for it: Automatic",
+    ),
+    (
+        {"sampler_name": "Euler", "scheduler": "Karras", "hr_sampler_name": "PLMS"},
+        "hr_scheduler: 'Karras' is not available with sampler 'PLMS'; valid for it: Automatic",
+    ),
+    (
+        {"width": 512, "height": 256, "hr_scale": 16.0},
+        "hr_scale: the hires size 8192x4096 from a 512x256 first pass is out of range; allowed 8..4096 per side",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields, message", BAD_HIRES)
+def test_bad_hires_pair_is_refused_naming_the_hires_field(fields, message):
+    with pytest.raises(ValueError, match=whole(message)):
+        StableDiffusionProcessingTxt2Img(prompt="x", enable_hr=True, **fields).validate()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"sampler_name": "PLMS", "hr_sampler_name": "Euler", "hr_scheduler": "Karras"},
+        {"sampler_name": "Euler", "scheduler": "Karras", "hr_sampler_name": "PLMS", "hr_scheduler": "Automatic"},
+        {"sampler_name": "PLMS", "hr_scheduler": "Karras", "enable_hr": False},  # no hires pass: nothing to check
+        # a side left to the model's native size: the hires size is checked once the model is known
+        {"width": None, "height": 256, "hr_scale": 16.0},
+        {"width": 256, "height": None, "hr_scale": 16.0},
+    ],
+)
+def test_valid_hires_pairs_pass(fields):
+    StableDiffusionProcessingTxt2Img(prompt="x", **({"enable_hr": True} | fields)).validate()

@@ -249,8 +249,10 @@ def centred_slice(canvas: int, patch: int) -> tuple[slice, slice]:
 
 @pytest.mark.parametrize(
     "target, old",
-    [((6, 10), (8, 4)), ((7, 9), (4, 4)), ((5, 12), (9, 5)), ((8, 8), (3, 11))],
-    ids=["taller-narrower", "odd-margins", "crop-rows-pad-columns", "crop-columns"],
+    [((6, 10), (8, 4)), ((7, 9), (4, 4)), ((5, 12), (9, 5)), ((8, 8), (3, 11)), ((4, 12), (6, 8)), ((12, 4), (8, 6))],
+    # the last two: one side of the new size is shorter than the other side of the old one, so a width computed
+    # from a height (or the reverse) is caught
+    ids=["taller-narrower", "odd-margins", "crop-rows-pad-columns", "crop-columns", "wide-new", "tall-new"],
 )
 def test_non_square_seed_resize_pastes_the_old_noise_centred_and_keeps_the_rest(target, old):
     """[webui-seed] the old size's noise in the middle; everywhere else the new size's own noise, value for value."""
