@@ -1,9 +1,8 @@
 """The example networks do what they were trained for, measured with the project's scorer on the default model.
 
 Rates over 24 seeds (training.networks.evaluate): with <lora:ring:1>, "a red ring on a blue background" is read as a
-ring in >= 80 % (the issue also asks for colours >= 90 %, not met yet: marked xfail); the base model (never shown a
-ring) draws almost none. The
-embedding makes "violet" the palette's purple in >= 80 % of 24 prompts.
+ring in >= 80 % and keeps its colours (red ring, blue background) in >= 90 % each; the base model (never shown a
+ring) draws almost none. The embedding makes "violet" the palette's purple in >= 80 % of 24 prompts.
 """
 
 import io
@@ -37,11 +36,6 @@ def test_the_ring_lora_at_weight_1_draws_rings(lora_rates):
     assert lora_rates["ring"] >= 0.8, lora_rates
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14's target (colours >= 90 % with the LoRA) is not met yet: measured 79 % shape colour, 67 % "
-    "background (docs/serena.md, Issue 14); strict, so CI says when a better LoRA meets it",
-)
 def test_the_ring_lora_keeps_the_asked_colours(lora_rates):
     assert lora_rates["colour"] >= 0.9 and lora_rates["background"] >= 0.9, lora_rates
 
