@@ -57,7 +57,7 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("DDIM", "DDIMScheduler", aliases=("ddim",), schedule_types=AUTOMATIC_ONLY),
     SamplerSpec("PLMS", "PNDMScheduler", {"skip_prk_steps": True}, aliases=("plms",), schedule_types=AUTOMATIC_ONLY),
     SamplerSpec("UniPC", "UniPCMultistepScheduler", aliases=("unipc",)),
-    SamplerSpec("LCM", "LCMScheduler", aliases=("k_lcm", "lcm"), schedule_types=AUTOMATIC_ONLY),
+    SamplerSpec("LCM", "LCMScheduler", aliases=("k_lcm",), schedule_types=AUTOMATIC_ONLY),
 )
 
 # Schedule type -> the scheduler config flag that selects it ("Automatic" keeps the scheduler's own spacing).

@@ -471,3 +471,22 @@ def test_plms_skips_the_runge_kutta_steps_whatever_the_models_scheduler_says():
     """PLMS is PNDM with skip_prk_steps, also for a model saved with another scheduler class."""
     config = SD_SCHEDULER_CONFIG | {"_class_name": "EulerDiscreteScheduler", "skip_prk_steps": False}
     assert sd_samplers.create_scheduler("PLMS", "Automatic", config).config.skip_prk_steps is True
+
+
+@pytest.mark.parametrize("name, algorithm", [("DPM++ 2M", "dpmsolver++"), ("DPM++ 2M SDE", "sde-dpmsolver++")])
+def test_dpmpp_2m_is_second_order_dpmsolver_plus_plus_whatever_the_models_scheduler_says(name, algorithm):
+    """[webui-k] DPM++ 2M is the second-order multistep DPM-Solver++ (its SDE form the same with noise), also for a
+    model saved with another DPM-Solver variant (diffusers' defaults would hide a missing override)."""
+    config = SD_SCHEDULER_CONFIG | {
+        "_class_name": "DPMSolverMultistepScheduler",
+        "algorithm_type": "dpmsolver",
+        "solver_order": 3,
+    }
+    scheduler = sd_samplers.create_scheduler(name, "Automatic", config)
+    assert (scheduler.config.algorithm_type, scheduler.config.solver_order) == (algorithm, 2)
+
+
+def test_each_sampler_lists_exactly_the_webuis_aliases():
+    """[webui-k] `/sdapi/v1/samplers` shows each sampler's aliases; a lower-cased name is no alias of its own (the
+    lookup ignores case anyway), so the list is the webui's and nothing more."""
+    assert {spec.name: spec.aliases for spec in sd_samplers.SAMPLERS} == WEBUI_ALIASES
