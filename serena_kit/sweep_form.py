@@ -32,6 +32,7 @@ w = require("ipywidgets", "The sweep widget (SweepForm)")
 POSITIONS = ("x", "y", "z")
 NO_AXIS = "(none)"
 PLACEHOLDER_GREY = (200, 200, 200)
+Y_LABEL_WIDTH = "120px"  # the grid's first column: the y axis's labels, and an empty cell above them
 RAY_OPTIONS = ("ray_address", "workers", "gpus_per_worker")  # sweep()'s, passed through
 
 
@@ -304,7 +305,9 @@ class SweepForm:
         self.grid = w.HBox(layout=w.Layout(flex_flow="row wrap")).add_class("serena-sweep-grid")
         self.detail_image = w.Image(format="png").add_class("serena-sweep-detail-image")
         self.detail_text = w.HTML("").add_class("serena-sweep-detail-text")
-        self.detail = w.HBox([self.detail_image, self.detail_text]).add_class("serena-sweep-detail")
+        # Hidden until a cell is shown: an image widget without a value is drawn as a broken image.
+        self.detail = w.HBox([self.detail_image, self.detail_text], layout=w.Layout(display="none"))
+        self.detail.add_class("serena-sweep-detail")
         self._slots: dict[tuple, dict] = {}
         self.root = w.VBox(
             rows
@@ -380,12 +383,12 @@ class SweepForm:
         self._slots = {}
         grids = []
         for z in zs:
-            header = [w.Label("")] + [
+            header = [w.Label("", layout=w.Layout(width=Y_LABEL_WIDTH))] + [  # the y labels' column
                 w.Label(parsed["x"].label(x) if parsed["x"] else "", layout=w.Layout(width=width)) for x in xs
             ]
             rows = [w.HBox(header)]
             for y in ys:
-                row = [w.Label(parsed["y"].label(y) if parsed["y"] else "", layout=w.Layout(width="120px"))]
+                row = [w.Label(parsed["y"].label(y) if parsed["y"] else "", layout=w.Layout(width=Y_LABEL_WIDTH))]
                 for x in xs:
                     image = w.Image(value=placeholder, format="png").add_class("serena-sweep-cell-image")
                     button = w.Button(description="show", disabled=True, layout=w.Layout(width=width))
@@ -408,6 +411,7 @@ class SweepForm:
         self.detail_text.value = (
             f'<pre style="white-space: pre-wrap; font-size: 11px">{html.escape(cell.processed.info)}</pre>'
         )
+        self.detail.layout.display = None
 
     def _show_error(self, error: Exception) -> None:
         self.status.value = f'<span style="color: #b00020">{html.escape(str(error))}</span>'

@@ -67,9 +67,15 @@ def test_run_fills_the_labelled_grid_and_a_cell_shows_large_with_its_infotext():
         slot = form._slots[(cell.x, cell.y, cell.z)]
         assert images.open_image(slot["image"].value).getpixel((0, 0)) != PLACEHOLDER_GREY
         assert not slot["button"].disabled
-    labels = [child.value for child in form.grid.children[0].children[1].children[1:]]
+    header, *rows = form.grid.children[0].children[1:]
+    labels = [child.value for child in header.children[1:]]
     assert labels == ["CFG scale: 3.0", "CFG scale: 7.0"]
+    # The x labels sit above their columns: the header's first cell is as wide as the y labels beside the rows.
+    assert [row.children[0].value for row in rows] == ["Steps: 2", "Steps: 3"]
+    assert {row.children[0].layout.width for row in rows} == {header.children[0].layout.width}
+    assert form.detail.layout.display == "none"  # no empty (broken) image before a cell is shown
     form._slots[(7, 3, None)]["button"].click()
+    assert form.detail.layout.display is None
     assert "CFG scale: 7" in form.detail_text.value and "Steps: 3" in form.detail_text.value
     assert form.detail_image.value and form.status.value == "Done: 4 cells, 4 generated."
 
