@@ -366,6 +366,7 @@ class SweepForm:
         self.progress_text.value = f"0/{cells} cells"
         self.status.value = "Running…"
         self.run_button.disabled, self.interrupt_button.disabled = True, False
+        self.detail.layout.display = "none"  # a cell of the previous run is not one of this grid's
         self._lay_out_grid(axes)
 
     def _finish(self) -> None:

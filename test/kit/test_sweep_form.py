@@ -78,6 +78,9 @@ def test_run_fills_the_labelled_grid_and_a_cell_shows_large_with_its_infotext():
     assert form.detail.layout.display is None
     assert "CFG scale: 7" in form.detail_text.value and "Steps: 3" in form.detail_text.value
     assert form.detail_image.value and form.status.value == "Done: 4 cells, 4 generated."
+    form.set_axis("y", "steps", "4")
+    form.run()
+    assert form.detail.layout.display == "none"  # the previous run's cell is not shown under the new grid
 
 
 def test_code_reproduces_the_same_images_with_random_seeds_resolved():
