@@ -233,15 +233,24 @@ class Patch:
         self.module = module
         self.saved_dict = dict(module.__dict__)
         self.saved_code = {}
-        for function in self._functions(module.__dict__, module.__name__):
+        for _key, function in self._functions(module.__dict__, module.__name__):
             self.saved_code[function] = (function.__code__, function.__defaults__, function.__kwdefaults__)
 
     @staticmethod
     def _functions(namespace: dict, module_name: str):
-        """The module's own functions and its classes' methods (properties and static/class methods included)."""
+        """(key, function) for the module's own functions and its classes' methods (properties and static/class
+        methods included), and the functions their decorators wrap (`@contextmanager` keeps the body in
+        `__wrapped__`: swapping only the wrapper's code would leave the body unmutated)."""
+
+        def with_wrapped(function):
+            key = function.__qualname__
+            while isinstance(function, types.FunctionType):
+                yield key, function
+                function, key = getattr(function, "__wrapped__", None), key + ".__wrapped__"
+
         for value in list(namespace.values()):
             if isinstance(value, types.FunctionType) and value.__module__ == module_name:
-                yield value
+                yield from with_wrapped(value)
             elif isinstance(value, type) and value.__module__ == module_name:
                 for member in vars(value).values():
                     if isinstance(member, (staticmethod, classmethod)):
@@ -249,19 +258,17 @@ class Patch:
                     if isinstance(member, property):
                         for accessor in (member.fget, member.fset):
                             if isinstance(accessor, types.FunctionType):
-                                yield accessor
+                                yield from with_wrapped(accessor)
                     elif isinstance(member, types.FunctionType):
-                        yield member
+                        yield from with_wrapped(member)
 
     def apply(self, tree: ast.Module) -> None:
         code = compile(tree, self.module.__file__, "exec")
         namespace = {"__name__": self.module.__name__, "__file__": self.module.__file__}
         exec(code, namespace)
-        old_functions = {
-            (getattr(f, "__qualname__", None)): f for f in self._functions(self.saved_dict, self.module.__name__)
-        }
-        for new in self._functions(namespace, self.module.__name__):
-            old = old_functions.get(new.__qualname__)
+        old_functions = dict(self._functions(self.saved_dict, self.module.__name__))
+        for key, new in self._functions(namespace, self.module.__name__):
+            old = old_functions.get(key)
             if old is not None and old.__code__.co_freevars == new.__code__.co_freevars:
                 old.__code__, old.__defaults__, old.__kwdefaults__ = new.__code__, new.__defaults__, new.__kwdefaults__
         for name, value in namespace.items():
