@@ -64,9 +64,6 @@ class Kind:
         """A value from what argparse made of the option (already of `cli_type`)."""
         return value
 
-    def describe(self) -> str:
-        return ""
-
     def bounds(self) -> tuple:
         """The lowest and highest value, for controls that keep to a range."""
         raise TypeError(f"{type(self).__name__} values have no range")
@@ -83,9 +80,6 @@ class Integer(Kind):
         require_type(field, value, numbers.Integral, "an integer")
         require_in_range(field, value, self.low, self.high)
 
-    def describe(self):
-        return f"{self.low}..{self.high}"
-
     def bounds(self):
         return self.low, self.high
 
@@ -101,9 +95,6 @@ class Number(Kind):
         require_type(field, value, numbers.Real, "a number")
         require_in_range(field, value, self.low, self.high)
 
-    def describe(self):
-        return f"{self.low:g}..{self.high:g}"
-
     def bounds(self):
         return self.low, self.high
 
@@ -118,9 +109,6 @@ class Seed(Kind):
         if not -1 <= value <= MAX_SEED:
             raise ValueError(f"{field}: {value} is out of range; allowed -1 (random) or 0..{MAX_SEED}")
 
-    def describe(self):
-        return f"-1 (random) or 0..{MAX_SEED}"
-
 
 @dataclass(frozen=True)
 class Size(Kind):
@@ -129,9 +117,6 @@ class Size(Kind):
 
     def check(self, field, value):
         require_size(field, value)
-
-    def describe(self):
-        return f"a multiple of {SIZE_MULTIPLE} up to {MAX_SIZE}"
 
     def bounds(self):
         return SIZE_MULTIPLE, MAX_SIZE
@@ -150,9 +135,6 @@ class SizeOrOff(Kind):
             require_size(field, value)
         elif value not in (0, -1):
             raise ValueError(f"{field}: {value} is not allowed; allowed -1 or 0 (off) or a size")
-
-    def describe(self):
-        return f"-1 (off) or a multiple of {SIZE_MULTIPLE} up to {MAX_SIZE}"
 
 
 @dataclass(frozen=True)
@@ -184,9 +166,6 @@ class SamplerName(Kind):
         with named(field):
             sd_samplers.find_sampler(value)
 
-    def describe(self):
-        return "see 'serena samplers'"
-
 
 @dataclass(frozen=True)
 class ScheduleType(Kind):
@@ -196,9 +175,6 @@ class ScheduleType(Kind):
         require_type(field, value, str, "a schedule type")
         with named(field):
             sd_samplers.find_schedule_type(value)
-
-    def describe(self):
-        return "Automatic, Karras or Exponential, as the sampler supports"
 
 
 @dataclass(frozen=True)
@@ -327,9 +303,6 @@ class OrNone(Kind):
     def from_cli(self, value, option):
         return None if value is None else self.kind.from_cli(value, option)
 
-    def describe(self):
-        return self.kind.describe()
-
     def bounds(self):
         return self.kind.bounds()
 
@@ -374,6 +347,3 @@ class UpscalerName(Kind):
 
         require_type(field, value, str, "an upscaler name")
         upscalers.check_name(field, value)
-
-    def describe(self):
-        return "see 'serena upscalers' or GET /sdapi/v1/upscalers"

@@ -179,3 +179,36 @@ def test_a_new_declaration_appears_in_the_cli_and_the_api_model(monkeypatch, cap
     # The processing classes do not have it yet: the class test above names what is missing.
     missing = declared_names("txt2img") - {f.name for f in dataclasses.fields(StableDiffusionProcessingTxt2Img)}
     assert missing == {"tile_overlap"}
+
+
+def test_every_declared_kind_is_immutable():
+    """Declarations are module-level values shared by every job and face: a kind changed in place would change
+    validation for everyone."""
+    for declaration in FIELDS:
+        kind = declaration.kind
+        for part in (kind, getattr(kind, "kind", None)):
+            if part is not None:
+                with pytest.raises(dataclasses.FrozenInstanceError):
+                    part.low = 0  # any attribute: a frozen dataclass refuses them all
+
+
+# The webui's UI limits, which the widget form's sliders and bounded boxes take from the declarations.
+@pytest.mark.parametrize(
+    "name, bounds",
+    [
+        ("steps", (1, 1000)),
+        ("batch_size", (1, 64)),
+        ("cfg_scale", (0.0, 50.0)),
+        ("denoising_strength", (0.0, 1.0)),
+        ("width", (8, 4096)),
+        ("height", (8, 4096)),
+    ],
+)
+def test_a_ranged_field_gives_its_bounds_to_controls(name, bounds):
+    assert generation_fields.declaration_of(name).kind.bounds() == bounds
+
+
+@pytest.mark.parametrize("name, kind", [("prompt", "PromptText"), ("sampler_name", "SamplerName")])
+def test_a_field_without_a_range_has_no_bounds(name, kind):
+    with pytest.raises(TypeError, match=f"^{kind} values have no range$"):
+        generation_fields.declaration_of(name).kind.bounds()

@@ -187,3 +187,78 @@ def test_bad_hires_pair_is_refused_naming_the_hires_field(fields, message):
 )
 def test_valid_hires_pairs_pass(fields):
     StableDiffusionProcessingTxt2Img(prompt="x", **({"enable_hr": True} | fields)).validate()
+
+
+# One refusal per kind of field, wrong type and wrong value, each message whole: the field's name, what is allowed.
+BAD_BY_KIND = [
+    ({"scheduler": 3}, TypeError, "scheduler: expected a schedule type, got int 3"),
+    (
+        {"enable_hr": True, "hr_scheduler": "Wavy"},
+        ValueError,
+        "hr_scheduler: unknown schedule type 'Wavy'; valid: Automatic, Karras, Exponential",
+    ),
+    (
+        {"enable_hr": True, "hr_sampler_name": "Nope"},
+        ValueError,
+        f"hr_sampler_name: unknown sampler 'Nope'; valid samplers: {SAMPLERS}",
+    ),
+    ({"enable_hr": True, "hr_upscaler": 3}, TypeError, "hr_upscaler: expected an upscaler name, got int 3"),
+    ({"enable_hr": "yes"}, TypeError, "enable_hr: expected true or false, got str 'yes'"),
+    ({"sd_vae": 3}, TypeError, "sd_vae: expected Automatic, None or a VAE file name in the VAE folder, got int 3"),
+    ({"sd_model_checkpoint": 3}, TypeError, "sd_model_checkpoint: expected a checkpoint name or path, got int 3"),
+    ({"outpath_samples": 3}, TypeError, "outpath_samples: expected a folder path, got int 3"),
+    ({"hr_prompt": 3}, TypeError, "hr_prompt: expected a prompt, got int 3"),
+    ({"samples_format": "gif"}, ValueError, "samples_format: 'gif' is not allowed; allowed png, jpg, jpeg, webp"),
+    ({"samples_format": 1}, TypeError, "samples_format: expected a string, got int 1"),
+    ({"emphasis": "Loud"}, ValueError, "emphasis: 'Loud' is not allowed; allowed Original, No norm, Ignore, None"),
+    ({"emphasis": 1}, TypeError, "emphasis: expected a string, got int 1"),
+    ({"styles": ["a", 3]}, TypeError, "styles[1]: expected a name, got int 3"),
+    ({"override_settings": "x"}, TypeError, "override_settings: expected a dict of webui options, got str 'x'"),
+    ({"extra_generation_params": [1]}, TypeError, "extra_generation_params: expected a dict, got list [1]"),
+    ({"eta": "0.5"}, TypeError, "eta: expected a number, got str '0.5'"),
+    ({"width": None, "height": 4097}, ValueError, f"height: 4097 is not allowed; {SIZES}"),
+]
+
+
+@pytest.mark.parametrize("fields, error, message", BAD_BY_KIND)
+def test_each_kind_of_field_refuses_with_its_own_message(fields, error, message):
+    with pytest.raises(error, match=whole(message)):
+        StableDiffusionProcessingTxt2Img(prompt="x", **fields).validate()
+
+
+BAD_IMG2IMG_BY_KIND = [
+    ({"mask": "x.png"}, TypeError, "mask: expected a PIL image, got str"),
+    ({"latent_mask": 3}, TypeError, "latent_mask: expected a PIL image, got int"),
+    ({"mask": Image.new("L", (5000, 8))}, ValueError, "mask: 5000x8 is too large; max 4096"),
+    ({"init_images": [Image.new("RGB", (8, 5000))]}, ValueError, "init_images[0]: 8x5000 is too large; max 4096"),
+    ({"init_images": "x"}, TypeError, "init_images: expected a list of PIL images, got str 'x'"),
+    (
+        {"inpainting_mask_invert": 2},
+        ValueError,
+        "inpainting_mask_invert: 2 is not allowed; allowed 0 (Inpaint masked), 1 (Inpaint not masked)",
+    ),
+    ({"resize_mode": "1"}, TypeError, "resize_mode: expected an integer, got str '1'"),
+    ({"mask_blur": -1}, ValueError, "mask_blur: -1 is out of range; allowed 0..64"),
+]
+
+
+@pytest.mark.parametrize("fields, error, message", BAD_IMG2IMG_BY_KIND)
+def test_each_kind_of_img2img_field_refuses_with_its_own_message(fields, error, message):
+    values = {"prompt": "x", "init_images": [Image.new("RGB", (8, 8))]} | fields
+    with pytest.raises(error, match=whole(message)):
+        StableDiffusionProcessingImg2Img(**values).validate()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"inpainting_mask_invert": True},  # webui clients send a bool for this 0/1 choice
+        {"inpainting_mask_invert": 1},
+        {"mask": Image.new("L", (4096, 1))},  # both ends of the image size
+        {"init_images": [Image.new("RGB", (1, 4096))]},
+        {"samples_format": "PNG"},  # names are matched case-insensitively
+    ],
+)
+def test_edge_values_of_each_kind_pass(fields):
+    values = {"prompt": "x", "init_images": [Image.new("RGB", (8, 8))]} | fields
+    StableDiffusionProcessingImg2Img(**values).validate()
