@@ -212,3 +212,14 @@ def test_a_ranged_field_gives_its_bounds_to_controls(name, bounds):
 def test_a_field_without_a_range_has_no_bounds(name, kind):
     with pytest.raises(TypeError, match=f"^{kind} values have no range$"):
         generation_fields.declaration_of(name).kind.bounds()
+
+
+def test_a_field_that_may_be_none_takes_its_kinds_types_and_none():
+    """width/height: a size, or None for the model's native size, in the API schema, on the CLI and in infotexts."""
+    kind = generation_fields.declaration_of("width").kind
+    assert kind.json_type == int | None
+    assert kind.cli_type is int
+    assert kind.parse("64") == 64
+    assert kind.from_cli(None, "--width") is None
+    assert kind.from_cli(64, "--width") == 64
+    assert generation_fields.declaration_of("eta").kind.json_type == float | None
