@@ -1,6 +1,7 @@
 """LoRA cost on the default model: loading the example LoRA into the UNet (first use: file read + PEFT layers
-injected), applying and removing it for a batch once loaded (`set_adapters` + `enable_lora`, then `disable_lora`),
-unloading every LoRA layer, and a 20-step generation with and without it, measured side by side."""
+injected), applying and removing it for a batch once loaded (diffusers' `set_weights_and_activate_adapters` +
+`set_adapter_layers` on each module holding LoRA layers), unloading every LoRA layer, and a 20-step generation
+with and without it, measured side by side."""
 
 from __future__ import annotations
 

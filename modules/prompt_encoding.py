@@ -167,8 +167,9 @@ def encode_text(model: LoadedModel, text: str, clip_skip: int, emphasis_mode: st
 
 def text_encoding(model: LoadedModel, text: str, clip_skip: int, emphasis_mode: str = emphasis.DEFAULT) -> TextEncoding:
     """One plain text's encoding, kept in the model's prompt cache: a sweep over seeds or CFG re-encodes nothing,
-    and a text's embedding does not depend on the other texts of its batch."""
-    key = (text, clip_skip, emphasis_mode)
+    and a text's embedding does not depend on the other texts of its batch. Text-encoder LoRAs change the
+    encoding, so the ones applied now (with their weights) end the key when there are any."""
+    key = (text, clip_skip, emphasis_mode) + ((model.text_encoder_loras,) if model.text_encoder_loras else ())
     if key in model.prompt_cache:
         return model.prompt_cache[key]
     hidden, pooled = [], None

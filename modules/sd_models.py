@@ -175,8 +175,12 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     fast_path: fast_path.FastPath | None = None
-    prompt_cache: dict = field(default_factory=dict, repr=False)  # (text, clip_skip, emphasis) -> embedding
+    # (text, clip_skip, emphasis[, text-encoder LoRAs]) -> embedding
+    prompt_cache: dict = field(default_factory=dict, repr=False)
     networks: dict = field(default_factory=dict, repr=False)  # LoRAs/embeddings loaded into it (modules.lora, ...)
+    # The LoRAs applied to its text encoders now, ((adapter, weight), ...) (modules.lora.applied): they change what a
+    # text encodes to, so the prompt cache keys on them.
+    text_encoder_loras: tuple = ()
 
     @property
     def vae_scale_factor(self) -> int:

@@ -323,3 +323,47 @@ def test_the_cli_and_a_sweep_run_sdxl_with_a_refiner(sdxl, capsys, tmp_path):
 def test_every_sampler_runs_on_sdxl(sdxl, sampler):
     image = generate(sampler_name=sampler, steps=4, seed=7).images[0]
     assert image.size == (64, 64) and pixels(image).std() > 5
+
+
+def test_text_encoder_lora_on_both_encoders_in_the_kohya_and_diffusers_layouts(sdxl, tmp_path, monkeypatch):
+    """`lora_te1_`/`lora_te2_` (kohya) and `text_encoder.`/`text_encoder_2.` (diffusers) layers: the same bytes,
+    weight 0 the base's, and the encoders' base weights untouched after."""
+    from modules import lora
+
+    model = sd_models.load_model("tinyxl")
+    generator = torch.Generator().manual_seed(0)
+    kohya, diffusers_layout = {}, {}
+    for number, component in ((1, "text_encoder"), (2, "text_encoder_2")):
+        encoder = getattr(model.pipeline, component)
+        for module in ("q_proj", "v_proj"):
+            linear = getattr(encoder, "text_model", encoder).get_submodule(f"encoder.layers.0.self_attn.{module}")
+            linear = getattr(linear, "base_layer", linear)
+            down = torch.randn(4, linear.in_features, generator=generator)
+            up = torch.randn(linear.out_features, 4, generator=generator)
+            key = f"lora_te{number}_text_model_encoder_layers_0_self_attn_{module}"
+            kohya |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(2.0)}
+            key = f"{component}.text_model.encoder.layers.0.self_attn.{module}"
+            diffusers_layout |= {f"{key}.lora_A.weight": down, f"{key}.lora_B.weight": up * 0.5}  # alpha / rank
+    safetensors.torch.save_file(kohya, tmp_path / "xl_te_kohya.safetensors")
+    safetensors.torch.save_file(diffusers_layout, tmp_path / "xl_te_diffusers.safetensors")
+    only_te2 = {key: value for key, value in kohya.items() if key.startswith("lora_te2_")}
+    safetensors.torch.save_file(only_te2, tmp_path / "xl_te2.safetensors")
+    monkeypatch.setenv("SERENA_LORA_DIR", str(tmp_path))
+    lora.unload_all(model)
+    originals = [
+        {name: value.clone() for name, value in getattr(model.pipeline, component).state_dict().items()}
+        for component in ("text_encoder", "text_encoder_2")
+    ]
+    base = generate().images[0].tobytes()
+    from_kohya = generate(prompt=PROMPT + " <lora:xl_te_kohya:1>").images[0].tobytes()
+    assert from_kohya != base
+    assert generate(prompt=PROMPT + " <lora:xl_te_diffusers:1>").images[0].tobytes() == from_kohya
+    assert generate(prompt=PROMPT + " <lora:xl_te_kohya:0>").images[0].tobytes() == base
+    assert generate(prompt=PROMPT + " <lora:xl_te2:1>").images[0].tobytes() not in (base, from_kohya)
+    assert generate().images[0].tobytes() == base
+    assert "xl_te_kohya" in "".join(model.pipeline.text_encoder_2.peft_config)
+    lora.unload_all(model)
+    for component, original in zip(("text_encoder", "text_encoder_2"), originals):
+        state = getattr(model.pipeline, component).state_dict()
+        assert state.keys() == original.keys()
+        assert all(torch.equal(state[name], original[name]) for name in original)
