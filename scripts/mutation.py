@@ -112,6 +112,13 @@ class _Walker(ast.NodeVisitor):
             return
         if isinstance(node, ast.ImportFrom):
             return
+        if isinstance(node, ast.ClassDef):
+            # `Patch` swaps functions' code, never classes: a mutant in a class decorator (`frozen=True`), its bases
+            # or its class-level attributes would not be applied, and would count as a survivor no test can kill.
+            for statement in node.body:
+                if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    self.visit(statement)
+            return
         self.on_node(node)
         for name, value in ast.iter_fields(node):
             if name in ("annotation", "returns"):
