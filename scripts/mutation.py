@@ -113,10 +113,13 @@ class _Walker(ast.NodeVisitor):
         if isinstance(node, ast.ImportFrom):
             return
         if isinstance(node, ast.ClassDef):
-            # `Patch` swaps functions' code, never classes: a mutant in a class decorator (`frozen=True`), its bases
-            # or its class-level attributes would not be applied, and would count as a survivor no test can kill.
+            # `Patch` swaps functions' code and defaults, never classes: a mutant in a class decorator
+            # (`frozen=True`), its bases or a class attribute would not be applied, and would count as a survivor no
+            # test can kill. A dataclass field's default is applied (it is a default of the generated __init__).
             for statement in node.body:
-                if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or (
+                    isinstance(statement, ast.AnnAssign) and "ClassVar" not in ast.unparse(statement.annotation)
+                ):
                     self.visit(statement)
             return
         self.on_node(node)
