@@ -141,7 +141,7 @@ class SizeOrOff(Kind):
 class Text(Kind):
     """Free text; `description` says what it is ("a folder path")."""
 
-    description: str = "a string"
+    description: str
 
     def check(self, field, value):
         require_type(field, value, str, self.description)

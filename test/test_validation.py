@@ -217,6 +217,7 @@ BAD_BY_KIND = [
     ({"extra_generation_params": [1]}, TypeError, "extra_generation_params: expected a dict, got list [1]"),
     ({"eta": "0.5"}, TypeError, "eta: expected a number, got str '0.5'"),
     ({"width": None, "height": 4097}, ValueError, f"height: 4097 is not allowed; {SIZES}"),
+    ({"seed_resize_from_w": 1}, ValueError, f"seed_resize_from_w: 1 is not allowed; {SIZES}"),  # on, not a size
 ]
 
 
