@@ -271,7 +271,9 @@ class Images(Kind):
             if not isinstance(image, Image.Image):
                 raise TypeError(f"{field}[{index}]: expected a PIL image, got {type(image).__name__}")
             if not (1 <= image.width <= MAX_SIZE and 1 <= image.height <= MAX_SIZE):
-                raise ValueError(f"{field}[{index}]: {image.width}x{image.height} is too large; max {MAX_SIZE}")
+                raise ValueError(
+                    f"{field}[{index}]: {image.width}x{image.height} is out of range; allowed 1..{MAX_SIZE} per side"
+                )
 
     def from_cli(self, value, option):
         from modules import images
@@ -319,7 +321,7 @@ class Picture(Kind):
         if not isinstance(value, Image.Image):
             raise TypeError(f"{field}: expected a PIL image, got {type(value).__name__}")
         if not (1 <= value.width <= MAX_SIZE and 1 <= value.height <= MAX_SIZE):
-            raise ValueError(f"{field}: {value.width}x{value.height} is too large; max {MAX_SIZE}")
+            raise ValueError(f"{field}: {value.width}x{value.height} is out of range; allowed 1..{MAX_SIZE} per side")
 
     def from_cli(self, value, option):
         from modules import images

@@ -230,8 +230,18 @@ def test_each_kind_of_field_refuses_with_its_own_message(fields, error, message)
 BAD_IMG2IMG_BY_KIND = [
     ({"mask": "x.png"}, TypeError, "mask: expected a PIL image, got str"),
     ({"latent_mask": 3}, TypeError, "latent_mask: expected a PIL image, got int"),
-    ({"mask": Image.new("L", (5000, 8))}, ValueError, "mask: 5000x8 is too large; max 4096"),
-    ({"init_images": [Image.new("RGB", (8, 5000))]}, ValueError, "init_images[0]: 8x5000 is too large; max 4096"),
+    ({"mask": Image.new("L", (8, 0))}, ValueError, "mask: 8x0 is out of range; allowed 1..4096 per side"),
+    ({"mask": Image.new("L", (5000, 8))}, ValueError, "mask: 5000x8 is out of range; allowed 1..4096 per side"),
+    (
+        {"init_images": [Image.new("RGB", (8, 5000))]},
+        ValueError,
+        "init_images[0]: 8x5000 is out of range; allowed 1..4096 per side",
+    ),
+    (
+        {"init_images": [Image.new("RGB", (0, 8))]},
+        ValueError,
+        "init_images[0]: 0x8 is out of range; allowed 1..4096 per side",
+    ),
     ({"init_images": "x"}, TypeError, "init_images: expected a list of PIL images, got str 'x'"),
     (
         {"inpainting_mask_invert": 2},

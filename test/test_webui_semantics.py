@@ -454,7 +454,7 @@ def test_img2img_takes_one_init_image_or_one_per_batch_position():
     check_img2img(init_images=[image], batch_size=3)
     check_img2img(init_images=[image] * 3, batch_size=3)
     check_img2img(init_images=[Image.new("RGB", (4096, 1))])
-    with pytest.raises(ValueError, match=r"^init_images\[0\]: 1x4097 is too large; max 4096$"):
+    with pytest.raises(ValueError, match=r"^init_images\[0\]: 1x4097 is out of range; allowed 1..4096 per side$"):
         check_img2img(init_images=[Image.new("RGB", (1, 4097))])
     with pytest.raises(ValueError, match=r"^init_images: give 1 image or batch_size \(3\) images, got 2$"):
         check_img2img(init_images=[image] * 2, batch_size=3)
