@@ -223,3 +223,14 @@ def test_a_field_that_may_be_none_takes_its_kinds_types_and_none():
     assert kind.from_cli(None, "--width") is None
     assert kind.from_cli(64, "--width") == 64
     assert generation_fields.declaration_of("eta").kind.json_type == float | None
+
+
+def test_image_fields_read_their_files_from_the_cli(tmp_path):
+    """`--mask FILE` and `--init-images FILE ...`: the CLI gives paths, the job gets the images."""
+    Image.new("L", (16, 8), 200).save(tmp_path / "mask.png")
+    Image.new("RGB", (8, 16), (10, 20, 30)).save(tmp_path / "init.png")
+    mask = generation_fields.declaration_of("mask").kind.from_cli(str(tmp_path / "mask.png"), "--mask")
+    assert (mask.size, mask.getpixel((0, 0))) == ((16, 8), 200)
+    assert generation_fields.declaration_of("mask").kind.from_cli(None, "--mask") is None
+    (init,) = generation_fields.declaration_of("init_images").kind.from_cli([str(tmp_path / "init.png")], "--init")
+    assert (init.size, init.getpixel((0, 0))) == ((8, 16), (10, 20, 30))
