@@ -242,6 +242,11 @@ BAD_IMG2IMG_BY_KIND = [
         ValueError,
         "init_images[0]: 0x8 is out of range; allowed 1..4096 per side",
     ),
+    (
+        {"init_images": [Image.new("RGB", (8, 0))]},
+        ValueError,
+        "init_images[0]: 8x0 is out of range; allowed 1..4096 per side",
+    ),
     ({"init_images": "x"}, TypeError, "init_images: expected a list of PIL images, got str 'x'"),
     (
         {"inpainting_mask_invert": 2},
