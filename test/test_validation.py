@@ -271,6 +271,7 @@ def test_each_kind_of_img2img_field_refuses_with_its_own_message(fields, error, 
         {"inpainting_mask_invert": True},  # webui clients send a bool for this 0/1 choice
         {"inpainting_mask_invert": 1},
         {"mask": Image.new("L", (4096, 1))},  # both ends of the image size
+        {"mask": Image.new("L", (1, 4096))},
         {"init_images": [Image.new("RGB", (1, 4096))]},
         {"samples_format": "PNG"},  # names are matched case-insensitively
     ],
