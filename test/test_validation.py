@@ -230,6 +230,7 @@ def test_each_kind_of_field_refuses_with_its_own_message(fields, error, message)
 BAD_IMG2IMG_BY_KIND = [
     ({"mask": "x.png"}, TypeError, "mask: expected a PIL image, got str"),
     ({"latent_mask": 3}, TypeError, "latent_mask: expected a PIL image, got int"),
+    ({"mask": Image.new("L", (0, 8))}, ValueError, "mask: 0x8 is out of range; allowed 1..4096 per side"),
     ({"mask": Image.new("L", (8, 0))}, ValueError, "mask: 8x0 is out of range; allowed 1..4096 per side"),
     ({"mask": Image.new("L", (5000, 8))}, ValueError, "mask: 5000x8 is out of range; allowed 1..4096 per side"),
     (
