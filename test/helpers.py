@@ -44,3 +44,12 @@ def build_docs_site(site_dir) -> None:
     command = ["bash", "scripts/build_docs.sh", "--site-dir", str(site_dir)]
     result = subprocess.run(command, cwd=root, env=venv_first, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def base_weights(module) -> dict:
+    """A module's own parameters, under their base names whether or not PEFT wrapped it (LoRA tests)."""
+    return {
+        name.replace(".base_layer", ""): parameter.detach().clone()
+        for name, parameter in module.named_parameters()
+        if "lora_" not in name
+    }

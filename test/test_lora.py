@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from helpers import base_weights
 
 from modules import extra_networks, lora, replay, sd_models
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
@@ -23,15 +24,6 @@ def png_bytes(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def base_weights(unet) -> dict[str, torch.Tensor]:
-    """The UNet's own parameters, under their base names whether or not PEFT wrapped the module."""
-    return {
-        name.replace(".base_layer", ""): parameter.detach().clone()
-        for name, parameter in unet.named_parameters()
-        if "lora_" not in name
-    }
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import io
 import pytest
 import safetensors.torch
 import torch
+from helpers import base_weights
 
 from modules import extra_networks, lora, prompt_encoding, sd_models
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
@@ -24,15 +25,6 @@ def png_bytes(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def base_weights(module) -> dict[str, torch.Tensor]:
-    """A module's own parameters, under their base names whether or not PEFT wrapped it."""
-    return {
-        name.replace(".base_layer", ""): parameter.detach().clone()
-        for name, parameter in module.named_parameters()
-        if "lora_" not in name
-    }
 
 
 def kohya_to_diffusers(module: str) -> str:
