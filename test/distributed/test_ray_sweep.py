@@ -217,3 +217,15 @@ def test_the_sweep_widget_runs_on_ray_and_fills_its_grid_with_the_local_images(l
     assert [cell.png_sha256() for cell in result.cells] == [cell.png_sha256() for cell in local.cells]
     assert form.progress.value == 4 and all(not slot["button"].disabled for slot in form._slots.values())
     assert "executor='ray'" in form.code() and "workers=2" in form.code()
+
+
+def test_a_lora_weight_axis_on_ray_writes_the_local_executors_images_byte_for_byte(local_ray, tmp_path):
+    base = dict(BASE, prompt="a red ring on a blue background")  # subseed pinned: -1 is drawn per output folder
+    axes = dict(x=("lora:ring", [0, 1]), y=("seed", [3, 4]))
+    local = sk.sweep(base, **axes, outdir=tmp_path / "local")
+    sk.sweep(base, **axes, outdir=tmp_path / "ray", **RAY_OPTIONS)
+    local_files = png_files(tmp_path / "local")
+    assert len(local_files) == 4 and png_files(tmp_path / "ray") == local_files
+    without, with_lora = local.cells[0].png_sha256(), local.cells[1].png_sha256()
+    assert without != with_lora  # the weight reached the engine: the axis is not a no-op
+    assert "<lora:ring:1>" in local.cells[1].processed.prompt
