@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -340,11 +341,24 @@ def save_single_file(pipe: StableDiffusionPipeline, path: str | os.PathLike) -> 
         raise
 
 
+LORA_TENSOR = re.compile(r"\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\.")
+
+
+def base_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's own weights under their plain names: without the LoRA layers PEFT injected into it (LoRAs are
+    applied per batch and stay loaded between jobs; they are not part of the model) and without `base_layer.`."""
+    return {
+        key.replace(".base_layer.", "."): tensor
+        for key, tensor in module.state_dict().items()
+        if not LORA_TENSOR.search(key)
+    }
+
+
 def original_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
     """The pipeline's ``unet``, ``vae`` and ``text_encoder`` weights under original SD key names."""
     state_dict = {}
     unet_map = _unet_prefix_map(pipe.unet.config)
-    for key, tensor in pipe.unet.state_dict().items():
+    for key, tensor in base_weights(pipe.unet).items():
         state_dict[UNET_PREFIX + _rename(key, unet_map, "unet")] = tensor
     vae_map = _vae_prefix_map(pipe.vae.config)
     for key, tensor in pipe.vae.state_dict().items():
@@ -354,7 +368,7 @@ def original_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
             tensor = tensor.reshape(*tensor.shape, 1, 1)
         state_dict[VAE_PREFIX + original_key] = tensor
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
-    for key, tensor in pipe.text_encoder.state_dict().items():
+    for key, tensor in base_weights(pipe.text_encoder).items():
         # transformers >= 5.6 dropped the "text_model." level that the original layout keeps.
         state_dict[f"{SDXL_CLIP_PREFIX if sdxl else CLIP_PREFIX}text_model.{key.removeprefix('text_model.')}"] = tensor
     if sdxl:
@@ -375,7 +389,7 @@ OPEN_CLIP_RENAMES = (
 def open_clip_layout(text_encoder) -> dict[str, torch.Tensor]:
     """A CLIPTextModelWithProjection's weights in OpenCLIP's layout: q/k/v fused into in_proj, the projection a
     matrix applied from the right (the inverse of diffusers' `convert_open_clip_checkpoint`)."""
-    weights = {key.removeprefix("text_model."): tensor for key, tensor in text_encoder.state_dict().items()}
+    weights = {key.removeprefix("text_model."): tensor for key, tensor in base_weights(text_encoder).items()}
     layout = {
         "token_embedding.weight": weights["embeddings.token_embedding.weight"],
         "positional_embedding": weights["embeddings.position_embedding.weight"],
