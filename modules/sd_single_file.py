@@ -354,6 +354,16 @@ def base_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def base_text_encoder_weights(text_encoder, tokenizer) -> dict[str, torch.Tensor]:
+    """A text encoder's base weights with the base vocabulary only: textual-inversion tokens stay loaded between
+    jobs as extra token-embedding rows, and they are not part of the model either."""
+    weights = base_weights(text_encoder)
+    for key, tensor in weights.items():
+        if tokenizer is not None and key.endswith("embeddings.token_embedding.weight"):
+            weights[key] = tensor[: tokenizer.vocab_size]
+    return weights
+
+
 def original_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
     """The pipeline's ``unet``, ``vae`` and ``text_encoder`` weights under original SD key names."""
     state_dict = {}
@@ -368,11 +378,11 @@ def original_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
             tensor = tensor.reshape(*tensor.shape, 1, 1)
         state_dict[VAE_PREFIX + original_key] = tensor
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
-    for key, tensor in base_weights(pipe.text_encoder).items():
+    for key, tensor in base_text_encoder_weights(pipe.text_encoder, getattr(pipe, "tokenizer", None)).items():
         # transformers >= 5.6 dropped the "text_model." level that the original layout keeps.
         state_dict[f"{SDXL_CLIP_PREFIX if sdxl else CLIP_PREFIX}text_model.{key.removeprefix('text_model.')}"] = tensor
     if sdxl:
-        for key, tensor in open_clip_layout(pipe.text_encoder_2).items():
+        for key, tensor in open_clip_layout(pipe.text_encoder_2, getattr(pipe, "tokenizer_2", None)).items():
             state_dict[SDXL_OPEN_CLIP_PREFIX + key] = tensor
     return state_dict
 
@@ -386,10 +396,11 @@ OPEN_CLIP_RENAMES = (
 )
 
 
-def open_clip_layout(text_encoder) -> dict[str, torch.Tensor]:
+def open_clip_layout(text_encoder, tokenizer=None) -> dict[str, torch.Tensor]:
     """A CLIPTextModelWithProjection's weights in OpenCLIP's layout: q/k/v fused into in_proj, the projection a
     matrix applied from the right (the inverse of diffusers' `convert_open_clip_checkpoint`)."""
-    weights = {key.removeprefix("text_model."): tensor for key, tensor in base_weights(text_encoder).items()}
+    weights = base_text_encoder_weights(text_encoder, tokenizer)
+    weights = {key.removeprefix("text_model."): tensor for key, tensor in weights.items()}
     layout = {
         "token_embedding.weight": weights["embeddings.token_embedding.weight"],
         "positional_embedding": weights["embeddings.position_embedding.weight"],

@@ -229,14 +229,15 @@ def test_a_text_encoder_layout_diffusers_cannot_read_is_refused_naming_the_file(
     assert png_bytes(generate(steps=2).images[0]) == png_bytes(generate(steps=2).images[0])
 
 
-def test_a_model_with_loras_loaded_saves_its_base_weights_as_a_single_file(lora_folder, tmp_path):
+def test_a_model_with_loras_and_an_embedding_loaded_saves_its_base_weights_as_a_single_file(lora_folder, tmp_path):
     from modules.sd_single_file import save_single_file
 
     model = sd_models.load_model()
     lora.unload_all(model)
     save_single_file(model.pipeline, tmp_path / "base.safetensors")
-    generate(PROMPT + " <lora:te_ring:1>", steps=2)  # UNet and text-encoder layers now stay loaded
+    generate("a violet ring <lora:te_ring:1>", steps=2)  # LoRA layers and the embedding's token now stay loaded
     assert any("lora_A" in name for name in model.pipeline.unet.state_dict())
+    assert len(model.pipeline.tokenizer) == model.pipeline.tokenizer.vocab_size + 1
     save_single_file(model.pipeline, tmp_path / "with_loras_loaded.safetensors")
     base = safetensors.torch.load_file(tmp_path / "base.safetensors")
     saved = safetensors.torch.load_file(tmp_path / "with_loras_loaded.safetensors")
