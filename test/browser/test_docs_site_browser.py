@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import build_docs_site
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.whole_machine]  # Chromium, Jupyter, a kernel
 MODEL_CARD = Path(__file__).resolve().parents[2] / "docs" / "default_model.md"
 
 

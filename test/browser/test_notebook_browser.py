@@ -17,7 +17,7 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_widgets.ipynb
 RUN_ALL_TIMEOUT_S = 90
 GENERATION_TIMEOUT_S = 60
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.whole_machine]  # Chromium, Jupyter, a kernel
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ from_code = [cell.png_sha256() for cell in namespace["result"].cells]
 print("SAME" if clicked == from_code else "DIFFERENT", len(clicked), len(from_code))"""
 CHECK_CELL = 2
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.whole_machine]  # Chromium, Jupyter, a kernel
 
 
 @pytest.fixture

@@ -10,13 +10,15 @@ from contextlib import contextmanager
 
 import psutil
 import pytest
-from helpers import png_files
+from helpers import COVERAGE_HOOK, png_files, png_of
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (the optional extra: pip install -e .[ray])")
 
 import serena_kit as sk  # noqa: E402
-from serena_kit.distributed import RayExecutor, portable  # noqa: E402
+from serena_kit.distributed import RayExecutor, SweepWorker, portable  # noqa: E402
 from serena_kit.sweep_output import MANIFEST, SweepOutput  # noqa: E402
+
+pytestmark = pytest.mark.whole_machine  # two Ray actors on both cores; batch timeouts in seconds
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21, subseed=5, exact=True)
 AXES = dict(x=("cfg_scale", [3.0, 7.0, 12.0]), y=("seed", [1, 2]), z=("steps", [3, 4]))  # 12 cells
@@ -25,7 +27,14 @@ RAY_OPTIONS = dict(executor="ray", workers=2, gpus_per_worker=0)
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray's own processes and the actors start without coverage's subprocess hook (it doubled these tests' time);
+    # the few lines only an actor runs (distributed.SweepActor) are counted from an actor-less call below.
+    hook = os.environ.pop(COVERAGE_HOOK, None)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        if hook is not None:
+            os.environ[COVERAGE_HOOK] = hook
     yield
     ray.shutdown()
 
@@ -229,3 +238,14 @@ def test_a_lora_weight_axis_on_ray_writes_the_local_executors_images_byte_for_by
     without, with_lora = local.cells[0].png_sha256(), local.cells[1].png_sha256()
     assert without != with_lora  # the weight reached the engine: the axis is not a no-op
     assert "<lora:ring:1>" in local.cells[1].processed.prompt
+
+
+def test_what_an_actor_runs_gives_each_cell_its_own_images_bytes_in_this_process():
+    """The actor's class without Ray (Ray's processes run without coverage's hook, see local_ray)."""
+    worker = SweepWorker(threads=1)
+    assert worker.ready() == os.getpid()
+    cells = [sk.StableDiffusionProcessingTxt2Img(**BASE, cfg_scale=cfg) for cfg in (3.0, 7.0)]
+    results = worker.run([portable(cell) for cell in cells])
+    alone = [sk.process_images(cell) for cell in cells]
+    assert [png_of(result.images[0]) for result in results] == [png_of(result.images[0]) for result in alone]
+    assert [result.cfg_scale for result in results] == [3.0, 7.0]

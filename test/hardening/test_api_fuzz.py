@@ -22,6 +22,8 @@ from faces.face_helpers import ApiServer, free_port, single_thread_env, stop, wa
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+pytestmark = pytest.mark.whole_machine  # a server under a stream of fuzzed requests
+
 FUZZ_EXAMPLES = int(os.environ.get("SERENA_FUZZ_EXAMPLES", "15"))
 REQUEST_TIMEOUT = 60
 LOWERED_LIMITS = ["--max-size", "64", "--max-steps", "3", "--max-images", "2", "--max-request-mb", "1"]

@@ -15,8 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from faces.face_helpers import single_thread_env
+from helpers import unmeasured
 from PIL import Image
+
+pytestmark = pytest.mark.whole_machine  # a server killed at chosen moments
 
 KILLS = int(os.environ.get("SERENA_FAULT_KILLS", "3"))
 BATCH = 16
@@ -48,7 +52,7 @@ def kill_during_saves(workdir: Path, folder: Path, seed: int, rng: random.Random
     within the next few milliseconds: a random moment of its 16 saves."""
     before = set(os.listdir(folder)) if folder.is_dir() else set()
     target, delay = rng.randint(1, BATCH - 1), rng.uniform(0.0, 0.004)
-    process = subprocess.Popen(txt2img_command(seed, BATCH), cwd=workdir, env=single_thread_env())
+    process = subprocess.Popen(txt2img_command(seed, BATCH), cwd=workdir, env=unmeasured(single_thread_env()))
     try:
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from golden_cases import GOLDEN_DIR, golden_jobs
-from helpers import sha
+from helpers import sha, unmeasured
 
 from modules import determinism
+
+pytestmark = pytest.mark.whole_machine  # generations at two thread counts
 
 PROBE = Path(__file__).resolve().parent.parent / "determinism_probe.py"
 CAP_VARIABLES = tuple(determinism.PORTABLE_ENVIRONMENT)
@@ -23,7 +25,7 @@ AVX512_MACHINE = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX512", "ONEDNN
 
 
 def probe(machine: dict, mode: str | None, threads: int = 1) -> dict:
-    environment = {key: value for key, value in os.environ.items() if key not in CAP_VARIABLES}
+    environment = {key: value for key, value in unmeasured().items() if key not in CAP_VARIABLES}
     environment.pop(determinism.MODE_VARIABLE, None)
     environment |= machine | ({determinism.MODE_VARIABLE: mode} if mode else {})
     completed = subprocess.run(
