@@ -3,7 +3,7 @@
 # and serena_kit/, and every notebook under strict nbval (outputs compared, volatile text sanitized).
 # Two parts, one coverage total: the tests that run one torch thread each go two at a time (pytest-xdist, a file per
 # worker, so a notebook's cells stay in one kernel, in order); those marked whole_machine (Ray actors, servers under
-# load, the browser, the GPU bench's CPU run) then run one at a time, as they use every core or time out in seconds.
+# load, kills, the browser) then run one at a time, as they time out in seconds and use every core themselves.
 # Extra arguments go to both parts (e.g. -k, or a test path; a part that selects nothing is not an error).
 # SERENA_TEST_WORKERS=0 runs the first part in one process.
 set -euo pipefail

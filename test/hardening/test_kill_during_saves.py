@@ -15,9 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from faces.face_helpers import single_thread_env
 from helpers import unmeasured
 from PIL import Image
+
+pytestmark = pytest.mark.whole_machine  # a server killed at chosen moments
 
 KILLS = int(os.environ.get("SERENA_FAULT_KILLS", "3"))
 BATCH = 16

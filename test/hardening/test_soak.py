@@ -4,7 +4,10 @@ server alive, RSS growth after warm-up under 50 MB."""
 import json
 import os
 
+import pytest
 from hardening.soak import run_soak
+
+pytestmark = pytest.mark.whole_machine  # a server and eight clients
 
 SOAK_SECONDS = float(os.environ.get("SERENA_SOAK_SECONDS", "45"))
 MAX_RSS_GROWTH_MB = 50

@@ -16,6 +16,8 @@ from helpers import sha, unmeasured
 
 from modules import determinism
 
+pytestmark = pytest.mark.whole_machine  # generations at two thread counts
+
 PROBE = Path(__file__).resolve().parent.parent / "determinism_probe.py"
 CAP_VARIABLES = tuple(determinism.PORTABLE_ENVIRONMENT)
 AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
