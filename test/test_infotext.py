@@ -74,3 +74,12 @@ def test_replay_reads_the_declared_pairs_keeps_inert_ones_and_warns_about_the_re
         768,
     )
     assert p.extra_generation_params == {"Version": "v1.6.0"}  # describes the image, changes nothing: kept
+
+
+def test_every_size_pair_is_split_into_width_and_height_as_the_webui_does():
+    # The webui's parse_generation_parameters splits a WxH value into KEY-1 / KEY-2; these three keys carry one.
+    parsed = parse_infotext("a cat\nSteps: 20, Size: 512x768, Seed resize from: 640x480, Hires resize: 1024x1536")
+    assert (parsed["Size-1"], parsed["Size-2"]) == ("512", "768")
+    assert (parsed["Seed resize from-1"], parsed["Seed resize from-2"]) == ("640", "480")
+    assert (parsed["Hires resize-1"], parsed["Hires resize-2"]) == ("1024", "1536")
+    assert "Steps-1" not in parsed
