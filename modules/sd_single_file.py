@@ -358,9 +358,9 @@ def base_text_encoder_weights(text_encoder, tokenizer) -> dict[str, torch.Tensor
     """A text encoder's base weights with the base vocabulary only: textual-inversion tokens stay loaded between
     jobs as extra token-embedding rows, and they are not part of the model either."""
     weights = base_weights(text_encoder)
-    for key, tensor in weights.items():
-        if tokenizer is not None and key.endswith("embeddings.token_embedding.weight"):
-            weights[key] = tensor[: tokenizer.vocab_size]
+    if tokenizer is not None:
+        for key in [key for key in weights if key.endswith("embeddings.token_embedding.weight")]:
+            weights[key] = weights[key][: tokenizer.vocab_size]
     return weights
 
 

@@ -28,7 +28,7 @@ RAY_OPTIONS = dict(executor="ray", workers=2, gpus_per_worker=0)
 @pytest.fixture(scope="module")
 def local_ray():
     # Ray's own processes and the actors start without coverage's subprocess hook (it doubled these tests' time);
-    # the few lines only an actor runs (distributed.SweepActor) are counted from an actor-less call below.
+    # the few lines only an actor runs (distributed.SweepWorker) are counted by an in-process test below.
     hook = os.environ.pop(COVERAGE_HOOK, None)
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
