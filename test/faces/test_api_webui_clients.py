@@ -234,6 +234,7 @@ def test_two_clients_each_follow_their_own_task_id(client, api_server):
         assert again["live_preview"] is None or again["id_live_preview"] > with_preview["id_live_preview"]
         assert 0 < running["progress"] < 1 and running["eta"] is not None
     finally:
+        client.post("/sdapi/v1/interrupt")  # task-a was long only to be watched; it returns its batch so far
         first.join(timeout=120)
         second.join(timeout=120)
     for task_id, seed in (("task-a", 5), ("task-b", 9)):

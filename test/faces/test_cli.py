@@ -198,7 +198,7 @@ def test_console_script_and_python_m_are_the_same_cli(tmp_path):
 
 
 def test_ctrl_c_interrupts_cleanly_and_keeps_the_finished_images(tmp_path):
-    command = [serena_script(), "txt2img", "--prompt", "long", "--steps", 40, "--n-iter", 200, "--seed", 9]
+    command = [serena_script(), "txt2img", "--prompt", "long", "--steps", 10, "--n-iter", 200, "--seed", 9]
     command += ["--outdir", "out", "--threads", 1, "--no-grid"]
     process = subprocess.Popen(
         [str(arg) for arg in command],
