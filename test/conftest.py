@@ -1,6 +1,9 @@
-"""Shared test setup: portable CPU kernels whatever the default, one torch thread, outputs in tmp folders."""
+"""Shared test setup: portable CPU kernels whatever the default, one torch thread, outputs in tmp folders; headless
+Chromium for the tests marked `browser`: Debian's `chromium` (/usr/bin/chromium) driven by Playwright, no browser
+download (without it those tests are skipped)."""
 
 import os
+from pathlib import Path
 
 # The suite always runs with portable kernels (the committed goldens and notebook hashes are made that way), and
 # they must be set before torch loads: importing modules does it. Child processes (CLI, server, kernels) inherit it.
@@ -32,3 +35,41 @@ def plain_path_after_each_test():
 
     if sd_models.model_cache.loaded is not None and sd_models.model_cache.loaded.fast_path is not None:
         sd_models.model_cache.clear()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",  # the machine is offline: no update, sync or component traffic
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def pytest_collection_modifyitems(items):
+    if CHROMIUM.exists():
+        return
+    missing = pytest.mark.skip(reason="needs Debian's chromium at /usr/bin/chromium")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(missing)
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh --user-data-dir
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()

@@ -41,7 +41,8 @@ def build_docs_site(site_dir) -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    venv_first = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # Unmeasured: the build runs no Serena code, and coverage's hook made it slower (15-18 s against 8-11 s).
+    venv_first = unmeasured() | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = ["bash", "scripts/build_docs.sh", "--site-dir", str(site_dir)]
     result = subprocess.run(command, cwd=root, env=venv_first, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,10 +1,15 @@
 """The documentation site (mkdocs.yml, scripts/build_docs.sh): built offline and strictly from the README, docs/ and
 the notebooks' stored outputs; every notebook is a page, the README's links resolve, the sweep grid is the notebook's
-own image and the model card's adherence tables are tables. test/browser/test_docs_site_browser.py opens it."""
+own image and the model card's adherence tables are tables. Then the same build in a real browser: served by Python's
+http.server on 127.0.0.1, opened in headless Chromium, the sweep notebook's grid image has loaded and the model card's
+adherence tables are drawn (one build for both: it takes ~20 s)."""
 
 import base64
+import functools
+import http.server
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,3 +75,51 @@ def test_the_model_cards_adherence_tables_are_tables(site):
     columns = ADHERENCE_HEADER.replace("|", " ").split()
     adherence = [header for header in headers if re.sub(r"<[^>]+>", " ", header).split() == columns]
     assert expected >= 1 and len(adherence) == expected
+
+
+def adherence_headers() -> list[list[str]]:
+    """The model card's adherence tables' header rows, as written in its Markdown."""
+    rows = [
+        line
+        for line in (ROOT / "docs" / "default_model.md").read_text().splitlines()
+        if line.startswith("| sampler | CFG |")
+    ]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # one line per request would bury a failure's output
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url(site):
+    handler = functools.partial(QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.browser
+def test_the_sweep_grid_is_shown_on_the_sweeps_page(site_url, page):
+    page.goto(f"{site_url}/notebooks/03_sweeps.html", wait_until="load")
+    grid = page.locator("xpath=//h2[@id='cfg-scale-steps']/following::img[1]")
+    grid.wait_for()
+    width, height = grid.evaluate("image => [image.complete && image.naturalWidth, image.naturalHeight]")
+    assert width > 0 and height > 0
+
+
+@pytest.mark.browser
+def test_the_model_cards_adherence_tables_are_drawn(site_url, page):
+    page.goto(f"{site_url}/default_model.html", wait_until="load")
+    headers = page.locator("table thead tr").evaluate_all(
+        "rows => rows.map(row => [...row.cells].map(cell => cell.innerText.trim()))"
+    )
+    expected = adherence_headers()
+    assert expected and [header for header in headers if header in expected] == expected, headers
+    assert page.get_by_role("cell", name="Euler a").first.is_visible()

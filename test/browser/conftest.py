@@ -1,53 +1,15 @@
-"""Headless Chromium for the browser tests: Debian's `chromium` (/usr/bin/chromium) driven by Playwright, no browser
-download. Without it the tests marked `browser` are skipped. JupyterLab for the notebook tests: the `jupyterlab`
-fixture serves a copy of the test module's `lab_notebook`; jupyterlab_page.py drives it."""
+"""JupyterLab for the notebook browser tests: the `jupyterlab` fixture serves a copy of the test module's
+`lab_notebook`; jupyterlab_page.py drives it. Chromium (the `page` fixture) is set up in test/conftest.py."""
 
 import os
 import secrets
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import unmeasured
 from jupyterlab_page import free_port, wait_for_server
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",  # the machine is offline: no update, sync or component traffic
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def pytest_collection_modifyitems(items):
-    if CHROMIUM.exists():
-        return
-    missing = pytest.mark.skip(reason="needs Debian's chromium at /usr/bin/chromium")
-    for item in items:
-        if "browser" in item.keywords:
-            item.add_marker(missing)
-
-
-@pytest.fixture
-def page(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh --user-data-dir
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
 
 
 @pytest.fixture
@@ -58,7 +20,8 @@ def jupyterlab(tmp_path, lab_notebook):
     root.mkdir()
     shutil.copy(lab_notebook, root / lab_notebook.name)  # the server autosaves: never touch the original
     port, token = free_port(), secrets.token_hex(16)
-    environment = os.environ | {
+    # Unmeasured: coverage's hook slows a Python-heavy server (as the docs build); test/kit measures the widgets.
+    environment = unmeasured() | {
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
         "OMP_NUM_THREADS": "1",
