@@ -35,7 +35,6 @@ def png_files(folder):
 
 def build_docs_site(site_dir) -> None:
     """The README's command for the documentation site, `bash scripts/build_docs.sh`, into `site_dir`."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -62,7 +61,8 @@ COVERAGE_HOOK = "COVERAGE_PROCESS_CONFIG"  # set by coverage's subprocess patch 
 
 def unmeasured(environment: dict | None = None) -> dict:
     """An environment for a child process that coverage's hook would only slow down (2x for a torch process): one
-    killed with SIGKILL (it never writes its data) or one re-running engine code the suite measures in-process."""
+    killed with SIGKILL (it never writes its data), one re-running engine code the suite measures in-process, or one
+    running none of it (the docs build, JupyterLab's server)."""
     return {
         key: value
         for key, value in (os.environ if environment is None else environment).items()
