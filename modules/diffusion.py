@@ -59,12 +59,13 @@ def encode_prompts(
     clip_skip: int,
     emphasis: str,
     steps: int,
+    first_pass_steps: int | None = None,
 ) -> PromptConditioning:
     """Each prompt's schedule over `steps` (modules.prompt_parser), each distinct text encoded once (cached by the
     model), every embedding padded with empty chunks to the longest one's length.
 
     SDXL encodes an empty negative prompt as zeros (embedding and pooled), as the webui and diffusers do."""
-    schedules = [prompt_parser.prompt_schedule(text, steps) for text in negative_prompts + prompts]
+    schedules = [prompt_parser.prompt_schedule(text, steps, first_pass_steps) for text in negative_prompts + prompts]
     encodings = [
         [prompt_encoding.text_encoding(model, text, clip_skip, emphasis) for _, text in schedule]
         for schedule in schedules
@@ -125,11 +126,11 @@ class RefinerSwitch:
 
 
 def refiner_switch(
-    refiner: LoadedModel | None, prompts, negative_prompts, clip_skip, emphasis, steps, switch_at
+    refiner: LoadedModel | None, prompts, negative_prompts, clip_skip, emphasis, steps, switch_at, first_pass_steps=None
 ) -> RefinerSwitch | None:
     if refiner is None:
         return None
-    conditioning = encode_prompts(refiner, prompts, negative_prompts, clip_skip, emphasis, steps)
+    conditioning = encode_prompts(refiner, prompts, negative_prompts, clip_skip, emphasis, steps, first_pass_steps)
     return RefinerSwitch(refiner, conditioning, switch_at)
 
 

@@ -141,10 +141,19 @@ def second_pass(p, model, job, indices, latents, state, timings, refiner_model=N
     with timings.phase("encode_prompt"):
         prompts = [extra_networks.strip_tags(job.hires_prompts[0][i]) for i in indices]
         negative_prompts = [job.hires_prompts[1][i] for i in indices]
-        # Prompt editing counts the second pass's own steps.
-        conditioning = diffusion.encode_prompts(model, prompts, negative_prompts, p.clip_skip, p.emphasis, total_steps)
+        # Prompt editing goes on from the first pass's timeline over the second pass's requested steps, as the
+        # webui's hires conditioning (its hires_steps); the step index counts the steps run.
+        schedule = (p.hr_second_pass_steps or p.steps, p.steps)
+        conditioning = diffusion.encode_prompts(model, prompts, negative_prompts, p.clip_skip, p.emphasis, *schedule)
         refiner = diffusion.refiner_switch(
-            refiner_model, prompts, negative_prompts, p.clip_skip, p.emphasis, total_steps, p.refiner_switch_at
+            refiner_model,
+            prompts,
+            negative_prompts,
+            p.clip_skip,
+            p.emphasis,
+            schedule[0],
+            p.refiner_switch_at,
+            schedule[1],
         )
     timesteps, latents = diffusion.img2img_latents(
         model, scheduler, latents.to(model.device, model.dtype), noise, total_steps, p.denoising_strength, run_steps

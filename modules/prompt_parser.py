@@ -3,9 +3,13 @@
 Two stages, as in the webui:
 
 1. Scheduling (`prompt_schedule`): prompt editing `[from:to:when]`, `[to:when]`, `[from::when]` and alternation
-   `[a|b]` turn one prompt into plain texts, each used up to a sampling step. `when` below 1 is a fraction of the
-   steps, otherwise a step number (the webui's rule, `int()` rounding down, capped at the step count). A prompt the
-   grammar cannot read (an unbalanced `[`) is one text for every step, as in the webui.
+   `[a|b]` turn one prompt into plain texts, each used up to a sampling step. `when` as the webui (1.6 and later)
+   reads it: a number written with a "." is a fraction of the steps (`0.5` half, `1.0` all), one without is a step
+   number; `int()` rounds down, the result is capped at the step count, and an edit that switches before step 1
+   (`when` 0, or negative) reads as its second text from the first step. In a hires fix's second pass the timeline
+   goes on from the first pass: step numbers count on from its steps, fractions from 1.0 (so `[a:b:1.5]` switches
+   halfway through the second pass). A prompt the grammar cannot read (an unbalanced `[`) is one text for every
+   step, as in the webui.
 2. Emphasis (`parse_emphasis`), on each of those texts: `(word)` x1.1, `[word]` /1.1, `(word:1.3)`, nesting,
    escapes `\\( \\) \\[ \\]`, and `BREAK`, which starts a new 75-token chunk. Unbalanced brackets are lenient: an
    unclosed one weights up to the end, a stray closing one is text.
@@ -114,38 +118,48 @@ class ScheduleTree(lark.Transformer):
         return Alternation(tuple(option or () for option in children))
 
 
-def switch_step(when: str, steps: int) -> int:
-    """The last step of an edit's first text: `when` < 1 is a fraction of `steps`, otherwise a step number."""
+def switch_step(when: str, steps: int, first_pass_steps: int | None = None) -> int:
+    """The last step of an edit's first text; below 1 when the edit has switched before the first step.
+
+    `first_pass_steps` is given for a hires fix's second pass: its timeline continues the first pass's."""
     value = float(when)
-    if value < 1:
-        value *= steps
+    second_pass = first_pass_steps is not None
+    if "." in when:
+        value = (value - (1.0 if second_pass else 0.0)) * steps
+    else:
+        value -= first_pass_steps if second_pass else 0
     return min(steps, int(value))
 
 
-def switch_steps(part, steps: int) -> set[int]:
+def switch_steps(part, steps: int, first_pass_steps: int | None = None) -> set[int]:
+    """The steps at which some text changes; edits that switch before step 1 add none (the webui drops them)."""
     if isinstance(part, str):
         return set()
     if isinstance(part, Edit):
-        return {switch_step(part.when, steps)} | switch_steps(part.before, steps) | switch_steps(part.after, steps)
+        step = switch_step(part.when, steps, first_pass_steps)
+        nested = switch_steps(part.before, steps, first_pass_steps) | switch_steps(part.after, steps, first_pass_steps)
+        return ({step} if step >= 1 else set()) | nested
     if isinstance(part, Alternation):
-        nested = set().union(*(switch_steps(option, steps) for option in part.options))
+        nested = set().union(*(switch_steps(option, steps, first_pass_steps) for option in part.options))
         return set(range(1, steps + 1)) | nested
-    return set().union(set(), *(switch_steps(child, steps) for child in part))
+    return set().union(set(), *(switch_steps(child, steps, first_pass_steps) for child in part))
 
 
-def text_at(part, step: int, steps: int) -> str:
+def text_at(part, step: int, steps: int, first_pass_steps: int | None = None) -> str:
     """The text a part reads as at `step` (the webui counts from 1 here; see `schedule_index`)."""
     if isinstance(part, str):
         return part
     if isinstance(part, Edit):
-        return text_at(part.before if step <= switch_step(part.when, steps) else part.after, step, steps)
+        chosen = part.before if step <= switch_step(part.when, steps, first_pass_steps) else part.after
+        return text_at(chosen, step, steps, first_pass_steps)
     if isinstance(part, Alternation):
-        return text_at(part.options[(step - 1) % len(part.options)], step, steps)
-    return "".join(text_at(child, step, steps) for child in part)
+        return text_at(part.options[(step - 1) % len(part.options)], step, steps, first_pass_steps)
+    return "".join(text_at(child, step, steps, first_pass_steps) for child in part)
 
 
-def prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
+def prompt_schedule(prompt: str, steps: int, first_pass_steps: int | None = None) -> list[tuple[int, str]]:
     """`[(end_at_step, text), ...]`: each text is used up to and including its end step; the last ends at `steps`.
+    `first_pass_steps`: the first pass's steps, for the schedule of a hires fix's second pass of `steps` steps.
 
     >>> prompt_schedule("a [b:c:5] d", 10)
     [(5, 'a b d'), (10, 'a c d')]
@@ -156,7 +170,8 @@ def prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
         tree = ScheduleTree().transform(schedule_parser().parse(prompt))
     except lark.exceptions.LarkError:
         return [(steps, prompt)]
-    return [(step, text_at(tree, step, steps)) for step in sorted(switch_steps(tree, steps) | {steps})]
+    ends = sorted(switch_steps(tree, steps, first_pass_steps) | {steps})
+    return [(step, text_at(tree, step, steps, first_pass_steps)) for step in ends]
 
 
 def schedule_index(end_steps: list[int], step_index: int) -> int:

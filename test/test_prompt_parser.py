@@ -46,13 +46,63 @@ def test_the_webui_readme_example_at_100_steps():
     ]
 
 
+# The webui's doctests with a hires fix's second pass (base 10 steps, second pass 10): its timeline goes on.
 @pytest.mark.parametrize(
-    "when, steps, switch",
-    [("0.5", 20, 10), ("0.25", 30, 7), ("5", 20, 5), ("30", 20, 20), ("0.99", 20, 19), ("1", 20, 1)],
+    "prompt, expected",
+    [("a [b:.5] c", [(10, "a b c")]), ("a [b:1.5] c", [(5, "a  c"), (10, "a b c")])],
 )
-def test_when_below_1_is_a_fraction_of_the_steps_else_a_step_number(when, steps, switch):
-    expected = [(switch, "a red circle"), (steps, "a green circle")] if switch < steps else [(steps, "a red circle")]
-    assert prompt_schedule(f"a [red:green:{when}] circle", steps) == expected
+def test_the_second_pass_schedule_matches_the_webui_doctests(prompt, expected):
+    assert prompt_schedule(prompt, 10, first_pass_steps=10) == expected
+
+
+RED, GREEN = "a red circle", "a green circle"
+# `when` at its edges, at 20 steps: a number with a "." is a fraction, one without a step number; int() rounds down,
+# the step count caps it, and an edit switching before step 1 is its second text throughout (the webui drops it).
+WHEN_EDGES = [
+    ("0", [(20, GREEN)]),
+    ("0.0", [(20, GREEN)]),
+    ("-3", [(20, GREEN)]),
+    ("0.04", [(20, GREEN)]),  # 0.8 of a step rounds down to 0
+    ("0.05", [(1, RED), (20, GREEN)]),
+    ("1", [(1, RED), (20, GREEN)]),
+    ("0.5", [(10, RED), (20, GREEN)]),
+    ("0.99", [(19, RED), (20, GREEN)]),
+    ("19", [(19, RED), (20, GREEN)]),
+    ("20", [(20, RED)]),
+    ("25", [(20, RED)]),
+    ("1.0", [(20, RED)]),  # a fraction: all the steps
+    ("1.5", [(20, RED)]),
+    ("20.0", [(20, RED)]),
+]
+
+
+@pytest.mark.parametrize("when, expected", WHEN_EDGES)
+def test_when_at_its_edges_reads_as_the_webuis(when, expected):
+    assert prompt_schedule(f"a [red:green:{when}] circle", 20) == expected
+
+
+@pytest.mark.parametrize(
+    "prompt, expected",
+    [
+        # A nested edit that switches at 0 leaves only the outer switch.
+        ("a [[red:green:0]:blue:5] circle", [(5, "a green circle"), (10, "a blue circle")]),
+        ("a [red:[green:blue:0]:5] circle", [(5, "a red circle"), (10, "a blue circle")]),
+        ("a [red:[green:blue:7]:0.3] circle", [(3, "a red circle"), (7, "a green circle"), (10, "a blue circle")]),
+        # "[x]" is emphasis, not a one-option alternation: one text; "[x|]" alternates with nothing.
+        ("a [red] circle", [(10, "a [red] circle")]),
+        ("a [red|] circle", [(step, "a red circle" if step % 2 else "a  circle") for step in range(1, 11)]),
+        # An edit inside an alternation follows its own timeline.
+        ("[a|[b:c:0]]", [(step, "a" if step % 2 else "c") for step in range(1, 11)]),
+    ],
+)
+def test_nested_editing_and_alternation_at_their_edges(prompt, expected):
+    assert prompt_schedule(prompt, 10) == expected
+
+
+def test_an_edit_switching_at_0_conditions_the_first_model_evaluation_on_its_second_text():
+    end_steps = [end for end, _ in prompt_schedule("a [green:red:0] circle", 20)]
+    assert [schedule_index(end_steps, step) for step in range(20)] == [0] * 20
+    assert prompt_schedule("a [green:red:0] circle", 20)[0][1] == "a red circle"
 
 
 def test_the_step_a_schedule_entry_conditions_counts_from_0_like_the_webuis_denoiser():

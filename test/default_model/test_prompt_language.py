@@ -54,3 +54,19 @@ def test_editing_the_colour_halfway_differs_from_either_colour_alone():
     to_red, to_green, between = mean_distance(edited, red), mean_distance(edited, green), mean_distance(red, green)
     print(f"mean |pixel difference|: edited-red {to_red:.2f}, edited-green {to_green:.2f}, red-green {between:.2f}")
     assert to_red > 0.5 * between and to_green > 0.5 * between, (to_red, to_green, between)
+
+
+@pytest.mark.parametrize(
+    "edited, plain",
+    [
+        ("a [green:red:0] circle on a blue background", "a red circle on a blue background"),
+        ("a [green:red:-2] circle on a blue background", "a red circle on a blue background"),
+        ("a [red:green:20] circle on a blue background", "a red circle on a blue background"),
+        ("a [red:green:1.0] circle on a blue background", "a red circle on a blue background"),
+    ],
+)
+def test_an_edit_that_switches_before_the_first_or_after_the_last_step_is_one_text(edited, plain):
+    """The webui drops schedule entries that end before step 1, so the first model evaluation already sees the
+    second text; `when` of the step count, or the fraction 1.0, keeps the first text throughout (20 steps here)."""
+    seeds = SEEDS[:3]
+    assert [image.tobytes() for image in images(edited, seeds)] == [image.tobytes() for image in images(plain, seeds)]
