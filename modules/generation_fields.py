@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -967,13 +967,15 @@ def join_sides(sides: dict) -> str | None:
     return f"{sides[1]}x{sides[2]}" if set(sides) == {1, 2} else None
 
 
-def values_from_infotext(parameters: Mapping, mode: str) -> dict:
+def values_from_infotext(parameters: Mapping, mode: str, given: Collection[str] = ()) -> dict:
     """The field values a parsed infotext (modules.infotext.parse_infotext) gives a `mode` job; keys it lacks give
-    nothing (the field keeps its default). ValueError names the field whose value cannot be read."""
+    nothing (the field keeps its default), and fields in `given` (the caller sets them) are not read at all, so a
+    "Model" naming a checkpoint missing here does not matter when the caller names one. ValueError names the field
+    whose value cannot be read."""
     values = {}
     for declaration in fields_for(mode):
         spec = declaration.infotext
-        if spec is None or spec.parsed_key not in parameters:
+        if spec is None or spec.parsed_key not in parameters or declaration.name in given:
             continue
         text = parameters[spec.parsed_key]
         values |= spec.implies

@@ -43,23 +43,53 @@ def replay_caveats(parameters: dict) -> list[str]:
     return caveats
 
 
+def model_caveat(parameters: dict, checkpoint) -> str | None:
+    """Why the checkpoint a replay runs on may not be the one the image records: its "Model hash" differs."""
+    recorded = parameters.get("Model hash", "").strip().lower()
+    if not recorded or checkpoint.shorthash.startswith(recorded) or recorded.startswith(checkpoint.shorthash):
+        return None
+    return (
+        f"the image records model hash {recorded} ({parameters.get('Model', 'unnamed')}), the model given is "
+        f"{checkpoint.title}: the new image may differ"
+    )
+
+
+def caller_checkpoint(fields: dict) -> tuple[bool, object]:
+    """(whether the caller names a checkpoint, which): the field itself or an override_settings entry."""
+    if "sd_model_checkpoint" in fields:
+        return True, fields["sd_model_checkpoint"]
+    overrides = fields.get("override_settings") or {}
+    return "sd_model_checkpoint" in overrides, overrides.get("sd_model_checkpoint")
+
+
 def processing_from_infotext(text: str, init_images: list | None = None, strict: bool = False, **fields):
     """A txt2img processing (img2img when `init_images` are given) that regenerates the image `text` describes.
 
-    Saving is off; pass `fields` to change anything (e.g. outpath_samples, do_not_save_samples=False). LoRAs and
-    embeddings come back through the prompt; a recorded "Lora hashes"/"TI hashes" entry whose file is missing here or
-    has another hash is a ValueError. What may make the new image differ (keys not honoured, other kernels) is a
+    Saving is off; pass `fields` to change anything (e.g. outpath_samples, do_not_save_samples=False): the caller's
+    fields win over the infotext's, which are then not read (a "Model" not installed here does not matter when
+    `sd_model_checkpoint` names the model). LoRAs and embeddings come back through the prompt; a recorded "Lora
+    hashes"/"TI hashes" entry whose file is missing here or has another hash is a ValueError. What may make the new
+    image differ (keys not honoured, other kernels, a model whose hash is not the recorded "Model hash") is a
     ReplayWarning, or a ValueError with `strict`.
     """
+    from modules import sd_models
+
     parameters = infotext.parse_infotext(text)
     extra_networks.check_recorded_hashes(parameters)
-    for caveat in replay_caveats(parameters):
+    mode = "txt2img" if init_images is None else "img2img"
+    given = set(fields)
+    named, checkpoint_name = caller_checkpoint(fields)
+    if named:
+        given.add("sd_model_checkpoint")
+    values = generation_fields.values_from_infotext(parameters, mode, given)
+    checkpoint = sd_models.resolve_checkpoint(checkpoint_name if named else values.get("sd_model_checkpoint"))
+    caveats = replay_caveats(parameters) + [caveat for caveat in [model_caveat(parameters, checkpoint)] if caveat]
+    for caveat in caveats:
         if strict:
             raise ValueError(f"infotext: {caveat}; a strict replay refuses it")
         warnings.warn(f"replay: {caveat}", ReplayWarning, stacklevel=2)
-    mode = "txt2img" if init_images is None else "img2img"
     inert = {key: value for key, value in unread_parameters(parameters).items() if key in INERT_KEYS}
-    values = generation_fields.values_from_infotext(parameters, mode) | {
+    values = values | {
         "extra_generation_params": inert,
         "do_not_save_samples": True,
         "do_not_save_grid": True,

@@ -183,6 +183,7 @@ def replay_command(args) -> int:
         raise UsageError("--mask: an inpainting mask needs the --init-image it applies to")
     kind = "img2img" if init_images else "txt2img"
     save = args.save or not args.verify  # a check leaves no files behind unless asked to
+    model = {"sd_model_checkpoint": args.model} if args.model else {}  # wins over the infotext's "Model"
     try:
         with warnings.catch_warnings(record=True) as caveats:
             warnings.simplefilter("always", ReplayWarning)
@@ -194,6 +195,7 @@ def replay_command(args) -> int:
                 exact=args.exact,
                 **output_folders(args.outdir, kind),
                 **mask,
+                **model,
             )
         p.validate()  # a bad value comes from the file, not from an option
     except (TypeError, ValueError) as error:
@@ -402,6 +404,12 @@ def build_parser() -> ArgumentParser:
     replay.add_argument("--init-image", action="append", metavar="FILE", help="for an img2img infotext")
     replay.add_argument("--mask", metavar="FILE", help="for an inpainting infotext: the mask it was made with")
     replay.add_argument("--outdir", default="outputs")
+    replay.add_argument(
+        "--model",
+        metavar="CHECKPOINT",
+        help="the checkpoint to replay on (a path or a name in the models folder) instead of the infotext's Model; "
+        "a different model hash is a warning (an error with --strict)",
+    )
     replay.add_argument("--exact", action="store_true")
     replay.add_argument("--verify", action="store_true", help="exit 1 unless byte-identical (saves nothing)")
     replay.add_argument("--save", action="store_true", help="with --verify: save the new image too")

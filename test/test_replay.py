@@ -91,3 +91,55 @@ def test_kit_replay_is_strict_on_request(made):
 
 def test_the_emphasis_mode_replays(made):
     assert processing_from_infotext(made[1] + ", Emphasis: No norm").emphasis == "No norm"
+
+
+def elsewhere(text: str, model_hash: str | None = None) -> str:
+    """The infotext as another machine writes it: its model has another name there (and maybe another hash)."""
+    text = text.replace("Model: serena-default", "Model: shapes-v1-from-a-colleague")
+    if model_hash:
+        text = text.replace(text.split("Model hash: ")[1].split(",")[0], model_hash)
+    return text
+
+
+def test_the_callers_model_wins_over_an_infotext_model_not_installed_here(made):
+    import serena_kit as sk
+    from modules.default_model import DEFAULT_MODEL_DIR
+
+    image, text = made
+    png = images.png_bytes(image, elsewhere(text))
+    with pytest.raises(ValueError, match="sd_model_checkpoint: no model 'shapes-v1-from-a-colleague'"):
+        sk.replay(png)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReplayWarning)  # the hashes agree: nothing to warn about
+        replayed = sk.replay(png, sd_model_checkpoint=str(DEFAULT_MODEL_DIR)).images[0]
+    assert replayed.tobytes() == image.tobytes()
+    assert processing_from_infotext(elsewhere(text), sd_model_checkpoint=None).sd_model_checkpoint is None
+    assert processing_from_infotext(
+        elsewhere(text), override_settings={"sd_model_checkpoint": "serena-default"}
+    ).override_settings == {"sd_model_checkpoint": "serena-default"}
+
+
+def test_a_model_whose_hash_differs_from_the_recorded_one_is_named(made):
+    text = elsewhere(made[1], model_hash="0123456789")
+    assert replay_warnings(text, sd_model_checkpoint="serena-default") == [
+        "replay: the image records model hash 0123456789 (shapes-v1-from-a-colleague), the model given is "
+        f"serena-default [{made[1].split('Model hash: ')[1][:10]}]: the new image may differ"
+    ]
+    with pytest.raises(ValueError, match="^infotext: the image records model hash 0123456789 .*strict"):
+        processing_from_infotext(text, strict=True, sd_model_checkpoint="serena-default")
+
+
+def test_cli_replay_takes_the_model_from_its_option(made, capsys, isolated_workdir):
+    from modules.default_model import DEFAULT_MODEL_DIR
+
+    image, text = made
+    path = Path("colleague.png")
+    path.write_bytes(images.png_bytes(image, elsewhere(text)))
+    assert main(["replay", str(path), "--quiet"]) == 2
+    assert "sd_model_checkpoint: no model 'shapes-v1-from-a-colleague'" in capsys.readouterr().err
+    assert main(["replay", str(path), "--quiet", "--model", str(DEFAULT_MODEL_DIR)]) == 0
+    saved = sorted(Path("outputs").rglob("*.png"))
+    assert len(saved) == 1 and images.open_image(str(saved[0]), "file").tobytes() == image.tobytes()
+    path.write_bytes(images.png_bytes(image, elsewhere(text, model_hash="0123456789")))
+    assert main(["replay", str(path), "--quiet", "--strict", "--model", str(DEFAULT_MODEL_DIR)]) == 2
+    assert "records model hash 0123456789" in capsys.readouterr().err

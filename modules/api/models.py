@@ -42,7 +42,6 @@ NO_OP_VALUES: dict[str, tuple] = {
     "restore_faces": (None, False),
     "tiling": (None, False),
     "alwayson_scripts": ({},),
-    "infotext": (None, ""),
     "outpath_samples": (None,),  # the server decides where images are saved
     "outpath_grids": (None,),
 }
@@ -101,7 +100,11 @@ class WebuiRequest(LaxRequest):
     script_args: list = Field(default_factory=list)
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     force_task_id: str | None = None
-    infotext: str | None = None
+    infotext: str | None = Field(
+        None,
+        description="an image's generation parameters: they set every field this request does not set itself (the "
+        "webui's rule); the model stays the server's or override_settings' (a different recorded model hash is logged)",
+    )
 
 
 class WebuiTxt2ImgRequest(WebuiRequest):

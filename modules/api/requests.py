@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import generation_fields, named_files, sd_models
+from modules import generation_fields, infotext, named_files, replay, sd_models
 from modules.api import lax, models
 from modules.api.webui_options import OUTDIR_OPTIONS, SERVER_OPTIONS, STORED_OPTIONS
 from modules.field_types import Flag, OrNone
@@ -339,7 +339,8 @@ def processing_fields(request, kind: str, options: ServerOptions) -> dict:
         and declaration.name not in IMAGE_FIELDS
         and (value := getattr(request, declaration.api_name)) is not None
     }
-    fields["sampler_name"] = request.sampler_name or request.sampler_index
+    fields |= infotext_fields(request, kind)
+    fields["sampler_name"] = fields.get("sampler_name") or request.sampler_index
     if request.refiner_checkpoint not in (None, "", "None"):
         checkpoint = find_checkpoint(request.refiner_checkpoint, options.models_dir, "refiner_checkpoint")
         fields["refiner_checkpoint"] = str(checkpoint.path) if checkpoint else None
@@ -352,11 +353,41 @@ def processing_fields(request, kind: str, options: ServerOptions) -> dict:
     )
 
 
+def infotext_fields(request, kind: str) -> dict:
+    """The fields a request's `infotext` gives: those the request does not set itself, as the webui applies it. The
+    model is not read from it (the webui's default, disable_weights_auto_swap), so a "Model" missing here does not
+    matter; `model_hash_caveat` says when the model used is not the one recorded."""
+    if not request.infotext:
+        return {}
+    parameters = infotext.parse_infotext(request.infotext)
+    given = {
+        declaration.name
+        for declaration in generation_fields.fields_for(kind)
+        if declaration.api is None or declaration.api_name in request.model_fields_set
+    }
+    if "sampler_index" in request.model_fields_set:
+        given.add("sampler_name")
+    try:
+        return generation_fields.values_from_infotext(parameters, kind, given | {"sd_model_checkpoint"})
+    except ValueError as error:
+        raise invalid("infotext", f"infotext: {error}") from None
+
+
+def model_hash_caveat(request, checkpoint_path: str | None) -> str | None:
+    """Why an infotext request may not give the recorded image: the model it runs on has another hash."""
+    if not request.infotext:
+        return None
+    checkpoint = sd_models.resolve_checkpoint(checkpoint_path)
+    return replay.model_caveat(infotext.parse_infotext(request.infotext), checkpoint)
+
+
 def validated(p, request):
     try:
         p.validate()
     except (TypeError, ValueError) as error:
         raise engine_error(error, request.override_settings) from None
+    if caveat := model_hash_caveat(request, (p.override_settings or {}).get("sd_model_checkpoint")):
+        lax.log.warning("infotext: %s", caveat)
     return p
 
 

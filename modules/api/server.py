@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import sys
 
 import uvicorn
@@ -26,4 +27,17 @@ def serve(app, host: str = "127.0.0.1", port: int = 7860, log_level: str = "info
     print(
         f"serena: API on http://{host}:{port}/sdapi/v1 (docs at http://{host}:{port}/docs)", file=sys.stderr, flush=True
     )
+    show_api_log(log_level)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+
+
+def show_api_log(log_level: str) -> None:
+    """Serena's own API log (ignored request fields, infotext caveats) in the server's output, at uvicorn's level."""
+    logger = logging.getLogger("serena.api")
+    if not any(getattr(handler, "serena_api", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.serena_api = True
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(log_level.upper() if log_level != "trace" else logging.DEBUG)

@@ -383,3 +383,23 @@ def test_an_app_without_auth_serves_everyone_and_applies_its_own_limits():
             assert finished.status_code == 200 and json.loads(finished.json()["info"])["interrupted"] is True
 
     asyncio.run(scenario())
+
+
+def test_infotext_sets_the_fields_a_request_leaves_unset_and_the_servers_model_runs(client, api_server):
+    made = post_ok(client, "/sdapi/v1/txt2img", {"prompt": "a green square on a red background", "seed": 5, "steps": 4})
+    text = json.loads(made["info"])["infotexts"][0]
+    recorded_hash = text.split("Model hash: ")[1][:10]
+    # As another machine wrote it: a model not installed here, under another name.
+    elsewhere = text.replace("Model: serena-default", "Model: shapes-v1-from-a-colleague")
+    again = post_ok(client, "/sdapi/v1/txt2img", {"infotext": elsewhere})
+    assert load_png(decode_b64(again["images"][0])).tobytes() == load_png(decode_b64(made["images"][0])).tobytes()
+    assert json.loads(again["info"])["infotexts"][0] == text  # seed, steps, prompt and size all from the infotext
+    fewer = post_ok(client, "/sdapi/v1/txt2img", {"infotext": elsewhere, "steps": 3})  # the request's own field wins
+    assert "Steps: 3," in json.loads(fewer["info"])["infotexts"][0]
+    assert "Seed: 5," in json.loads(fewer["info"])["infotexts"][0]
+    other_hash = elsewhere.replace(f"Model hash: {recorded_hash}", "Model hash: 0123456789")
+    post_ok(client, "/sdapi/v1/txt2img", {"infotext": other_hash, "steps": 1})
+    logged = api_server.log.read_text()  # the server's output shows serena.api's log
+    assert "serena.api: infotext: the image records model hash 0123456789 (shapes-v1-from-a-colleague)" in logged
+    bad = client.post("/sdapi/v1/txt2img", json={"infotext": text.replace("Steps: 4", "Steps: many")})
+    assert bad.status_code == 400 and bad.json()["field"] == "infotext", bad.text
