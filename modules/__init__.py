@@ -4,8 +4,8 @@ import os
 
 from modules import determinism
 
-# Before anything of Serena imports torch: CPU kernel paths that give the same bytes on every x86-64 CPU.
-determinism.apply_before_torch()
+# Before any CPU tensor operation: kernel paths that give the same bytes on every x86-64 CPU.
+determinism.apply_caps()
 
 # transformers warns at import that torchvision is absent (Serena never needs it); keep the user's choice if set.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -2,10 +2,12 @@
 
 PyTorch's own CPU kernels, MKL and oneDNN each pick code paths by the CPU's instruction set (AVX-512 where the CPU
 has it), and the paths round differently: one job gave other bytes on another CPU generation. Portable mode caps
-all three at AVX2, which every x86-64 CPU of the last decade has. The libraries read the caps when torch loads, so
-importing `modules` (which `serena_kit`, the CLI, the API server and Ray workers all do first) sets them before any
-of Serena imports torch; child processes (notebook kernels, servers, actors) inherit them. Where torch was imported
-first, the caps cannot take effect any more: the first generation on the CPU warns once, with the fix.
+all three at AVX2, which every x86-64 CPU of the last decade has. Each library reads its cap lazily, at its first
+CPU operation, not when torch loads (measured: docs/serena.md, issue 33), so importing `modules` (which `serena_kit`,
+the CLI, the API server and Ray workers all do first) sets them in time whatever was imported before it, `import
+torch` included; child processes (notebook kernels, servers, actors) inherit them. Only a CPU tensor operation run
+before that import (torch then fixed its paths to this CPU's) keeps the caps from taking effect: on a CPU with
+AVX-512 the first generation then warns once, with the fix (on an AVX2 CPU the native paths are the capped ones).
 
 `SERENA_CPU_KERNELS=native` lets each library pick the fastest path of this CPU (bytes then depend on the CPU
 generation). The cost of portable mode is measured in docs/serena.md (issue 12).
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import warnings
 from contextlib import contextmanager
 
@@ -29,7 +30,6 @@ PORTABLE_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONED
 KERNELS_KEY = "Kernels"  # the infotext key that records non-portable kernels
 PORTABLE_DESCRIPTION = "avx2 portable"  # how replay names the setting an infotext without a Kernels key records
 
-_environment_before_torch: dict[str, str | None] | None = None  # the caps as they stood when torch loaded
 _warned = False
 
 
@@ -45,25 +45,23 @@ def applies_here() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
-def apply_before_torch() -> None:
-    """Set the caps for this process and its children, unless torch is already loaded (then nothing can be done
-    here; `check_cpu_kernels` warns at the first CPU generation)."""
-    global _environment_before_torch
-    if "torch" in sys.modules:
-        if _environment_before_torch is None:
-            _environment_before_torch = {name: os.environ.get(name) for name in PORTABLE_ENVIRONMENT}
-        return
+def apply_caps() -> None:
+    """Set the caps for this process and its children. They take effect if no CPU operation has run yet, whether
+    or not torch is loaded; `check_cpu_kernels` warns at the first CPU generation where they could not."""
     if requested_mode() == PORTABLE and applies_here():
         os.environ.update(PORTABLE_ENVIRONMENT)
-    _environment_before_torch = {name: os.environ.get(name) for name in PORTABLE_ENVIRONMENT}
+
+
+def caps_in_environment() -> bool:
+    return all(os.environ.get(name) == value for name, value in PORTABLE_ENVIRONMENT.items())
 
 
 def portable_in_effect() -> bool:
-    """Portable mode is asked for, all three caps were in the environment when torch loaded, and torch reports the
-    capped path."""
+    """Portable mode is asked for, the three caps are in the environment, and torch reports the capped path (it
+    does not where a CPU operation ran before the caps were set, on a CPU with AVX-512)."""
     import torch
 
-    capped = _environment_before_torch == PORTABLE_ENVIRONMENT
+    capped = caps_in_environment()
     return requested_mode() == PORTABLE and capped and torch.backends.cpu.get_cpu_capability() == PORTABLE_CAPABILITY
 
 
@@ -129,7 +127,8 @@ def generation_kernels(device):
 
 
 def check_cpu_kernels() -> None:
-    """Warn once when portable mode was asked for but torch was loaded without the caps."""
+    """Warn once when portable mode was asked for but the kernels are not capped: a CPU operation ran before
+    `modules` was imported (or the caps were changed in the environment since)."""
     global _warned
     if _warned or requested_mode() != PORTABLE or not applies_here() or portable_in_effect():
         return
@@ -138,9 +137,10 @@ def check_cpu_kernels() -> None:
 
     caps = " ".join(f"{name}={value}" for name, value in PORTABLE_ENVIRONMENT.items())
     warnings.warn(
-        f"Serena: torch was imported before serena_kit/modules, so its CPU kernels use "
-        f"{torch.backends.cpu.get_cpu_capability()} and images may differ on other CPUs. Fix: import serena_kit "
-        f"(or modules) before torch, or start Python with {caps}; restart the kernel/process for it to take effect.",
+        f"Serena: a CPU tensor operation ran before serena_kit/modules was imported, so torch fixed its CPU kernels "
+        f"at {torch.backends.cpu.get_cpu_capability()} and images may differ on other CPUs. Fix: import serena_kit "
+        f"(or modules) before any tensor work (after `import torch` is fine), or start Python with {caps}; restart "
+        f"the kernel/process for it to take effect.",
         RuntimeWarning,
         stacklevel=3,
     )

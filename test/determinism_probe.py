@@ -2,7 +2,9 @@
 and of the pixels alone (native mode records its kernels in the infotext, so its files differ by their text too).
 test/quality/test_portable_determinism.py runs it in fresh processes (one JSON line) and in the suite's own.
 
-    python test/determinism_probe.py THREADS
+    python test/determinism_probe.py THREADS [--torch-first]
+
+With --torch-first, torch is imported before Serena, as most notebooks begin.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
-import modules  # noqa: E402, F401  (the kernel caps, before torch)
+if "--torch-first" in sys.argv:
+    import torch  # noqa: F401
+
+import modules  # noqa: E402, F401  (the kernel caps, before any tensor operation)
 
 # isort: split
 import torch  # noqa: E402
