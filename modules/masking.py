@@ -175,6 +175,8 @@ def prepare(
         overlay_mask = Image.fromarray(doubled.astype(np.uint8))  # the webui keeps the original up to half strength
         paste_to = None
     latent_mask = latent_mask if latent_mask is not None else image_mask
+    if latent_mask.size != image_mask.size:  # a latent_mask of another size than the job's (it crashed the fill)
+        latent_mask = latent_mask.resize(image_mask.size, Image.LANCZOS)
     prepared, overlays = [], []
     for init_image in init_images:
         image = flatten(init_image)

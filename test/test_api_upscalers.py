@@ -83,3 +83,24 @@ def test_generation_endpoints_refuse_bad_hires_and_mask_values_naming_the_field(
     init = b64(Image.new("RGB", (32, 32)))
     response = client.post("/sdapi/v1/img2img", json={"init_images": [init], "mask": "bm90IGFuIGltYWdl"})
     assert response.status_code == 400 and response.json()["field"] == "mask"
+
+
+def test_extras_read_requests_as_txt2img_does(client):
+    """SD.Next's cli/api-upscale.py sends the webui's save_images/send_images and numbers as strings."""
+    request = {"image": b64(checker()), "upscaling_resize": "2", "upscaler_1": "Nearest", "save_images": False}
+    response = client.post("/sdapi/v1/extra-single-image", json=request | {"send_images": True, "resize_mode": "0"})
+    assert response.status_code == 200, response.text
+    assert decoded(response.json()["image"]).size == (16, 16)
+    assert response.headers["X-Serena-Ignored-Fields"] == "save_images, send_images"
+    batch = {"imageList": [{"data": b64(checker()), "name": "a.png", "size": 123}], "upscaling_resize": "3"}
+    response = client.post("/sdapi/v1/extra-batch-images", json=batch | {"save_images": "true"})
+    assert response.status_code == 200, response.text
+    assert [decoded(text).size for text in response.json()["images"]] == [(24, 24)]
+    assert response.headers["X-Serena-Ignored-Fields"] == "save_images, size"
+    response = client.post("/sdapi/v1/extra-single-image", json=request | {"upscaling_resize": "twice"})
+    assert response.status_code == 422 and response.json()["field"] == "upscaling_resize", response.text
+
+
+def test_face_restorers_are_listed_as_none_installed(client):
+    response = client.get("/sdapi/v1/face-restorers")
+    assert response.status_code == 200 and response.json() == []

@@ -26,9 +26,10 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from modules import extra_networks, images, infotext, lora, sd_models, sd_samplers, textual_inversion
-from modules.api import lax, models, progress, requests, scripts, server_routes
+from modules.api import lax, models, progress, requests, schema, scripts, server_routes
 from modules.api.extras import extras_router
 from modules.api.requests import ApiError, ApiLimits, ServerOptions
 from modules.api.security import BasicAuth, RequestSizeLimit
@@ -179,13 +180,20 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
         content = {"error": HTTPStatus(error.status_code).phrase.lower(), "field": None, "detail": error.detail}
-        return JSONResponse(content, error.status_code, headers=error.headers)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # every method of the path, not only those of the first route that matched it
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return JSONResponse(content, error.status_code, headers=headers)
+
+    app.openapi = lambda: schema.server_openapi(
+        app, limits, options.models_dir
+    )  # made anew per request: styles and upscalers change
 
     app.include_router(extras_router(limits))  # upscaling (modules.api.extras)
 
     @app.post("/sdapi/v1/txt2img", response_model=models.TextToImageResponse)
     async def txt2img(request: models.StableDiffusionTxt2ImgAPI, response: Response):
-        report_ignored(response, request)
+        lax.report_ignored(response, request)
         p = await run_in_threadpool(requests.txt2img_processing, request, options, limits)
         script = scripts.script_runner(request.script_name, request.script_args, "txt2img", options.models_dir)
         processed = await jobs.run(p, request.force_task_id, script)
@@ -197,7 +205,7 @@ def create_app(
 
     @app.post("/sdapi/v1/img2img", response_model=models.ImageToImageResponse)
     async def img2img(request: models.StableDiffusionImg2ImgProcessingAPI, response: Response):
-        report_ignored(response, request)
+        lax.report_ignored(response, request)
         p = await run_in_threadpool(requests.img2img_processing, request, options, limits)
         script = scripts.script_runner(request.script_name, request.script_args, "img2img", options.models_dir)
         processed = await jobs.run(p, request.force_task_id, script)
@@ -212,7 +220,7 @@ def create_app(
 
     @app.post("/sdapi/v1/png-info", response_model=models.PNGInfoResponse)
     def png_info(request: models.PNGInfoRequest, response: Response):
-        report_ignored(response, request)
+        lax.report_ignored(response, request)
         image = requests.decode_image(request.image, "image", limits)
         text = images.read_infotext(image, missing_ok=True)
         items = {key: value for key, value in image.info.items() if key != "parameters" and isinstance(value, str)}
@@ -293,9 +301,14 @@ def create_app(
     return app
 
 
-def report_ignored(response: Response, request: models.LaxRequest) -> None:
-    if request.ignored_fields:
-        response.headers[lax.IGNORED_FIELDS_HEADER] = lax.header_value(request.ignored_fields)
+def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    """The methods some route of the app serves at the scope's path (HEAD with GET, as Starlette answers it)."""
+    methods = set()
+    for route in app.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def field_of(errors: list[dict]) -> str | None:

@@ -2,22 +2,26 @@
 
 POST /sdapi/v1/extra-single-image and /extra-batch-images upscale with the image upscalers of modules.upscalers (and
 blend a second one in, as the webui does); GET /sdapi/v1/upscalers and /latent-upscale-modes list what `hr_upscaler`
-and these endpoints take. Face restoration is not part of Serena: a nonzero visibility for it is refused (400).
+and these endpoints take. Face restoration is not part of Serena: a nonzero visibility for it is refused (400), and
+GET /sdapi/v1/face-restorers lists none.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from modules import images, upscalers
+from modules.api.lax import report_ignored
+from modules.api.models import LaxRequest
 from modules.api.requests import ApiError, ApiLimits, decode_image, invalid, over_limit
 
 
-class ExtrasRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ExtrasRequest(LaxRequest):
+    """Read like every request body (modules.api.lax): numbers as strings, unknown fields (the webui's save_images,
+    send_images, ...) ignored and reported."""
 
     resize_mode: int = Field(0, description="0: scale by upscaling_resize, 1: scale to upscaling_resize_w x _h")
     show_extras_results: bool = True
@@ -38,9 +42,7 @@ class ExtrasSingleImageRequest(ExtrasRequest):
     image: str = Field(description="a base64 image (data URL allowed)")
 
 
-class FileData(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class FileData(LaxRequest):
     data: str
     name: str
 
@@ -71,6 +73,11 @@ class LatentUpscalerModeItem(BaseModel):
     name: str
 
 
+class FaceRestorerItem(BaseModel):
+    name: str
+    cmd_dir: str | None = None
+
+
 def check_extras(request: ExtrasRequest, limits: ApiLimits) -> None:
     for field in ("gfpgan_visibility", "codeformer_visibility"):
         if getattr(request, field) != 0:
@@ -95,7 +102,9 @@ def upscale(image: Image.Image, request: ExtrasRequest, limits: ApiLimits) -> Im
     """The webui's postprocessing upscale: scale by (or to, cropping to the exact size), upscaler 2 blended in."""
     image = image.convert("RGB")
     if request.resize_mode == 0:
-        width, height = int(image.width * request.upscaling_resize), int(image.height * request.upscaling_resize)
+        # at least a pixel a side: a small factor on a small image is no error
+        width = max(1, int(image.width * request.upscaling_resize))
+        height = max(1, int(image.height * request.upscaling_resize))
     else:
         scale = max(request.upscaling_resize_w / image.width, request.upscaling_resize_h / image.height)
         width, height = int(image.width * scale), int(image.height * scale)
@@ -123,14 +132,16 @@ def extras_router(limits: ApiLimits) -> APIRouter:
     router = APIRouter()
 
     @router.post("/sdapi/v1/extra-single-image", response_model=ExtrasSingleImageResponse)
-    async def extra_single_image(request: ExtrasSingleImageRequest):
+    async def extra_single_image(request: ExtrasSingleImageRequest, response: Response):
+        report_ignored(response, request)
         check_extras(request, limits)
         image = decode_image(request.image, "image", limits)
         result = await run_in_threadpool(upscale, image, request, limits)
         return ExtrasSingleImageResponse(html_info="", image=encoded(result))
 
     @router.post("/sdapi/v1/extra-batch-images", response_model=ExtrasBatchImagesResponse)
-    async def extra_batch_images(request: ExtrasBatchImagesRequest):
+    async def extra_batch_images(request: ExtrasBatchImagesRequest, response: Response):
+        report_ignored(response, request, *request.imageList)
         check_extras(request, limits)
         if len(request.imageList) > limits.max_images:
             raise over_limit("imageList", f"imageList: over this server's limit of {limits.max_images} images")
@@ -141,6 +152,11 @@ def extras_router(limits: ApiLimits) -> APIRouter:
     @router.get("/sdapi/v1/upscalers", response_model=list[UpscalerItem])
     async def upscalers_list():
         return [UpscalerItem(**vars(info)) for info in upscalers.image_upscalers()]
+
+    @router.get("/sdapi/v1/face-restorers", response_model=list[FaceRestorerItem])
+    async def face_restorers():
+        """None installed (face restoration is not part of Serena): the webui's answer then, an empty list."""
+        return []
 
     @router.get("/sdapi/v1/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
     async def latent_upscale_modes():

@@ -2,9 +2,10 @@
 
 What `loosen` accepts, before the strict models check the result:
 - `null` for any field: the field's default;
-- numeric strings for numbers ("7", " 2 "), integral floats for integers (3.0), 0/1 and "true"/"false" for flags;
-- true/false for integer fields that hold codes (resize_mode, inpainting_mask_invert, ...), never for quantities
-  (steps, batch_size, seed, sizes): True steps is a mistake, not 1;
+- numeric strings for numbers ("7", " 2 ", "0.5"; the grammar of modules.api.number_text: no exponents), integral
+  floats for integers (3.0), 0/1 and "true"/"false"/"yes"/"no"/"on"/"off" in any case for flags;
+- true/false for integer fields that hold codes (resize_mode, inpainting_mask_invert, ...), never for other integers
+  (steps, batch_size, seed, sizes, id_live_preview): True steps is a mistake, not 1;
 - unknown fields: dropped and reported (the response's X-Serena-Ignored-Fields header, and the log), except a name
   one typing slip away from a field the request lacks ("promt"), which the strict model refuses with 422.
 
@@ -22,6 +23,7 @@ import typing
 from typing import Any
 
 from modules import generation_fields
+from modules.api import number_text
 from modules.field_types import Choice, Flag, OrNone
 
 IGNORED_FIELDS_HEADER = "X-Serena-Ignored-Fields"
@@ -38,7 +40,13 @@ def header_value(names: list[str]) -> str:
 
 
 log = logging.getLogger("serena.api")
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def report_ignored(response, *requests) -> None:
+    """Name the unknown fields the requests (a body and the objects nested in it) dropped in the response's header."""
+    ignored = [name for request in requests for name in request.ignored_fields]
+    if ignored:
+        response.headers[IGNORED_FIELDS_HEADER] = header_value(ignored)
 
 
 def scalar_type(annotation) -> type | None:
@@ -50,13 +58,13 @@ def scalar_type(annotation) -> type | None:
 
 
 @functools.cache
-def quantity_fields() -> frozenset[str]:
-    """Names (field, API and option names) of the generation fields whose integers count or measure: true/false is
-    refused there."""
+def code_fields() -> frozenset[str]:
+    """Names (field, API and option names) of the generation fields whose integers are codes (Choice kinds, such
+    as resize_mode): only these take true/false for 1/0."""
     names = set()
     for declaration in generation_fields.FIELDS:
         kind = declaration.kind.kind if isinstance(declaration.kind, OrNone) else declaration.kind
-        if not isinstance(kind, (Choice, Flag)):
+        if isinstance(kind, (Choice, Flag)):
             names |= {declaration.name, declaration.api_name} | (
                 {declaration.option.name} if declaration.option else set()
             )
@@ -67,8 +75,8 @@ def as_integer(value, bool_allowed: bool):
     if isinstance(value, bool):
         return int(value) if bool_allowed else value
     if isinstance(value, str):
-        number = as_float(value)
-        return as_integer(number, bool_allowed) if isinstance(number, float) else value
+        number = number_text.read_integer(value)
+        return value if number is None else number
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return value
@@ -76,25 +84,23 @@ def as_integer(value, bool_allowed: bool):
 
 def as_float(value):
     if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return value
+        number = number_text.read_number(value)
+        return value if number is None else number
     return value
 
 
 def as_flag(value):
     if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
+    if isinstance(value, str) and (flag := number_text.read_flag(value)) is not None:
+        return flag
     return value
 
 
 def loosen_value(name: str, annotation, value) -> Any:
     target = scalar_type(annotation)
     if target is int:
-        return as_integer(value, bool_allowed=name not in quantity_fields())
+        return as_integer(value, bool_allowed=name in code_fields())
     if target is float and not isinstance(value, bool):
         return as_float(value)
     if target is bool:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from modules import diffusion, images, previews
-from modules.api import models
+from modules.api import lax, models
 from modules.runtime.state import GenerationState
 
 
@@ -74,7 +74,8 @@ def progress_router(jobs, previews_enabled: Callable[[], bool]) -> APIRouter:
         )
 
     @router.post("/internal/progress", response_model=models.TaskProgressResponse)
-    async def task_progress(request: models.TaskProgressRequest):
+    async def task_progress(request: models.TaskProgressRequest, response: Response):
+        lax.report_ignored(response, request)
         state, place, queue_length, completed = jobs.task(request.id_task)
         if state is None or not state.running:
             textinfo = f"In queue: {place}/{queue_length}" if place else ("Finished" if completed else "Waiting...")

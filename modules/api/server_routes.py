@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import signal
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel
 
 from modules import devices, sd_models, styles
-from modules.api import models, scripts
+from modules.api import lax, models, scripts
 from modules.runtime.runner import generation_queue
 
 # The webui's flags that clients read (cmd-flags), at what Serena's server does; `server_flags` adds the real ones.
@@ -70,8 +70,9 @@ def server_router(app: FastAPI, options, server_flags: dict, allow_server_stop: 
         return [PromptStyleItem(**vars(style)) for style in styles.load_styles().values()]
 
     @router.post("/sdapi/v1/prompt-styles")
-    def create_prompt_style(request: models.PromptStyleRequest) -> None:
+    def create_prompt_style(request: models.PromptStyleRequest, response: Response) -> None:
         """Add a style to styles.csv, or replace the one of that name (not a webui endpoint: the webui's UI does it)."""
+        lax.report_ignored(response, request)
         styles.save_style(styles.PromptStyle(request.name, request.prompt, request.negative_prompt))
 
     @router.get("/sdapi/v1/sd-vae", response_model=list[VaeItem])
