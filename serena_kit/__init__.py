@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 # torch, and the widget form without the notebook extra until it is asked for.
 _PUBLIC = {
     "Axis": "serena_kit.sweeps",
+    "bench": "serena_kit.benchmarks",
+    "load_bench_runs": "serena_kit.benchmarks",
     "GenerationForm": "serena_kit.widgets",
     "GenerationState": "modules.runtime.state",
     "Processed": "modules.processing",

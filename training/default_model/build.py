@@ -17,13 +17,14 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from modules.default_model import DEFAULT_MODEL_DIR
 from training.default_model import architecture
 from training.default_model.tokenizer import write_tokenizer
+from training.default_model.vocabulary import WORDS
 
 MAX_WEIGHTS_BYTES = 10 * 1024 * 1024
 
 
-def build_tokenizer() -> CLIPTokenizer:
+def build_tokenizer(words: tuple[str, ...] = WORDS) -> CLIPTokenizer:
     with tempfile.TemporaryDirectory() as directory:
-        return write_tokenizer(directory)
+        return write_tokenizer(directory, words)
 
 
 def assemble_pipeline(
@@ -48,16 +49,23 @@ def build_random_pipeline() -> StableDiffusionPipeline:
     )
 
 
-def save_pipeline(pipeline: StableDiffusionPipeline, out_dir: str | Path = DEFAULT_MODEL_DIR) -> Path:
+def save_pipeline(
+    pipeline: StableDiffusionPipeline,
+    out_dir: str | Path = DEFAULT_MODEL_DIR,
+    words: tuple[str, ...] = WORDS,
+    max_weights_bytes: int = MAX_WEIGHTS_BYTES,
+) -> Path:
     out_dir = Path(out_dir)
     pipeline.save_pretrained(out_dir, safe_serialization=True)
     # transformers 5 saves only tokenizer.json; SD-layout tools also expect vocab.json and merges.txt.
-    saved_tokenizer = write_tokenizer(out_dir / "tokenizer")
+    saved_tokenizer = write_tokenizer(out_dir / "tokenizer", words)
     if saved_tokenizer.get_vocab() != pipeline.tokenizer.get_vocab():
-        raise RuntimeError("pipeline tokenizer is not the default model tokenizer")
+        raise RuntimeError("pipeline tokenizer is not the model's own tokenizer")
     weights_bytes = sum(path.stat().st_size for path in out_dir.rglob("*.safetensors"))
-    if weights_bytes > MAX_WEIGHTS_BYTES:
-        raise RuntimeError(f"weights take {weights_bytes / 2**20:.1f} MiB, more than the 10 MiB budget")
+    if weights_bytes > max_weights_bytes:
+        raise RuntimeError(
+            f"weights take {weights_bytes / 2**20:.1f} MiB, more than the {max_weights_bytes / 2**20:.0f} MiB budget"
+        )
     return out_dir
 
 

@@ -76,21 +76,34 @@ def render(sample: Sample, image_size: int = IMAGE_SIZE) -> Image.Image:
     """Draw at SUPERSAMPLING x resolution and box-filter down, which anti-aliases the edges."""
     scale = SUPERSAMPLING
     canvas = Image.new("RGB", (image_size * scale, image_size * scale), PALETTE[sample.background])
-    draw = ImageDraw.Draw(canvas)
-    x0, y0 = sample.left * scale, sample.top * scale
-    x1, y1 = x0 + sample.size * scale, y0 + sample.size * scale
-    fill = PALETTE[sample.colour]
-    if sample.shape == "circle":
+    draw_shape(
+        ImageDraw.Draw(canvas),
+        sample.shape,
+        sample.colour,
+        sample.background,
+        sample.left,
+        sample.top,
+        sample.size,
+        scale,
+    )
+    return canvas.resize((image_size, image_size), Image.Resampling.BOX)
+
+
+def draw_shape(draw, shape: str, colour: str, background: str, left: float, top: float, size: float, scale: int):
+    """One axis-aligned shape of side `size` at (left, top), drawn `scale` times larger."""
+    x0, y0 = left * scale, top * scale
+    x1, y1 = x0 + size * scale, y0 + size * scale
+    fill = PALETTE[colour]
+    if shape == "circle":
         draw.ellipse((x0, y0, x1, y1), fill=fill)
-    elif sample.shape == "ring":
-        inset = sample.size * scale * (1 - RING_HOLE) / 2
+    elif shape == "ring":
+        inset = size * scale * (1 - RING_HOLE) / 2
         draw.ellipse((x0, y0, x1, y1), fill=fill)
-        draw.ellipse((x0 + inset, y0 + inset, x1 - inset, y1 - inset), fill=PALETTE[sample.background])
-    elif sample.shape == "square":
+        draw.ellipse((x0 + inset, y0 + inset, x1 - inset, y1 - inset), fill=PALETTE[background])
+    elif shape == "square":
         draw.rectangle((x0, y0, x1, y1), fill=fill)
     else:
         draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)], fill=fill)
-    return canvas.resize((image_size, image_size), Image.Resampling.BOX)
 
 
 def batch(

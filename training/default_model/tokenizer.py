@@ -47,10 +47,10 @@ def learn_merges(words: tuple[str, ...] = WORDS) -> list[Merge]:
             segmented[word] = tuple(merged)
 
 
-def write_tokenizer(directory: str | Path) -> CLIPTokenizer:
+def write_tokenizer(directory: str | Path, words: tuple[str, ...] = WORDS) -> CLIPTokenizer:
     """Write vocab.json/merges.txt plus the transformers configs, and return the tokenizer loaded back from disk."""
     directory = Path(directory)
-    merges = learn_merges()
+    merges = learn_merges(words)
     vocab = build_vocab(merges)
     write_vocab_and_merges(directory, vocab, merges)
     # transformers 5 ignores vocab_file/merges_file in the constructor; only from_pretrained reads the files.
@@ -60,7 +60,7 @@ def write_tokenizer(directory: str | Path) -> CLIPTokenizer:
     tokenizer.save_pretrained(directory)
     _tidy_config(directory)
     reloaded = CLIPTokenizer.from_pretrained(directory, local_files_only=True)
-    _check(reloaded, vocab)
+    _check(reloaded, vocab, words)
     return reloaded
 
 
@@ -75,10 +75,10 @@ def _tidy_config(directory: Path) -> None:
     (directory / "special_tokens_map.json").write_text(json.dumps(special_tokens, indent=2) + "\n", encoding="utf-8")
 
 
-def _check(tokenizer: CLIPTokenizer, vocab: dict[str, int]) -> None:
+def _check(tokenizer: CLIPTokenizer, vocab: dict[str, int], words: tuple[str, ...]) -> None:
     if len(tokenizer) != len(vocab):
         raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, expected {len(vocab)}")
-    for word in WORDS:
+    for word in words:
         ids = tokenizer(word, add_special_tokens=False).input_ids
         if ids != [vocab[word + END_OF_WORD]]:
             raise RuntimeError(f"{word!r} does not tokenize to a single token: {ids}")

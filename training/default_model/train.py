@@ -84,7 +84,17 @@ def edge_mask(pixels: torch.Tensor) -> torch.Tensor:
     return (local_range.amax(dim=1, keepdim=True) > 0.05).float()
 
 
-def train_vae(vae: AutoencoderKL, args: argparse.Namespace, rng: np.random.Generator, device: torch.device) -> float:
+# A training set: (rng, count, device) -> images in [-1, 1] as NCHW and their captions.
+ImageBatches = Callable[[np.random.Generator, int, torch.device], tuple[torch.Tensor, list[str]]]
+
+
+def train_vae(
+    vae: AutoencoderKL,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    device: torch.device,
+    image_batch: ImageBatches = image_batch,
+) -> float:
     """Train the autoencoder; returns the latent scaling factor (1 / std of latents), as SD's 0.18215."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.vae_steps)
@@ -131,7 +141,12 @@ class LatentPool:
 
 @torch.no_grad()
 def encode_latent_pool(
-    vae: AutoencoderKL, tokenizer: CLIPTokenizer, rng: np.random.Generator, size: int, device: torch.device
+    vae: AutoencoderKL,
+    tokenizer: CLIPTokenizer,
+    rng: np.random.Generator,
+    size: int,
+    device: torch.device,
+    image_batch: ImageBatches = image_batch,
 ) -> LatentPool:
     """Encoding once up front spares the denoiser's training loop a VAE encoder pass per step."""
     start = time.perf_counter()
@@ -303,8 +318,8 @@ def calibrate_guidance(
 QUICK_SETTINGS = {"vae_steps": 300, "unet_steps": 600, "calibration_steps": 200, "latent_pool_size": 5000}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def argument_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output pipeline folder")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device (the shipped model is trained on CPU)")
@@ -335,7 +350,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--teacher-cfg", type=float, default=2.5, help="the CFG at which the teacher works best")
     parser.add_argument("--log-every", type=int, default=100)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    args = (parser or argument_parser()).parse_args(argv)
     if args.quick:
         for name, value in QUICK_SETTINGS.items():
             setattr(args, name, value)
