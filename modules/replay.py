@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from modules import determinism, devices, extra_networks, generation_fields, infotext
+from modules import determinism, devices, extra_networks, generation_fields, infotext, sd_models
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img
 
 # Keys that describe an image without having changed its pixels: kept verbatim, no warning.
@@ -72,8 +72,6 @@ def processing_from_infotext(text: str, init_images: list | None = None, strict:
     image differ (keys not honoured, other kernels, a model whose hash is not the recorded "Model hash") is a
     ReplayWarning, or a ValueError with `strict`.
     """
-    from modules import sd_models
-
     parameters = infotext.parse_infotext(text)
     extra_networks.check_recorded_hashes(parameters)
     mode = "txt2img" if init_images is None else "img2img"
@@ -83,7 +81,9 @@ def processing_from_infotext(text: str, init_images: list | None = None, strict:
         given.add("sd_model_checkpoint")
     values = generation_fields.values_from_infotext(parameters, mode, given)
     checkpoint = sd_models.resolve_checkpoint(checkpoint_name if named else values.get("sd_model_checkpoint"))
-    caveats = replay_caveats(parameters) + [caveat for caveat in [model_caveat(parameters, checkpoint)] if caveat]
+    caveats = replay_caveats(parameters)
+    if model_differs := model_caveat(parameters, checkpoint):
+        caveats.append(model_differs)
     for caveat in caveats:
         if strict:
             raise ValueError(f"infotext: {caveat}; a strict replay refuses it")

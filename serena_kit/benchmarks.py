@@ -241,8 +241,8 @@ def run_one(spec: Suite, model: str, seeds: int, quick: bool, out_dir, batch_siz
     rows = pd.DataFrame.from_records(records)
     if done is not None:
         rows = pd.concat([done, rows], ignore_index=True)
-    keep = {item: True for item in wanted}
-    rows = rows[[keep.get((i, s), False) for i, s in zip(rows["prompt_index"], rows["seed"])]]
+    asked = set(wanted)  # a resumed folder may hold more seeds than this call asks for
+    rows = rows[[(index, seed) in asked for index, seed in zip(rows["prompt_index"], rows["seed"])]]
     return BenchRun(rows.sort_values(["prompt_index", "seed"]).reset_index(drop=True), folder, len(todo))
 
 

@@ -185,9 +185,8 @@ def create_app(
             headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
         return JSONResponse(content, error.status_code, headers=headers)
 
-    app.openapi = lambda: schema.server_openapi(
-        app, limits, options.models_dir
-    )  # made anew per request: styles and upscalers change
+    # made anew per request: styles, upscalers and checkpoints change while serving
+    app.openapi = lambda: schema.server_openapi(app, limits, options.models_dir)
 
     app.include_router(extras_router(limits))  # upscaling (modules.api.extras)
 

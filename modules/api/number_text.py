@@ -18,12 +18,13 @@ _SPACE = r"[ \t\n\r]*"
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _any_case(word: str) -> str:
+def any_case(word: str) -> str:
+    """A regex for `word` in any case."""
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
 
 
-FLAG_TEXT = re.compile(f"^{_SPACE}(?:" + "|".join(map(_any_case, TRUE_WORDS + FALSE_WORDS)) + f"){_SPACE}$")
-FALSE_TEXT = re.compile(f"^{_SPACE}(?:" + "|".join(map(_any_case, FALSE_WORDS)) + f"){_SPACE}$")
+FLAG_TEXT = re.compile(f"^{_SPACE}(?:" + "|".join(map(any_case, TRUE_WORDS + FALSE_WORDS)) + f"){_SPACE}$")
+FALSE_TEXT = re.compile(f"^{_SPACE}(?:" + "|".join(map(any_case, FALSE_WORDS)) + f"){_SPACE}$")
 
 
 def read_integer(text: str) -> int | None:

@@ -11,8 +11,9 @@ FastAPI's schema from the pydantic models knows the canonical types only. For ea
 - images as strings of format `base64-image` (a PNG, JPEG, WebP, BMP, GIF or TIFF file in base64, a data URL
   allowed): no JSON Schema keyword can say "decodes to an image", so the format names it and clients (and the schema
   fuzzer, test/hardening/test_api_fuzz.py) know what to send.
-Rules between fields that JSON Schema can state are stated with if/then (batch_size x n_iter within max_images, a
-sampler's schedule types, init images no more than the batch). What it cannot state is named in docs/reliability.md.
+Rules between fields are stated with if/then where schema generators take them (batch_size x n_iter within
+max_images, a sampler's schedule types, sampler_index read only without sampler_name); the others are named in
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import typing
 from fastapi.openapi.utils import get_openapi
 
 from modules import generation_fields, sd_samplers, styles, upscalers
-from modules.api import lax, number_text
+from modules.api import extras, lax, models, number_text, requests, scripts
 from modules.field_types import (
     MAX_SEED,
     MAX_SIZE,
@@ -56,13 +57,14 @@ IMAGE = {
     "description": "a PNG, JPEG, WebP, BMP, GIF or TIFF file in base64 (a data URL is accepted)",
 }
 FLAG = [{"type": "boolean"}, {"enum": [0, 1]}, {"type": "string", "pattern": number_text.FLAG_TEXT.pattern}]
+BATCH_SIZE_KIND = generation_fields.declaration_of("batch_size").kind  # no more init images than a batch holds
 EXTRAS_DEFAULT_SIZE = 512  # upscaling_resize_w and _h (modules.api.extras)
 CANONICAL_KEYS = ("type", "anyOf", "items", "enum", "const", "format", "minimum", "maximum", "additionalProperties")
 
 
 def any_case(names) -> str:
     """Names as the engine matches them: case-insensitive, spaces around ignored."""
-    alternatives = "|".join(number_text._any_case(name) for name in names)  # noqa: SLF001 - the grammar's own helper
+    alternatives = "|".join(number_text.any_case(name) for name in names)
     return f"^[ \\t\\n\\r]*(?:{alternatives})[ \\t\\n\\r]*$"
 
 
@@ -78,12 +80,11 @@ def schedule_names(schedule_types) -> list[str]:
     return list(dict.fromkeys([*schedule_types, *(name.lower() for name in schedule_types)]))
 
 
-def integers(low: int, high: int, codes: bool = False) -> list[dict]:
-    forms = [{"type": "integer", "minimum": low, "maximum": high}]
-    forms.append({"type": "string", "pattern": number_text.integer_pattern(low, high)})
-    if codes and low <= 0 and high >= 1:
-        forms.append({"type": "boolean"})
-    return forms
+def integers(low: int, high: int) -> list[dict]:
+    return [
+        {"type": "integer", "minimum": low, "maximum": high},
+        {"type": "string", "pattern": number_text.integer_pattern(low, high)},
+    ]
 
 
 def numbers(low: float, high: float) -> list[dict]:
@@ -138,7 +139,7 @@ def kind_forms(kind, limit: int | None) -> list[dict]:
     if isinstance(kind, PromptText):
         return [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
     if isinstance(kind, Images):
-        return [{"type": "array", "items": IMAGE, "minItems": 1, "maxItems": limit or 64}]
+        return [{"type": "array", "items": IMAGE, "minItems": 1, "maxItems": limit or BATCH_SIZE_KIND.high}]
     if isinstance(kind, Picture):
         return [IMAGE, {"const": ""}]
     if isinstance(kind, Dictionary):
@@ -235,7 +236,7 @@ def sampler_forms() -> list[dict]:
 def no_op_forms() -> dict:
     """Webui features Serena lacks, accepted only at the values that leave them off (models.NO_OP_VALUES)."""
     forms = {}
-    for name, allowed in models_module().NO_OP_VALUES.items():
+    for name, allowed in models.NO_OP_VALUES.items():
         if False in allowed:  # a flag: false in any of its lax forms
             forms[name] = [
                 {"const": False},
@@ -245,12 +246,6 @@ def no_op_forms() -> dict:
         else:
             forms[name] = [{"const": value} for value in allowed if value is not None]  # {} or nothing but null
     return forms
-
-
-def models_module():
-    from modules.api import models
-
-    return models
 
 
 def extras_forms(limits) -> dict:
@@ -292,8 +287,6 @@ def extras_rules(limits) -> list[dict]:
 def checkpoint_forms(models_dir, keeps: tuple) -> list[dict]:
     """A checkpoint named by a request: one in the server's models folder (name, file name or title), or a value that
     keeps the first pass's model."""
-    from modules.api import requests
-
     names = [
         name for info in requests.allowed_checkpoints(models_dir) for name in (info.name, info.path.name, info.title)
     ]
@@ -301,14 +294,11 @@ def checkpoint_forms(models_dir, keeps: tuple) -> list[dict]:
 
 
 def script_forms(mode: str) -> list[dict]:
-    from modules.api import scripts
-
     return [{"enum": ["", *(script.name for script in scripts.SCRIPTS if mode in script.modes)]}]
 
 
 def server_openapi(app, limits, models_dir) -> dict:
     """The app's OpenAPI schema with its request bodies described as this server reads them."""
-    from modules.api import extras, models
 
     def generation_forms(mode: str) -> dict:
         # sampler_index is read only where sampler_name is missing or null (generation_rules says so)
