@@ -22,7 +22,17 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS = ROOT / "bench" / "wheels"
 # What `bench/gpu.py` imports, directly or through the engine (torch is checked by gpu_run.sh itself).
-BENCH_PACKAGES = ("diffusers", "transformers", "tokenizers", "safetensors", "accelerate", "numpy", "pillow", "pyyaml")
+BENCH_PACKAGES = (
+    "diffusers",
+    "lark",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "accelerate",
+    "numpy",
+    "pillow",
+    "pyyaml",
+)
 
 
 def pins() -> dict[str, str]:
