@@ -24,6 +24,7 @@ import modules  # noqa: E402, F401  (the kernel caps, before torch: some benchma
 
 def benchmarks() -> dict:
     from bench import (
+        attention_cost,
         cold_start,
         lora_cost,
         model_switch,
@@ -43,6 +44,7 @@ def benchmarks() -> dict:
         "prompt_language": prompt_language.run,
         "lora_cost": lora_cost.run,
         "preview_cost": preview_cost.run,
+        "attention_cost": attention_cost.run,
     }
 
 

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from modules import (
+    attention_maps,
     determinism,
     diffusion,
     extra_networks,
@@ -87,6 +88,8 @@ class StableDiffusionProcessing:
     exact: bool = declared("exact")  # one image at a time: bytes independent of batch size
     extra_generation_params: dict = declared("extra_generation_params")
     state: GenerationState = field(default_factory=GenerationState, compare=False, repr=False)
+    # Cross-attention maps to capture (modules.attention_maps; True: the defaults); they do not change the image.
+    attention: attention_maps.AttentionCapture | bool | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         self.sampler_name, self.scheduler = sd_samplers.canonical_names(self.sampler_name, self.scheduler)
@@ -232,6 +235,8 @@ class Processed:
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     kernels: dict = field(default_factory=dict)  # what besides the job decides the bytes (determinism.job_kernels)
+    # One modules.attention_maps.AttentionMaps per sample when the job asked for them (`attention`).
+    attention_maps: list = field(default_factory=list, metadata={"in_info": False})
 
     @classmethod
     def of_job(
@@ -452,22 +457,34 @@ def sample_batch(
     else:
         timesteps, latents = diffusion.txt2img_latents(model, scheduler, noise, p.steps)
         image_conditioning = txt2img_image_conditioning(model, latents)
+    recording = attention_maps.recording(
+        p.attention,
+        model,
+        indices,
+        prompts,
+        p.emphasis,
+        (job.width, job.height),
+        latent_shape[1:],
+        p.state,
+        len(timesteps),
+    )
     with timings.phase("sample"):
         try:
-            latents = diffusion.denoise(
-                model,
-                scheduler,
-                latents,
-                timesteps,
-                conditioning,
-                job.values("cfg_scale", indices),
-                [seed + p.eta_noise_seed_delta for seed in seeds],  # step noise only, as the webui's ENSD
-                p.eta,
-                p.state,
-                image_conditioning=image_conditioning,
-                after_step=blend,
-                refiner=refiner,
-            )
+            with recording:
+                latents = diffusion.denoise(
+                    model,
+                    scheduler,
+                    latents,
+                    timesteps,
+                    conditioning,
+                    job.values("cfg_scale", indices),
+                    [seed + p.eta_noise_seed_delta for seed in seeds],  # step noise only, as the webui's ENSD
+                    p.eta,
+                    p.state,
+                    image_conditioning=image_conditioning,
+                    after_step=blend,
+                    refiner=refiner,
+                )
             if refiner is not None and refiner.taken_over:
                 model = refiner_model  # its VAE decodes, as when the webui switches models
             if job.hires is not None:
@@ -588,6 +605,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     """Validate, load the model, then for each batch: prompts -> noise -> sampling -> decode -> infotext -> save."""
     p.validate()
     p = p.effective()
+    if p.attention is True:
+        p.attention = attention_maps.AttentionCapture()
     state = p.state
     timings = PhaseTimings()
     with timings.phase("load_model"):
@@ -682,4 +701,5 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         interrupted=state.interrupted,
         timings=dict(timings),
         kernels=determinism.job_kernels(model.device),
+        attention_maps=[p.attention.maps[index] for index in kept_indices] if p.attention else [],
     )

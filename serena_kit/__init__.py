@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 # Where each public name lives. Imported on first use, so that the CLI (`serena --help`) starts without loading
 # torch, and the widget form without the notebook extra until it is asked for.
 _PUBLIC = {
+    "AttentionCapture": "modules.attention_maps",
     "Axis": "serena_kit.sweeps",
+    "attention_grid": "serena_kit.attention",
+    "attention_overlay": "serena_kit.attention",
     "bench": "serena_kit.benchmarks",
     "load_bench_runs": "serena_kit.benchmarks",
     "GenerationForm": "serena_kit.widgets",

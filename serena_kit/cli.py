@@ -111,11 +111,32 @@ def generate(p, args):
         p.validate()
     except (TypeError, ValueError) as error:
         raise option_error(error) from None
+    if getattr(args, "attention_maps", False):
+        p.attention = True
     with progress_bar(p.state, not args.quiet), interrupt_on_ctrl_c(p.state):
         result = process_images(p)
-    for path in result.paths:
+    for path in result.paths + save_attention_maps(result):
         print(path, flush=True)
     return result
+
+
+def save_attention_maps(result) -> list[str]:
+    """Each saved sample's word maps (modules.attention_maps; 0-255 grey, the image's size) beside it, as
+    <image name>-attention-<word number>-<word>.png."""
+    from PIL import Image
+
+    from modules import images
+
+    written = []
+    for path, maps in zip(result.paths, result.attention_maps):  # the samples' paths come first, then the grid's
+        image_path = Path(path)
+        for number, (word, _) in enumerate(maps.words):
+            grey = Image.fromarray((maps.word_map(number) * 255).round().astype("uint8"), "L")
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", word)
+            target = image_path.with_name(f"{image_path.stem}-attention-{number:02d}-{name}.png")
+            images.write_new_file(target, images.png_bytes(grey, None))
+            written.append(str(target))
+    return written
 
 
 def exit_status(p, result) -> int:
@@ -376,6 +397,11 @@ def generation_options(kind: str) -> ArgumentParser:
         )
     options.add_argument("--outdir", default="outputs", help="outputs root (default: outputs)")
     options.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_argument(
+        "--attention-maps",
+        action="store_true",
+        help="also save each word's cross-attention map beside each image (<image>-attention-NN-<word>.png)",
+    )
     return options
 
 

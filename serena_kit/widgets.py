@@ -25,6 +25,7 @@ from modules.processing import (
 )
 from modules.runtime.runner import ProcessingRequest
 from modules.runtime.state import GenerationState
+from serena_kit.attention import attention_overlay
 from serena_kit.extras import require
 from serena_kit.grids import upscale_for_display
 
@@ -32,6 +33,7 @@ w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
 MASK = "mask"  # img2img's inpainting mask, also from an upload widget
+IMAGE_ITSELF = "(the image)"  # the attention menu's entry that shows the images themselves
 MAX_PREVIEW_EVERY = 1000  # the steps field's own bound
 
 
@@ -240,6 +242,18 @@ class GenerationForm:
             description="Preview every",
             tooltip="Show the image being sampled every N steps; 0: off",
         ).add_class("serena-preview-every")
+        self.attention_maps = w.Checkbox(
+            False,
+            description="Attention maps",
+            indent=False,
+            tooltip="Capture each word's cross-attention map (the images do not change); pick a word to see it",
+        ).add_class("serena-attention-maps")
+        self.attention_word = w.Dropdown(
+            options=[(IMAGE_ITSELF, -1)], value=-1, description="Show", disabled=True
+        ).add_class("serena-attention-word")
+        self.attention_word.observe(self._show_attention_word, names="value")
+        self._shown_samples: list[Image.Image] = []
+        self._pictures: list[w.Image] = []
         self.preview = w.Image(format="png").add_class("serena-preview")
         self.preview_caption = w.Label("").add_class("serena-preview-caption")
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap")).add_class("serena-gallery")
@@ -247,7 +261,7 @@ class GenerationForm:
             [w.HBox(row) if len(row) > 1 else row[0] for _, row in sorted(rows.items())]
             + [
                 w.HBox([self.generate_button, self.interrupt_button, self.progress, self.progress_text]),
-                self.preview_every,
+                w.HBox([self.preview_every, self.attention_maps, self.attention_word]),
                 self.status,
                 w.VBox([self.preview, self.preview_caption]),
                 self.gallery,
@@ -301,6 +315,8 @@ class GenerationForm:
         except (ValueError, TypeError) as error:
             self._show_error(error)
             raise
+        if self.attention_maps.value:
+            request.processing.attention = True
         self._start(request.state)
         try:
             result = process_images(request.processing)
@@ -372,7 +388,9 @@ class GenerationForm:
         self.reuse_seed_button.disabled = False
         samples = result.images[result.index_of_first_image :]
         infotexts = result.infotexts[result.index_of_first_image :]
+        self._shown_samples, self._pictures = list(samples), []
         self.gallery.children = [self._gallery_card(image, text) for image, text in zip(samples, infotexts)]
+        self._offer_attention_words(result)
         count = f"{len(samples)} image{'s' if len(samples) != 1 else ''}"
         if result.interrupted:
             self.status.value = f"Interrupted: {count} finished. Seed {result.seed}."
@@ -384,11 +402,36 @@ class GenerationForm:
     def _gallery_card(self, image: Image.Image, infotext: str) -> w.VBox:
         shown = upscale_for_display(image, self.display_size)
         picture = w.Image(value=images.png_bytes(shown, None), format="png").add_class("serena-image")
+        self._pictures.append(picture)
         caption = w.HTML(
             f'<pre style="white-space: pre-wrap; font-size: 10px; line-height: 1.3; margin: 0">'
             f"{html.escape(infotext)}</pre>"
         ).add_class("serena-infotext")
         return w.VBox([picture, caption], layout=w.Layout(width=f"{max(shown.width, 180)}px", margin="4px"))
+
+    def _offer_attention_words(self, result: Processed) -> None:
+        """The words of the first image's prompt in the "Show" menu (each image shows its own word at that place)."""
+        words = (
+            [(word, index) for index, (word, _) in enumerate(result.attention_maps[0].words)]
+            if (result.attention_maps)
+            else []
+        )
+        self.attention_word.unobserve(self._show_attention_word, names="value")
+        self.attention_word.options = [(IMAGE_ITSELF, -1), *words]
+        self.attention_word.value = -1
+        self.attention_word.observe(self._show_attention_word, names="value")
+        self.attention_word.disabled = not words
+
+    def _show_attention_word(self, change=None) -> None:
+        """Each gallery image, or the chosen word's attention map over it."""
+        word = self.attention_word.value
+        maps = self.result.attention_maps if self.result is not None else []
+        for position, (picture, image) in enumerate(zip(self._pictures, self._shown_samples)):
+            if word >= 0 and position < len(maps) and word < len(maps[position].words):
+                shown = attention_overlay(image, maps[position].word_map(word), min_side=None)
+            else:
+                shown = image
+            picture.value = images.png_bytes(upscale_for_display(shown, self.display_size), None)
 
     def _show_error(self, error: Exception) -> None:
         self.status.value = f'<span style="color: #b00020">{html.escape(str(error))}</span>'

@@ -24,7 +24,7 @@ from modules.replay import processing_from_infotext
 from serena_kit import cli, sweeps
 
 CLASSES = {"txt2img": StableDiffusionProcessingTxt2Img, "img2img": StableDiffusionProcessingImg2Img}
-ENGINE_OWN = {"state"}  # the job's progress, not a generation field
+ENGINE_OWN = {"state", "attention"}  # the job's progress and what it observes: not generation fields
 
 
 def declared_names(mode: str) -> set[str]:

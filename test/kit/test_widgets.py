@@ -329,3 +329,31 @@ def test_the_preview_control_switches_previews_on_between_runs():
     assert form.preview_caption.value == "Preview · step 4/4"
     with pytest.raises(ValueError, match="^preview_every: -1 is not allowed"):
         sk.GenerationForm(preview_every=-1)
+
+
+def test_the_form_shows_a_chosen_words_attention_map_over_each_image():
+    form = sk.GenerationForm(prompt="a red circle on a blue background", steps=4, seed=8, do_not_save_samples=True)
+    assert form.attention_word.disabled
+    form.attention_maps.value = True
+    result = form.generate()
+    assert [label for label, _ in form.attention_word.options] == [
+        "(the image)",
+        "a",
+        "red",
+        "circle",
+        "on",
+        "a",
+        "blue",
+        "background",
+    ]
+    (picture, _), image = form.gallery.children[0].children, result.images[0]
+    plain = bytes(picture.value)
+    form.attention_word.value = 2  # "circle"
+    circle = load_png(bytes(picture.value))
+    expected = sk.attention_overlay(image, result.attention_maps[0].word_map("circle"), min_side=None)
+    assert circle.size == (128, 128) and circle.resize((32, 32), Image.NEAREST).tobytes() == expected.tobytes()
+    form.attention_word.value = -1
+    assert bytes(picture.value) == plain
+    form.attention_maps.value = False
+    form.generate()
+    assert form.attention_word.disabled and form.result.attention_maps == []

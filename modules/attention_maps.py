@@ -1,0 +1,228 @@
+"""Per-token and per-word cross-attention maps of a generation, aggregated as DAAM does (Tang et al., 2023).
+
+A capture wraps the UNet's cross-attention processors for one job. Each wrapped processor computes its output with
+the processor it wraps, untouched, so the image's bytes do not change; for the prompt half of the guided batch it
+also computes the attention probabilities from the same query and key, averages them over heads, resizes them to
+the latent grid and adds them to a running sum per image. Memory stays images x sequence x latent grid, whatever
+the number of steps and layers (per-step sums only with `keep_steps`).
+
+Defaults (DAAM's): every cross-attention layer of the UNet, every step, heads averaged, maps upsampled bicubically
+to the image; each map is then scaled to [0, 1] by its minimum and maximum (DAAM divides by the maximum only, which
+on small models leaves a baseline over the whole image: every token gets some of every pixel's attention). A word's
+map is the sum of its tokens' maps (CLIP's byte-pair tokens; a token ending in "</w>" ends a word). Only the first
+pass is captured (not a hires pass or a refiner's steps). No diffusers or community class does this for Serena's own
+loop: diffusers has attention processors (used here) but no attention-map capture.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+END_OF_WORD = "</w>"
+
+
+@dataclass
+class AttentionMaps:
+    """One image's maps: `tokens` are the prompt's tokens in order (no start, end or padding), `positions` where each
+    sits in the text encoder's sequence, `words` each word with the indices of its tokens."""
+
+    prompt: str
+    tokens: list[str]
+    positions: list[int]
+    words: list[tuple[str, list[int]]]
+    sums: torch.Tensor  # (sequence, latent height, latent width): attention summed over layers and steps
+    image_size: tuple[int, int]  # (width, height)
+    per_step: list[torch.Tensor] = field(default_factory=list)  # with keep_steps: each step's (sequence, h, w)
+
+    def token_map(self, index: int, sums: torch.Tensor | None = None) -> np.ndarray:
+        """Token `index` (of `tokens`)'s map at the image's size, scaled to [0, 1]."""
+        return self._upsampled((self.sums if sums is None else sums)[self.positions[index]])
+
+    def word_map(self, word: str | int, steps: range | None = None) -> np.ndarray:
+        """A word's map (its tokens' maps summed) at the image's size, scaled to [0, 1]; by the word or its index in
+        `words` (the first match of a repeated word). `steps`: only those steps (needs keep_steps)."""
+        indices = self._word_tokens(word)
+        sums = self.sums if steps is None else self.steps_sum(steps)
+        return self._upsampled(sum(sums[self.positions[index]] for index in indices))
+
+    def word_maps(self, steps: range | None = None) -> dict[str, np.ndarray]:
+        """Every word's map (a repeated word: its first occurrence)."""
+        maps: dict[str, np.ndarray] = {}
+        for word, _ in self.words:
+            maps.setdefault(word, self.word_map(word, steps))
+        return maps
+
+    def steps_sum(self, steps: range) -> torch.Tensor:
+        if not self.per_step:
+            raise ValueError("steps: per-step maps were not kept; capture with AttentionCapture(keep_steps=True)")
+        chosen = list(steps)
+        if not chosen or min(chosen) < 0 or max(chosen) >= len(self.per_step):
+            raise ValueError(f"steps: {steps!r} is not allowed; allowed step indices 0..{len(self.per_step) - 1}")
+        return sum(self.per_step[step] for step in chosen)
+
+    def _word_tokens(self, word: str | int) -> list[int]:
+        if isinstance(word, int) and not isinstance(word, bool):
+            if not 0 <= word < len(self.words):
+                raise ValueError(f"word: {word} is not allowed; allowed word indices 0..{len(self.words) - 1}")
+            return self.words[word][1]
+        for text, indices in self.words:
+            if text == word:
+                return indices
+        raise ValueError(f"word: {word!r} is not in the prompt; its words: {', '.join(w for w, _ in self.words)}")
+
+    def _upsampled(self, latent_map: torch.Tensor) -> np.ndarray:
+        width, height = self.image_size
+        image = F.interpolate(latent_map[None, None].float(), size=(height, width), mode="bicubic", align_corners=False)
+        image = image[0, 0]
+        low, high = image.min(), image.max()
+        return ((image - low) / (high - low) if high > low else torch.zeros_like(image)).numpy()
+
+
+@dataclass
+class AttentionCapture:
+    """Ask a job for attention maps: `StableDiffusionProcessing(..., attention=AttentionCapture())`; the maps are
+    then `Processed.attention_maps`, one AttentionMaps per image. `steps` keeps only steps whose index falls in
+    [start, end) as fractions of the steps (DAAM: all); `layers` only the cross-attention layers whose name
+    contains one of the given texts (e.g. ("up_blocks",)); `keep_steps` keeps each step's maps too."""
+
+    steps: tuple[float, float] = (0.0, 1.0)
+    layers: tuple[str, ...] = ()
+    keep_steps: bool = False
+    maps: dict[int, AttentionMaps] = field(default_factory=dict, repr=False)  # by image index in the job
+
+    def __post_init__(self):
+        start, end = self.steps
+        if not 0 <= start < end <= 1:
+            raise ValueError(f"steps: {self.steps!r} is not allowed; allowed (start, end) with 0 <= start < end <= 1")
+
+
+class _Batch:
+    """What a capture gathers during one batch's sampling."""
+
+    def __init__(self, capture: AttentionCapture, state, latent_size: tuple[int, int], total_steps: int):
+        self.capture, self.state, self.latent_size, self.total_steps = capture, state, latent_size, total_steps
+        self.sums: torch.Tensor | None = None
+        self.per_step: list[torch.Tensor] = []
+
+    def recording(self) -> bool:
+        start, end = self.capture.steps
+        return start * self.total_steps <= self.state.sampling_step < end * self.total_steps
+
+    @torch.no_grad()
+    def record(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
+        half = hidden_states.shape[0] // 2  # the guided batch is [negative prompts, prompts]
+        query = attn.to_q(hidden_states[half:])
+        context = encoder_hidden_states[half:]
+        if attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+        key = attn.to_k(context)
+        batch, heads = query.shape[0], attn.heads
+        head_dim = key.shape[-1] // heads
+        query = query.view(batch, -1, heads, head_dim).transpose(1, 2)
+        key = key.view(batch, -1, heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        probabilities = (query.float() @ key.float().transpose(-1, -2) * attn.scale).softmax(dim=-1).mean(dim=1)
+        height, width = self.latent_size
+        scale = round((height * width / probabilities.shape[1]) ** 0.5)  # this layer's grid is the latents' / scale
+        grid = probabilities.transpose(1, 2).reshape(batch, -1, height // scale, width // scale)
+        grid = F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)
+        self.sums = grid if self.sums is None else self.sums + grid
+        if self.capture.keep_steps:
+            step = self.state.sampling_step
+            while len(self.per_step) <= step:
+                self.per_step.append(torch.zeros_like(grid))
+            self.per_step[step] = self.per_step[step] + grid
+
+
+class _RecordingProcessor:
+    """Computes the attention exactly as the processor it wraps; records the maps on the side."""
+
+    def __init__(self, inner, batch: _Batch):
+        self.inner, self.batch = inner, batch
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        output = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+        if encoder_hidden_states is not None and self.batch.recording():
+            self.batch.record(attn, hidden_states, encoder_hidden_states)
+        return output
+
+
+def prompt_tokens(model, prompt: str, emphasis_mode: str) -> tuple[list[str], list[int]]:
+    """The prompt's tokens as text and their positions in the encoder's sequence (77 per chunk: start token, up to 75
+    tokens, end token and padding), laid out as modules.prompt_encoding lays them out."""
+    from modules import prompt_encoding
+
+    tokenizer = prompt_encoding.text_encoders(model)[0][0]
+    tokens, positions = [], []
+    for chunk_number, chunk in enumerate(prompt_encoding.prompt_chunks(model, prompt, emphasis_mode, tokenizer)):
+        for offset, token in enumerate(chunk.tokens):
+            tokens.append(tokenizer.convert_ids_to_tokens(token))
+            positions.append(chunk_number * (prompt_encoding.CHUNK_LENGTH + 2) + 1 + offset)
+    return tokens, positions
+
+
+def words_of(tokens: list[str]) -> list[tuple[str, list[int]]]:
+    """Tokens grouped into words: a word ends at a token ending in "</w>" (CLIP's byte-pair tokens)."""
+    words, current = [], []
+    for index, token in enumerate(tokens):
+        current.append(index)
+        if token.endswith(END_OF_WORD):
+            words.append(("".join(tokens[i] for i in current).removesuffix(END_OF_WORD), current))
+            current = []
+    if current:
+        words.append(("".join(tokens[i] for i in current), current))
+    return words
+
+
+@contextmanager
+def recording(
+    capture: AttentionCapture | None,
+    model,
+    indices,
+    prompts: list[str],
+    emphasis_mode: str,
+    image_size: tuple[int, int],
+    latent_size: tuple[int, int],
+    state,
+    total_steps: int,
+):
+    """Around one batch's first-pass sampling: wraps the UNet's cross-attention processors, restores them after,
+    and keeps each image's maps in `capture.maps`. Without a capture, nothing is touched."""
+    if capture is None:
+        yield
+        return
+    unet = model.pipeline.unet
+    originals = dict(unet.attn_processors)
+    batch = _Batch(capture, state, latent_size, total_steps)
+    wrapped = {
+        name: _RecordingProcessor(processor, batch)
+        if name.endswith("attn2.processor") and (not capture.layers or any(part in name for part in capture.layers))
+        else processor
+        for name, processor in originals.items()
+    }
+    unet.set_attn_processor(wrapped)
+    try:
+        yield
+    finally:
+        unet.set_attn_processor(originals)
+    if batch.sums is None:
+        return
+    for position, (index, prompt) in enumerate(zip(indices, prompts)):
+        tokens, token_positions = prompt_tokens(model, prompt, emphasis_mode)
+        capture.maps[index] = AttentionMaps(
+            prompt,
+            tokens,
+            token_positions,
+            words_of(tokens),
+            batch.sums[position].cpu(),
+            image_size,
+            [step[position].cpu() for step in batch.per_step],
+        )
