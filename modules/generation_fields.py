@@ -205,7 +205,13 @@ class GenerationField:
 
 
 def show_checkpoint(value) -> str:
-    return Path(value).name if value else "default"
+    """A checkpoint as labels show it: an embedded model by its name (its folder is "weights"), others by file name."""
+    from modules import sd_models
+
+    if not value:
+        return "default"
+    folders = {folder.resolve(): name for name, folder in sd_models.embedded_model_dirs().items()}
+    return folders.get(Path(value).resolve(), Path(value).name)
 
 
 def read_checkpoint(name: str) -> str | None:

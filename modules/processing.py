@@ -607,6 +607,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     p = p.effective()
     if p.attention is True:
         p.attention = attention_maps.AttentionCapture()
+    elif not p.attention:
+        p.attention = None  # False: no capture
     state = p.state
     timings = PhaseTimings()
     with timings.phase("load_model"):

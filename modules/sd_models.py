@@ -1,6 +1,7 @@
 """Which model, loaded how: resolve a checkpoint name, hash it, load it once, keep it, free it on switch.
 
-Checkpoints are the embedded default model, a diffusers folder (model_index.json), or a single-file checkpoint in
+Checkpoints are the embedded models (the default model, and the scenes model where its weights are installed), a
+diffusers folder (model_index.json), or a single-file checkpoint in
 the original Stable Diffusion layout (.safetensors; pickle files only with an explicit allow flag), of the SD 1.x/2.x
 or the SDXL family (base or refiner), told apart by the folder's pipeline class or the file's keys. Names are looked
 up as given, then in the models folder (SERENA_MODELS_DIR, default `models/Stable-diffusion`).
@@ -39,6 +40,13 @@ def default_model_dir() -> Path:
     return Path(DEFAULT_MODEL_DIR)
 
 
+def embedded_model_dirs() -> dict[str, Path]:
+    """name -> folder of the models shipped inside the package, loaded by name like any checkpoint."""
+    from modules.scenes_model import SCENES_MODEL_DIR, SCENES_MODEL_NAME
+
+    return {DEFAULT_MODEL_NAME: default_model_dir(), SCENES_MODEL_NAME: Path(SCENES_MODEL_DIR)}
+
+
 def models_dir() -> Path:
     return Path(os.environ.get("SERENA_MODELS_DIR", "models/Stable-diffusion"))
 
@@ -69,6 +77,12 @@ class CheckpointInfo:
     path: Path
     kind: str  # "diffusers" (a folder, the default model included) or "single_file"
     name: str
+
+    @property
+    def embedded(self) -> bool:
+        """One of the models shipped inside the package (named by its name, not by a path)."""
+        folder = embedded_model_dirs().get(self.name)
+        return folder is not None and folder.resolve() == self.path.resolve()
 
     @property
     def is_pickle(self) -> bool:
@@ -120,18 +134,39 @@ def default_checkpoint() -> CheckpointInfo:
     return CheckpointInfo(default_model_dir(), "diffusers", DEFAULT_MODEL_NAME)
 
 
+def configured_native_size(checkpoint: CheckpointInfo) -> int | None:
+    """A diffusers folder's native size read from its configs (UNet sample size x VAE scale), without loading it;
+    None for a single file (its size is known once loaded)."""
+    if checkpoint.kind != "diffusers" or not (checkpoint.path / "unet" / "config.json").is_file():
+        return None
+    unet = json.loads((checkpoint.path / "unet" / "config.json").read_text(encoding="utf-8"))
+    vae = json.loads((checkpoint.path / "vae" / "config.json").read_text(encoding="utf-8"))
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+def embedded_checkpoints() -> list[CheckpointInfo]:
+    """The default model, then each other embedded model whose weights are installed."""
+    return [
+        CheckpointInfo(folder, "diffusers", name)
+        for name, folder in embedded_model_dirs().items()
+        if name == DEFAULT_MODEL_NAME or (folder / "model_index.json").is_file()
+    ]
+
+
 def checkpoint_from_path(path: Path) -> CheckpointInfo | None:
     if path.is_dir() and (path / "model_index.json").is_file():
-        return CheckpointInfo(path.resolve(), "diffusers", path.name)
+        # The embedded folders by their own path (a link to one elsewhere keeps its own name).
+        embedded = {folder.absolute(): name for name, folder in embedded_model_dirs().items()}
+        return CheckpointInfo(path.resolve(), "diffusers", embedded.get(path.absolute(), path.name))
     if path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES + PICKLE_SUFFIXES:
         return CheckpointInfo(path.resolve(), "single_file", path.stem)
     return None
 
 
 def list_checkpoints(folder: Path | None = None) -> list[CheckpointInfo]:
-    """The default model, then every checkpoint in the models folder."""
+    """The embedded models, then every checkpoint in the models folder."""
     folder = folder or models_dir()
-    found = [default_checkpoint()]
+    found = embedded_checkpoints()
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
             info = checkpoint_from_path(path)
@@ -148,6 +183,9 @@ def resolve_checkpoint(
     if name is None or str(name) in ("", "default", DEFAULT_MODEL_NAME):
         return default_checkpoint()
     text = _TITLE_HASH.sub("", str(name))
+    embedded = {info.name: info for info in embedded_checkpoints()}
+    if text in embedded:
+        return embedded[text]
     folder = folder or models_dir()
     candidates = [Path(text)]
     if not Path(text).is_absolute():

@@ -19,7 +19,7 @@ for file in "$work"/dist/*; do
 done
 
 # Every committed data file of the package (weights, the preview map, configs) is in the wheel.
-git ls-files modules/default_model/weights modules/default_model/latent_preview.json modules/model_configs | python -c '
+git ls-files modules/default_model/weights modules/default_model/latent_preview.json modules/model_configs modules/scenes_model | python -c '
 import sys, zipfile
 inside = set(zipfile.ZipFile(sys.argv[1]).namelist())
 missing = [path for path in sys.stdin.read().split() if path not in inside]

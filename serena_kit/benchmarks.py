@@ -1,17 +1,20 @@
 """Benchmarks: a named suite of prompts run against any loadable model and any generation settings, each image scored,
 one row per image in a pandas DataFrame, kept as Parquet beside the images so runs made at different times compare.
 
-    run = sk.bench("scenes", "models/scenes", cfg_scale=5)           # 553 prompts x 4 seeds
+    run = sk.bench("scenes", "serena-scenes", cfg_scale=5)           # 553 prompts x 4 seeds
     run.rows                      # one row per image: prompt, category, seed, each check, correct, settings, model hash
     run.summary()                 # per category: images, correct, rate, 95 % interval; and GenEval's overall score
-    sk.bench("scenes", "models/scenes", quick=True, vary={"sampler_name": ["Euler a", "DPM++ 2M"]})  # crossed
+    sk.bench("scenes", "serena-scenes", quick=True, vary={"sampler": ["Euler a", "DPM++ 2M"], "cfg_scale": [3, 7]})
+    sk.bench("scenes", "serena-scenes", vary={"lora:NAME": [0, 0.5, 1]})   # any sweep axis: fields, LoRA weights
     sk.load_bench_runs("outputs/bench")                                  # every run kept there, as one table
 
 The suite "scenes" (modules.scenes_model: its prompt list, versioned, and its scorer) is GenEval's six categories
 (single object, two objects, counting, colours, position, colour attribution) in GenEval's proportions. A run's key
 is the suite and version, the model hash and the settings: running it again in the same folder skips the images it
-has (an interrupted run resumes), and a changed setting is another run. `quick` takes a fixed stratified part of the
-prompts (25 prompts x 4 seeds = 100 images). Each batch is generated through `process_images` like any job.
+has (an interrupted run resumes), and a changed setting is another run. `vary` takes the axes a sweep takes (a
+field by its name or short name, "lora:NAME" for a LoRA's weight), parsed and checked by the sweep's own rules.
+`quick` takes a fixed stratified part of the prompts (25 prompts x 4 seeds = 100 images). Each batch is generated
+through `process_images` like any job.
 """
 
 from __future__ import annotations
@@ -25,13 +28,26 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
+import numpy as np
+
 from modules import images as image_files
 from modules import sd_models
+from serena_kit.extras import require
+from serena_kit.plots import wilson_interval
 
 QUICK_PROMPTS = 25
 DEFAULT_SEEDS = 4
 BATCH_SIZE = 16
-Z_95 = 1.959963984540054
+# Fields a run decides itself, so a caller may neither set nor vary them.
+BENCH_DECIDES = (
+    "prompt",
+    "seed",
+    "batch_size",
+    "n_iter",
+    "sd_model_checkpoint",
+    "do_not_save_samples",
+    "do_not_save_grid",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class Suite:
     version: int
     prompts: tuple[dict, ...]  # {"prompt", "category"}
     categories: tuple[str, ...]
+    checks: tuple[str, ...]  # the scorer's checks besides "correct" (True, False, or None where not asked)
     score: Callable  # (image, prompt) -> {"category", checks..., "correct"}
 
 
@@ -47,7 +64,9 @@ def scenes_suite() -> Suite:
     from modules.scenes_model import SUITE_FILE, scoring
 
     data = json.loads(SUITE_FILE.read_text())
-    return Suite(data["name"], data["version"], tuple(data["prompts"]), scoring.CATEGORIES, scoring.score_prompt)
+    return Suite(
+        data["name"], data["version"], tuple(data["prompts"]), scoring.CATEGORIES, scoring.CHECKS, scoring.score_prompt
+    )
 
 
 SUITES: dict[str, Callable[[], Suite]] = {"scenes": scenes_suite}
@@ -71,17 +90,6 @@ def quick_prompts(suite: Suite, count: int = QUICK_PROMPTS) -> list[int]:
     return sorted(chosen)
 
 
-def wilson_interval(correct: int, total: int) -> tuple[float, float]:
-    """The 95 % Wilson score interval of a rate (sound at 0 % and 100 %, unlike the normal approximation)."""
-    if total == 0:
-        return (math.nan, math.nan)
-    rate = correct / total
-    denominator = 1 + Z_95**2 / total
-    centre = (rate + Z_95**2 / (2 * total)) / denominator
-    half = Z_95 * math.sqrt(rate * (1 - rate) / total + Z_95**2 / (4 * total**2)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def run_key(suite: Suite, model_hash: str, settings: dict) -> str:
     text = json.dumps({"suite": suite.name, "version": suite.version, "model": model_hash, **settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -89,14 +97,64 @@ def run_key(suite: Suite, model_hash: str, settings: dict) -> str:
 
 @dataclass
 class BenchRun:
-    """One run's rows (a pandas DataFrame) and where they are kept."""
+    """The rows (a pandas DataFrame) of one run, or of every run a `vary` made, and the folders they are kept in."""
 
     rows: object
-    folder: Path | None = None
+    folders: tuple[Path, ...] = ()
     generated: int = 0  # images made by this call (the rest were already in the folder)
 
+    @property
+    def folder(self) -> Path | None:
+        """The run's folder (the first, when `vary` made several)."""
+        return self.folders[0] if self.folders else None
+
     def summary(self):
-        return summarize(self.rows)
+        return summarize(self.rows, by=[f"setting_{name}" for name in varied_settings(self.rows)])
+
+    def failures(self, category: str | None = None, **settings):
+        """The rows the scorer judged wrong (optionally of one category and at given settings, by setting name),
+        with a `failed` column naming the checks that failed ("binding" where each held alone but not together)."""
+        rows = self.rows[~self.rows["correct"].astype(bool)]
+        if category is not None:
+            rows = rows[rows["category"] == category]
+        for name, value in settings.items():
+            rows = rows[rows[f"setting_{name}"] == value]
+        checks = [] if rows.empty else load_suite(rows["suite"].iloc[0]).checks
+        # Every check held but not together on the same objects: the attributes are there, bound wrongly.
+        failed = [
+            ", ".join(check for check in checks if row[check] is False) or "binding" for _, row in rows.iterrows()
+        ]
+        return rows.assign(failed=failed)
+
+    def image(self, row):
+        """The kept image of a row."""
+        from PIL import Image
+
+        folder = next(folder for folder in self.folders if folder.name.endswith(row["run"]))
+        with Image.open(folder / "images" / row["image"]) as image:
+            return image.convert("RGB")
+
+    def grid(self, rows, columns: int = 4, title: str = "", cell_size: int = 128):
+        """The images of `rows` (e.g. `failures(...)`) in a grid, each labelled with its prompt and failed checks."""
+        from serena_kit.grids import labelled_grid, stacked
+
+        records = [row for _, row in rows.iterrows()]
+        if not records:
+            raise ValueError("rows: no rows to show")
+        cells = [self.image(row) for row in records]
+        labels = [
+            row["prompt"].removeprefix("a photo of ") + (f" [{row['failed']}]" if row.get("failed") else "")
+            for row in records
+        ]
+        grid_rows = [cells[start : start + columns] for start in range(0, len(cells), columns)]
+        label_rows = [labels[start : start + columns] for start in range(0, len(labels), columns)]
+        # labelled_grid labels columns, not cells: each row of the grid is its own grid, stacked.
+        return stacked(
+            [
+                labelled_grid([row], row_labels, [""], title if i == 0 else "", cell_size)
+                for i, (row, row_labels) in enumerate(zip(grid_rows, label_rows))
+            ]
+        )
 
 
 def summarize(rows, by: list[str] | None = None):
@@ -139,6 +197,52 @@ def summarize(rows, by: list[str] | None = None):
     return pd.DataFrame.from_records(records)
 
 
+def varied_settings(rows) -> list[str]:
+    """The settings that differ between the runs in `rows` (what a summary groups by)."""
+    columns = [column for column in rows.columns if column.startswith("setting_")]
+    return [column.removeprefix("setting_") for column in columns if rows[column].nunique(dropna=False) > 1]
+
+
+def plot_rates(summary, against: str, by: str | None = None, categories: list[str] | None = None):
+    """One panel per category (overall last): the rate against the setting `against`, one line per value of `by`,
+    with 95 % Wilson intervals (GenEval's overall score has none). Settings by name ("cfg_scale"); returns the
+    matplotlib Figure."""
+    plt = require("matplotlib.pyplot", "Plotting a benchmark summary")
+
+    against_column, by_column = f"setting_{against}", by and f"setting_{by}"
+    names = categories or [name for name in dict.fromkeys(summary["category"]) if name != "overall"] + ["overall"]
+    figure, axes = plt.subplots(1, len(names), figsize=(2.3 * len(names), 2.8), sharey=True, layout="constrained")
+    groups = summary.groupby(by_column, sort=False) if by_column else [(None, summary)]
+    for index, (value, group) in enumerate(groups):
+        # Lines of equal values would hide each other: each is moved a little sideways.
+        offset = (index - (len(groups) - 1) / 2) * 0.06
+        for ax, name in zip(axes, names):
+            points = group[group["category"] == name].sort_values(against_column)
+            xs = np.arange(len(points)) + offset
+            errors = [points["rate"] - points["ci_low"], points["ci_high"] - points["rate"]]
+            ax.errorbar(
+                xs,
+                points["rate"],
+                yerr=None if name == "overall" else errors,
+                marker="o",
+                capsize=2,
+                label=f"{value}" if by else None,
+            )
+            ax.set_xticks(
+                np.arange(len(points)),
+                [f"{x:g}" if isinstance(x, (float, np.floating)) else str(x) for x in points[against_column]],
+            )
+    for ax, name in zip(axes, names):
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.set_xlabel(against, fontsize=8)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share correct (95 % CI)")
+    if by:
+        axes[-1].legend(title=by, fontsize=7, title_fontsize=7)
+    return figure
+
+
 def write_parquet(rows, path: Path) -> None:
     """Atomically: a run interrupted while writing keeps its last complete file."""
     partial = path.with_name(path.name + ".partial")
@@ -172,25 +276,60 @@ def bench(
     spec = load_suite(suite)
     if seeds < 1:
         raise ValueError(f"seeds: {seeds} is not allowed; allowed 1 or more seeds per prompt")
-    names = list(vary or {})
-    runs = [dict(zip(names, values)) for values in product(*(vary or {}).values())] or [{}]
-    all_rows, generated, folder = [], 0, None
-    for varied in runs:
-        run = run_one(spec, model, seeds, quick, out_dir, batch_size, progress, fields | varied)
+    names = [*fields, *vary_fields(vary or {})]
+    for name in names:
+        if name in BENCH_DECIDES:
+            raise ValueError(
+                f"{name}: the benchmark sets it (the suite's prompts and seeds, the model argument, its own batches "
+                "and files); vary or set any other generation setting"
+            )
+    axes = bench_axes(vary or {}, fields)
+    combinations = [list(zip(axes, values)) for values in product(*(axis.values for axis in axes))]
+    all_rows, generated, folders = [], 0, []
+    for combination in combinations:
+        run = run_one(spec, model, seeds, quick, out_dir, batch_size, progress, fields, combination)
         all_rows.append(run.rows)
         generated += run.generated
-        folder = run.folder
+        folders += run.folders
     rows = pd.concat(all_rows, ignore_index=True)
-    return BenchRun(rows, folder if len(runs) == 1 else (Path(out_dir) if out_dir else None), generated)
+    return BenchRun(rows, tuple(folders), generated)
 
 
-def run_one(spec: Suite, model: str, seeds: int, quick: bool, out_dir, batch_size: int, progress, fields) -> BenchRun:
+def vary_fields(vary: dict) -> list[str]:
+    """The fields `vary` names, short names read as the sweep reads them."""
+    from modules.processing import StableDiffusionProcessingTxt2Img
+    from serena_kit.sweeps import sweepable_fields
+
+    known = sweepable_fields(StableDiffusionProcessingTxt2Img(prompt=""))
+    return [known.get(name, name) for name in vary]
+
+
+def bench_axes(vary: dict[str, list], fields: dict) -> list:
+    """`vary` as sweep axes, checked as a sweep checks them (a field's values, a LoRA that exists)."""
+    from modules.processing import StableDiffusionProcessingTxt2Img
+    from serena_kit.sweeps import parse_axis
+
+    base = StableDiffusionProcessingTxt2Img(prompt="", **fields)
+    axes = [parse_axis(f"vary[{name!r}]", (name, values), base) for name, values in vary.items()]
+    for axis in axes:
+        if axis.field in fields:
+            raise ValueError(f"vary[{axis.name!r}]: {axis.field} is also given as a fixed setting; give it once")
+    return axes
+
+
+def run_one(
+    spec: Suite, model: str, seeds: int, quick: bool, out_dir, batch_size: int, progress, fields, axes_at=()
+) -> BenchRun:
+    """One run: the suite with `fields`, each axis of `axes_at` ((axis, value) pairs) at its value."""
+    import dataclasses
+
     import pandas as pd
 
     from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 
     checkpoint = sd_models.resolve_checkpoint(model)
-    settings = {"sampler_name": "Euler a", "steps": 20} | fields
+    fields = {"sampler_name": "Euler a", "steps": 20} | fields
+    settings = fields | {axis.field: value for axis, value in axes_at}
     key = run_key(spec, checkpoint.shorthash, settings)
     indices = quick_prompts(spec) if quick else list(range(len(spec.prompts)))
     wanted = [(index, seed) for index in indices for seed in range(seeds)]
@@ -218,11 +357,13 @@ def run_one(spec: Suite, model: str, seeds: int, quick: bool, out_dir, batch_siz
             prompt=prompts,
             seed=[seed for _, seed in batch],
             batch_size=len(batch),
-            sd_model_checkpoint=str(checkpoint.path) if checkpoint.name != sd_models.DEFAULT_MODEL_NAME else None,
+            sd_model_checkpoint=checkpoint.name if checkpoint.embedded else str(checkpoint.path),
             do_not_save_samples=True,
             do_not_save_grid=True,
-            **settings,
+            **fields,
         )
+        for axis, value in axes_at:
+            job = dataclasses.replace(job, **axis.changes(job, value))
         result = process_images(job)
         for (index, seed), image, prompt in zip(batch, result.images, prompts):
             verdict = spec.score(image, prompt)
@@ -243,7 +384,8 @@ def run_one(spec: Suite, model: str, seeds: int, quick: bool, out_dir, batch_siz
         rows = pd.concat([done, rows], ignore_index=True)
     asked = set(wanted)  # a resumed folder may hold more seeds than this call asks for
     rows = rows[[(index, seed) in asked for index, seed in zip(rows["prompt_index"], rows["seed"])]]
-    return BenchRun(rows.sort_values(["prompt_index", "seed"]).reset_index(drop=True), folder, len(todo))
+    rows = rows.sort_values(["prompt_index", "seed"]).reset_index(drop=True)
+    return BenchRun(rows, (folder,) if folder else (), len(todo))
 
 
 def load_bench_runs(folder: str | os.PathLike = "outputs/bench"):

@@ -356,6 +356,69 @@ def sweep_command(args) -> int:
     return EXIT_OK
 
 
+def setting_values(option: str, text: str, base) -> tuple[str, list]:
+    """`NAME=VALUES` of --set / --vary: the values read as a sweep axis typed in the webui's syntax reads them."""
+    from serena_kit.sweep_values import parse_values, split_entries
+    from serena_kit.sweeps import LORA_PREFIX
+
+    name, equals, values = text.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise UsageError(f"{option}: expected NAME=VALUE[,VALUE...], got {text!r}")
+    try:
+        if name.startswith(LORA_PREFIX):
+            return name, [float(entry) for entry in split_entries(values)]
+        return name, parse_values(name, values, base)
+    except ValueError as error:
+        raise UsageError(f"{option}: {one_line(error)}") from None
+
+
+def bench_command(args) -> int:
+    """Run a benchmark suite: prints each run's rows file, one per line; the summary table goes to stderr."""
+    from modules.processing import StableDiffusionProcessingTxt2Img
+    from serena_kit import benchmarks
+    from serena_kit.sweeps import sweepable_fields
+
+    base = StableDiffusionProcessingTxt2Img(prompt="")
+    fields = {}
+    settable = sweepable_fields(base)
+    for text in args.set or []:
+        name = text.partition("=")[0].strip()
+        if name not in settable:
+            raise UsageError(f"--set: {name} is not a generation setting; valid: {', '.join(settable)}")
+        name, values = setting_values("--set", text, base)
+        if len(values) != 1:
+            raise UsageError(f"--set: {name} takes one value, got {values!r} (use --vary for several)")
+        fields[settable[name]] = values[0]
+    vary = dict(setting_values("--vary", text, base) for text in args.vary or [])
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"\rserena bench: {done}/{total} images", end="" if done < total else "\n", file=sys.stderr)
+
+    try:
+        run = benchmarks.bench(
+            args.suite,
+            args.model,
+            seeds=args.seeds,
+            quick=args.quick,
+            out_dir=args.outdir,
+            vary=vary,
+            progress=progress,
+            **fields,
+        )
+    except (ValueError, TypeError) as error:  # every setting is checked before the first image
+        raise UsageError(one_line(error)) from None
+    for folder in run.folders:
+        print(folder / "rows.parquet", flush=True)
+    by = [f"setting_{name}" for name in benchmarks.varied_settings(run.rows)]
+    summary = run.summary() if not by else benchmarks.summarize(run.rows, by=by)
+    print(summary.to_string(index=False, float_format=lambda value: f"{value:.3f}"), file=sys.stderr)
+    if args.csv:
+        summary.to_csv(args.csv, index=False)
+    return EXIT_OK
+
+
 # Arguments ----------------------------------------------------------------------------------------------------------
 
 
@@ -499,6 +562,29 @@ def build_parser() -> ArgumentParser:
     sweep.add_argument("--outdir", help="override the spec's outdir")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(run=sweep_command)
+
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="score a model on a benchmark suite (scenes: GenEval's six categories); rows kept as Parquet",
+    )
+    bench.add_argument("suite", nargs="?", default="scenes", help="the suite (default: scenes)")
+    bench.add_argument("--model", required=True, help="a checkpoint: serena-scenes, a path, or a models-folder name")
+    bench.add_argument("--seeds", type=positive_int, default=4, help="seeds per prompt (default: 4)")
+    bench.add_argument("--quick", action="store_true", help="a fixed stratified 25 prompts of the suite")
+    bench.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="a generation setting, e.g. cfg_scale=5 (repeatable)"
+    )
+    bench.add_argument(
+        "--vary",
+        action="append",
+        metavar="NAME=VALUES",
+        help="one run per value, crossed with other --vary: sampler=Euler a,DPM++ 2M; cfg_scale=3-9 (+2); lora:X=0,1",
+    )
+    bench.add_argument("--outdir", default="outputs/bench", help="where runs are kept (default: outputs/bench)")
+    bench.add_argument("--csv", metavar="FILE", help="also write the summary table as CSV")
+    bench.add_argument("--quiet", action="store_true", help="no progress line")
+    bench.set_defaults(run=bench_command)
     return parser
 
 

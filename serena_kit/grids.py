@@ -165,3 +165,16 @@ def side_by_side(images: list[Image.Image], gap: int = 4 * PADDING) -> Image.Ima
         combined.paste(image, (left, 0))
         left += image.width + gap
     return combined
+
+
+def stacked(images: list[Image.Image], gap: int = PADDING) -> Image.Image:
+    """Images top to bottom, left-aligned, on the grid background."""
+    if len(images) == 1:
+        return images[0]
+    height = sum(image.height for image in images) + gap * (len(images) - 1)
+    combined = Image.new("RGB", (max(image.width for image in images), height), BACKGROUND)
+    top = 0
+    for image in images:
+        combined.paste(image, (0, top))
+        top += image.height + gap
+    return combined

@@ -14,6 +14,25 @@ from scipy import stats
 from serena_kit.extras import require
 
 CONFIDENCE = 0.95
+Z_95 = 1.959963984540054
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def wilson_interval(correct: int, total: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a share (sound at 0 % and 100 %, and never outside [0, 1], unlike the
+    normal or Student-t approximation)."""
+    if total == 0:
+        return (math.nan, math.nan)
+    rate = correct / total
+    denominator = 1 + Z_95**2 / total
+    centre = (rate + Z_95**2 / (2 * total)) / denominator
+    half = Z_95 * math.sqrt(rate * (1 - rate) / total + Z_95**2 / (4 * total**2)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def is_share(values) -> bool:
+    """Values that are all 0 or 1 (pass/fail checks): their mean is a share."""
+    return all(value in (0, 1) for value in values)
 
 
 def mean_and_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -33,8 +52,10 @@ def summarize(
     by: str | None = None,
     over: str | tuple[str, ...] | None = None,
 ) -> list[dict]:
-    """One row per (by, against) pair: mean, confidence half-width and count of `values` over the `over` column
-    (or columns: over=("prompt", "seed") for several sweeps' records together).
+    """One row per (by, against) pair: mean, 95 % interval (`low`, `high`) and count of `values` over the `over`
+    column (or columns: over=("prompt", "seed") for several sweeps' records together). Values that are all 0 or 1
+    (a share, such as adherence) get the Wilson interval; others the Student-t interval, whose half-width is also
+    `interval` (None for shares, whose interval is not symmetric).
 
     Every swept column other than `against`, `by` and `over` must be constant, or the mean would mix conditions.
     """
@@ -54,9 +75,18 @@ def summarize(
                 f"takes {distinct_over} values; another swept parameter varies too: pass it as by="
             )
     rows = []
+    shares = is_share(values)
     for (group, x), group_values in groups.items():
         mean, half_width = mean_and_interval(group_values)
-        rows.append({"by": group, "against": x, "mean": mean, "interval": half_width, "count": len(group_values)})
+        if shares:
+            low, high = wilson_interval(int(sum(group_values)), len(group_values))
+            half_width = None
+        else:
+            low, high = mean - half_width, mean + half_width
+        rows.append(
+            {"by": group, "against": x, "mean": mean, "low": low, "high": high, "interval": half_width}
+            | {"count": len(group_values)}
+        )
     return rows
 
 
@@ -76,20 +106,31 @@ def plot_metric(
 
     rows = summarize(records, values, against, by, over)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     lines: dict[object, list[dict]] = {}
     for row in rows:
         lines.setdefault(row["by"], []).append(row)
-    for group, points in lines.items():
-        xs = [str(point["against"]) if isinstance(point["against"], str) else point["against"] for point in points]
+    xs_all = list(dict.fromkeys(row["against"] for row in rows))
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs_all)
+    positions = {x: (x if numeric else index) for index, x in enumerate(xs_all)}
+    span = (max(positions.values()) - min(positions.values())) or 1
+    for index, (group, points) in enumerate(lines.items()):
+        # Lines with equal values would hide each other: each is moved a little sideways, with its own marker.
+        offset = (index - (len(lines) - 1) / 2) * 0.015 * span
+        xs = np.array([positions[point["against"]] for point in points], dtype=float) + offset
         means = np.array([point["mean"] for point in points])
-        (line,) = ax.plot(xs, means, marker="o", label=f"{by} = {group}" if by else None)
+        marker = MARKERS[index % len(MARKERS)]
+        (line,) = ax.plot(xs, means, marker=marker, label=f"{by} = {group}" if by else None)
         if over is not None:
-            spread = np.array([point["interval"] for point in points])
-            ax.fill_between(xs, means - spread, means + spread, color=line.get_color(), alpha=0.2)
+            lows = np.array([point["low"] for point in points])
+            highs = np.array([point["high"] for point in points])
+            ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2)
+    if not numeric:
+        ax.set_xticks(list(positions.values()), [str(x) for x in xs_all])
     ax.set_xlabel(against)
     over_text = over if isinstance(over, str) else " x ".join(over or ())
-    ax.set_ylabel(f"{name} (mean over {over_text}, {CONFIDENCE:.0%} CI)" if over else name)
+    interval = f"{CONFIDENCE:.0%} Wilson CI" if is_share(values) else f"{CONFIDENCE:.0%} CI"
+    ax.set_ylabel(f"{name}\n(mean over {over_text}, {interval})" if over else name)
     if by:
         ax.legend()
     ax.grid(alpha=0.3)

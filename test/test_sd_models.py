@@ -9,6 +9,7 @@ import torch
 from modules import devices, sd_models
 from modules.default_model import DEFAULT_MODEL_DIR, scoring
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
+from modules.scenes_model import SCENES_MODEL_NAME
 from modules.sd_single_file import save_single_file
 from training.default_model import dataset
 
@@ -58,7 +59,7 @@ def test_webui_titles_and_listing(default_as_single_file, models_folder):
     assert info.path == default_as_single_file.resolve()
     assert info.title == f"shapes [{info.shorthash}]"
     names = [checkpoint.name for checkpoint in sd_models.list_checkpoints()]
-    assert names == [sd_models.DEFAULT_MODEL_NAME, "shapes"]
+    assert names == [sd_models.DEFAULT_MODEL_NAME, SCENES_MODEL_NAME, "shapes"]  # the embedded models first
 
 
 def test_pickle_checkpoints_are_refused_without_the_allow_flag(models_folder, default_as_single_file):

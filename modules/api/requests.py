@@ -113,9 +113,9 @@ def decode_image(text: str, field: str, limits: ApiLimits) -> Image.Image:
 
 
 def allowed_checkpoints(models_dir: Path) -> list[sd_models.CheckpointInfo]:
-    """The default model, then the checkpoints whose real path is inside the models folder."""
+    """The embedded models, then the checkpoints whose real path is inside the models folder."""
     listed = sd_models.list_checkpoints(models_dir)
-    return [listed[0]] + [info for info in listed[1:] if named_files.is_inside(models_dir, info.path)]
+    return [info for info in listed if info.embedded or named_files.is_inside(models_dir, info.path)]
 
 
 def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointInfo | None:
@@ -126,16 +126,16 @@ def find_checkpoint(name, models_dir: Path, field: str) -> sd_models.CheckpointI
         raise invalid(field, f"{field}: expected a checkpoint name, got {type(name).__name__}")
     checkpoints = allowed_checkpoints(models_dir)
     bare = _TITLE_HASH.sub("", name)
-    if bare != checkpoints[0].name:
-        try:
-            named_files.safe_name(models_dir, bare, field)
-        except ValueError as error:
-            raise invalid(field, str(error)) from None
-    for info in checkpoints[1:]:
-        if bare in (info.name, info.path.name):
+    embedded = {info.name: info for info in checkpoints if info.embedded}
+    if bare in embedded:
+        return embedded[bare]
+    try:
+        named_files.safe_name(models_dir, bare, field)
+    except ValueError as error:
+        raise invalid(field, str(error)) from None
+    for info in checkpoints:
+        if not info.embedded and bare in (info.name, info.path.name):
             return info
-    if bare == checkpoints[0].name:
-        return None
     available = ", ".join(info.name for info in checkpoints)
     raise invalid(field, f"{field}: no model {name!r} in the models folder; available: {available}")
 

@@ -2,8 +2,8 @@
 
 ``scoring.py`` reads a scene back (objects, colours, sizes, positions) and answers GenEval's categories of its
 caption, with no torch; ``suite_v1.json`` is the benchmark's fixed prompt list (serena_kit.bench runs it). The model
-trained on this world, ``serena-scenes``, is written to ``weights/`` by ``training/scenes_model/train.py``; it is not
-shipped yet (its first training run fell short: docs/serena.md, issue 30).
+trained on this world, ``serena-scenes`` (``weights/``, made by ``training/scenes_model/train.py``; model card:
+docs/scenes_model.md), loads by name like any checkpoint (modules.sd_models.embedded_model_dirs).
 """
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import datetime
+import io
 import json
 import threading
 import time
@@ -86,10 +87,11 @@ def test_read_endpoints_answer_with_the_webui_shapes(client):
 
 def test_sd_models_lists_only_checkpoints_inside_the_models_folder(client):
     listed = client.get("/sdapi/v1/sd-models").json()
-    assert [item["model_name"] for item in listed] == ["serena-default", "broken", "tiny"]  # "linked" leads outside
-    tiny = listed[2]
+    # The embedded models, then the folder's ("linked" leads outside it)
+    assert [item["model_name"] for item in listed] == ["serena-default", "serena-scenes", "broken", "tiny"]
+    tiny = listed[3]
     assert tiny["title"] == f"tiny [{tiny['hash']}]" and tiny["sha256"].startswith(tiny["hash"])
-    assert [item["architecture"] for item in listed] == ["sd", "unknown", "sd"]  # "broken" cannot be read
+    assert [item["architecture"] for item in listed] == ["sd", "sd", "unknown", "sd"]  # "broken" cannot be read
 
 
 def test_txt2img_image_round_trips_through_png_info_with_the_same_parameters(client):
@@ -149,7 +151,7 @@ def test_save_images_writes_into_the_servers_output_folder(client, api_server):
 
 
 def test_checkpoints_are_chosen_by_name_from_the_models_folder(client):
-    tiny_title = client.get("/sdapi/v1/sd-models").json()[2]["title"]
+    tiny_title = client.get("/sdapi/v1/sd-models").json()[3]["title"]
     request = {"seed": 3, "steps": 3}
     once = post_ok(client, "/sdapi/v1/txt2img", request | {"override_settings": {"sd_model_checkpoint": tiny_title}})
     assert json.loads(once["info"])["sd_model_name"] == "tiny"
@@ -160,6 +162,14 @@ def test_checkpoints_are_chosen_by_name_from_the_models_folder(client):
     finally:
         post_ok(client, "/sdapi/v1/options", {"sd_model_checkpoint": "serena-default"})
     assert json.loads(post_ok(client, "/sdapi/v1/txt2img", request)["info"])["sd_model_name"] == "serena-default"
+    # An embedded model is chosen by its name, wherever the models folder is.
+    scenes = request | {
+        "prompt": "a photo of a red circle",
+        "override_settings": {"sd_model_checkpoint": "serena-scenes"},
+    }
+    answer = post_ok(client, "/sdapi/v1/txt2img", scenes)
+    assert json.loads(answer["info"])["sd_model_name"] == "serena-scenes"
+    assert Image.open(io.BytesIO(decode_b64(answer["images"][0]))).size == (64, 64)
 
 
 def test_eight_concurrent_clients_each_get_exactly_their_own_images(api_server):

@@ -110,12 +110,24 @@ def test_samplers_and_models_print_one_entry_per_line(capsys, isolated_workdir):
     (model / "model_index.json").write_text("{}")
     (model / "unet" / "weights.safetensors").write_bytes(b"weights")
     code, lines, _ = run(capsys, "models", "--models-dir", "models")
-    assert code == 0 and [line.split(" [")[0] for line in lines] == ["serena-default", "mine"]
-    assert lines[0].split("\t")[1] == "sd"  # the default model: an SD architecture of its own size
-    assert lines[1].endswith(f"]\tunknown\t{model.resolve()}")  # no text encoder config to tell
+    assert code == 0 and [line.split(" [")[0] for line in lines] == ["serena-default", "serena-scenes", "mine"]
+    assert lines[0].split("\t")[1] == lines[1].split("\t")[1] == "sd"  # the embedded models: SD, sizes of their own
+    assert lines[2].endswith(f"]\tunknown\t{model.resolve()}")  # no text encoder config to tell
 
 
-COMMANDS = ["txt2img", "img2img", "replay", "png-info", "samplers", "models", "loras", "embeddings", "serve", "sweep"]
+COMMANDS = [
+    "txt2img",
+    "img2img",
+    "replay",
+    "png-info",
+    "samplers",
+    "models",
+    "loras",
+    "embeddings",
+    "serve",
+    "sweep",
+    "bench",
+]
 
 
 def test_help_lists_every_command_and_each_command_has_its_own_help(capsys):

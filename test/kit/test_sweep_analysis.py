@@ -9,7 +9,7 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.default_model import DEFAULT_MODEL_DIR
-from serena_kit import metrics
+from serena_kit import metrics, plots
 from serena_kit.sweep_executors import run_distinct
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21)
@@ -145,11 +145,33 @@ def test_plot_over_seeds_draws_the_mean_with_a_confidence_band():
         half_width = t_interval(cells)
         assert half_width > 0
         assert np.isclose(edges, mean + half_width).any() and np.isclose(edges, mean - half_width).any()
-    assert ax.get_ylabel() == "brightness (mean over seed, 95% CI)"
+    assert ax.get_ylabel() == "brightness\n(mean over seed, 95% CI)"  # two lines: it stays beside the axes
     with pytest.raises(ValueError, match="^over: each"):
         sk.sweep(BASE, x=("cfg_scale", [3, 7]), y=("seed", [1, 2]), z=("steps", [2, 3])).plot(
             "brightness", against="cfg_scale", over="seed"
         )
+
+
+def test_a_share_gets_the_wilson_interval_inside_0_1_and_lines_that_agree_stay_visible():
+    records = [
+        {"cfg_scale": cfg, "sampler": sampler, "seed": seed}
+        for sampler in ("A", "B")
+        for cfg in (3, 7)
+        for seed in range(8)
+    ]
+    values = [1] * 16 + [1] * 8 + [0, 1, 1, 1, 1, 1, 1, 1]  # A: 8/8, 8/8; B: 8/8, 7/8
+    rows = plots.summarize(records, values, "cfg_scale", by="sampler", over="seed")
+    full = rows[0]
+    assert full["mean"] == 1.0 and full["high"] == 1.0 and 0.6 < full["low"] < 0.7  # Wilson's 8/8: [0.676, 1]
+    assert full["interval"] is None and (rows[3]["low"], rows[3]["high"]) == pytest.approx(plots.wilson_interval(7, 8))
+    ax = plots.plot_metric(records, values, "adherence", against="cfg_scale", by="sampler", over="seed")
+    first, second = ax.get_lines()
+    assert list(first.get_ydata()) == [1.0, 1.0] and list(second.get_ydata())[0] == 1.0
+    assert not np.allclose(first.get_xdata(), second.get_xdata())  # moved apart, so neither hides the other
+    assert first.get_marker() != second.get_marker()
+    for band in ax.collections:
+        assert band.get_paths()[0].vertices[:, 1].max() <= 1.0
+    assert ax.get_ylabel() == "adherence\n(mean over seed, 95% Wilson CI)"
 
 
 def t_interval(values):

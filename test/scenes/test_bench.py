@@ -4,11 +4,14 @@ intervals. Run on the default model (the suite's mechanics; its scores mean noth
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from serena_kit import benchmarks as bench
+from serena_kit.cli import main
 
 MODEL = "serena-default"
 
@@ -65,3 +68,81 @@ def test_bad_arguments_name_the_field():
         bench.bench("geneval", MODEL)
     with pytest.raises(ValueError, match="seeds: 0 is not allowed"):
         bench.bench("scenes", MODEL, seeds=0)
+
+
+def test_vary_takes_the_sweeps_axes_short_names_and_lora_weights(tmp_path):
+    run = bench.bench(
+        "scenes",
+        MODEL,
+        seeds=1,
+        quick=True,
+        out_dir=tmp_path,
+        steps=1,
+        vary={"sampler": ["Euler"], "lora:ring": [0, 1]},
+    )
+    assert len(run.folders) == 2 and all((folder / "rows.parquet").is_file() for folder in run.folders)
+    assert set(run.rows["setting_sampler_name"]) == {"Euler"} and sorted(set(run.rows["setting_lora:ring"])) == [0, 1]
+    assert bench.varied_settings(run.rows) == ["lora:ring"]
+    # The LoRA is applied (its tag goes into the job's prompt); the rows keep the suite's prompt, which is scored.
+    without, with_ring = (run.rows[run.rows["setting_lora:ring"] == weight] for weight in (0, 1))
+    assert list(without["prompt"]) == list(with_ring["prompt"])
+    infotexts = [
+        Image.open(folder / "images" / name).info["parameters"]
+        for folder, name in ((run.folders[0], without["image"].iloc[0]), (run.folders[1], with_ring["image"].iloc[0]))
+    ]
+    assert "<lora:ring:0>" in infotexts[0] and "<lora:ring:1>" in infotexts[1]
+
+
+def test_vary_is_checked_before_the_first_image(tmp_path):
+    with pytest.raises(ValueError, match=r"vary\['sampler'\]: sampler_name is also given as a fixed setting"):
+        bench.bench("scenes", MODEL, quick=True, out_dir=tmp_path, sampler_name="Euler", vary={"sampler": ["DDIM"]})
+    with pytest.raises(ValueError, match=r"vary\['colour'\]: 'colour' cannot be swept; valid: "):
+        bench.bench("scenes", MODEL, quick=True, out_dir=tmp_path, vary={"colour": [1]})
+    with pytest.raises(ValueError, match="^seed: the benchmark sets it"):
+        bench.bench("scenes", MODEL, quick=True, out_dir=tmp_path, vary={"seed": [1, 2]})
+    with pytest.raises(ValueError, match="^prompt: the benchmark sets it"):
+        bench.bench("scenes", MODEL, quick=True, out_dir=tmp_path, prompt="a photo of a cat")
+    with pytest.raises(ValueError, match="no LoRA named 'nope'"):
+        bench.bench("scenes", MODEL, quick=True, out_dir=tmp_path, vary={"lora:nope": [1]})
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_cli_runs_a_suite_prints_the_rows_files_and_the_summary(tmp_path, capsys):
+    csv = tmp_path / "summary.csv"
+    code = main(
+        ["bench", "--model", MODEL, "--quick", "--seeds", "1", "--set", "steps=1", "--vary", "cfg_scale=2,7"]
+        + ["--outdir", str(tmp_path / "runs"), "--csv", str(csv), "--quiet"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    files = out.splitlines()
+    assert len(files) == 2 and all(Path(line).is_file() and line.endswith("rows.parquet") for line in files)
+    summary = pd.read_csv(csv)
+    assert sorted(summary.loc[summary["category"] == "overall", "setting_cfg_scale"]) == [2, 7]
+    assert "overall" in err and "ci_low" in err
+    # Again: nothing is generated, the same files are printed.
+    assert (
+        main(
+            ["bench", "--model", MODEL, "--quick", "--seeds", "1", "--set", "steps=1", "--vary", "cfg_scale=2,7"]
+            + ["--outdir", str(tmp_path / "runs"), "--quiet"]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines() == files
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--set", "colour=red"], "--set: colour is not a generation setting; valid: "),
+        (["--set", "cfg_scale=2,7"], "--set: cfg_scale takes one value"),
+        (["--vary", "cfg_scale=lots"], "--vary: cfg_scale: "),
+        (["--vary", "steps"], "--vary: expected NAME=VALUE[,VALUE...]"),
+        (["--model", "nope"], "sd_model_checkpoint: no model 'nope'"),
+    ],
+)
+def test_the_cli_names_the_bad_option_in_one_line(tmp_path, capsys, arguments, message):
+    model = [] if "--model" in arguments else ["--model", MODEL]
+    code = main(["bench", *model, "--quick", "--outdir", str(tmp_path), *arguments])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
