@@ -50,13 +50,15 @@ def exif_infotext(image: Image.Image) -> str | None:
     return comment if isinstance(comment, str) and comment else None
 
 
-def png_bytes(image: Image.Image, infotext: str | None) -> bytes:
-    """PNG bytes with the infotext as the `parameters` text chunk (no timestamp: same image, same bytes)."""
+def png_bytes(image: Image.Image, infotext: str | None, compress_level: int | None = None) -> bytes:
+    """PNG bytes with the infotext as the `parameters` text chunk (no timestamp: same image, same bytes).
+    `compress_level` 1 for images shown once (live previews): faster, larger; None (zlib's default) for the rest."""
     metadata = PngImagePlugin.PngInfo()
     if infotext:
         metadata.add_text("parameters", infotext)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=metadata)
+    options = {} if compress_level is None else {"compress_level": compress_level}
+    image.save(buffer, format="PNG", pnginfo=metadata, **options)
     return buffer.getvalue()
 
 

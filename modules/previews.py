@@ -74,11 +74,15 @@ def load_map(path: Path) -> LatentRGBMap:
     return LatentRGBMap.load(path)
 
 
+def decoded_image(model: LoadedModel, latents: torch.Tensor) -> Image.Image:
+    """The first image of the batch decoded by the VAE, at full size: true colours, at a decode's cost."""
+    with torch.inference_mode():
+        return diffusion.decode_latents(model, latents[:1])[0]
+
+
 def decoded_preview(model: LoadedModel, latents: torch.Tensor) -> Image.Image:
     """The first image decoded by the VAE, downscaled to latent size."""
-    with torch.inference_mode():
-        image = diffusion.decode_latents(model, latents[:1])[0]
-    return to_latent_size(image, latents)
+    return to_latent_size(decoded_image(model, latents), latents)
 
 
 def to_latent_size(image: Image.Image, latents: torch.Tensor) -> Image.Image:

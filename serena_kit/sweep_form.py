@@ -32,7 +32,8 @@ w = require("ipywidgets", "The sweep widget (SweepForm)")
 POSITIONS = ("x", "y", "z")
 NO_AXIS = "(none)"
 PLACEHOLDER_GREY = (200, 200, 200)
-Y_LABEL_WIDTH = "120px"  # the grid's first column: the y axis's labels, and an empty cell above them
+MIN_Y_LABEL_WIDTH = 120  # px: the grid's first column (the y axis's labels, and an empty cell above them)
+LABEL_CHAR_PX = 8  # room per character of a label in JupyterLab's 13 px UI font, with some to spare
 RAY_OPTIONS = ("ray_address", "workers", "gpus_per_worker")  # sweep()'s, passed through
 
 
@@ -285,8 +286,8 @@ class SweepForm:
             preview = w.HTML("")
             for widget, role in ((name, "name"), (values, "values"), (preview, "preview")):
                 widget.add_class(f"serena-axis-{position}-{role}")
-            name.observe(lambda _change: self.refresh(), names="value")
-            values.observe(lambda _change: self.refresh(), names="value")
+            name.observe(lambda change, values=values: self._axis_chosen(change, values), names="value")
+            values.observe(lambda _change: self._axes_changed(), names="value")
             self.axis_name[position], self.axis_values[position], self.axis_preview[position] = name, values, preview
             rows.append(w.HBox([name, values, preview]))
         self.summary = w.HTML("").add_class("serena-sweep-summary")
@@ -320,6 +321,18 @@ class SweepForm:
                 self.detail,
             ]
         ).add_class("serena-sweep-form")
+
+    def _axis_chosen(self, change, values: w.Text) -> None:
+        if change["new"] == NO_AXIS:
+            values.value = ""  # an axis turned off keeps no values that would come back with the next choice
+        self._axes_changed()
+
+    def _axes_changed(self) -> None:
+        """The last run's code (its seeds resolved) no longer describes the form once an axis changes."""
+        if not self.running:
+            self._plan = None
+            self.code_view.value = ""
+        self.refresh()
 
     def refresh(self) -> None:
         """Show each axis's parsed values (or its error) and the cell count and time estimate."""
@@ -383,13 +396,17 @@ class SweepForm:
         width = f"{self.display_size + 8}px"
         self._slots = {}
         grids = []
+        # The y labels' column is as wide as its longest label (a fixed width cut "Sampler: DPM++ 2M").
+        y_label_width = (
+            f"{max([MIN_Y_LABEL_WIDTH, *(LABEL_CHAR_PX * len(parsed['y'].label(y)) for y in ys if parsed['y'])])}px"
+        )
         for z in zs:
-            header = [w.Label("", layout=w.Layout(width=Y_LABEL_WIDTH))] + [  # the y labels' column
+            header = [w.Label("", layout=w.Layout(width=y_label_width))] + [  # the y labels' column
                 w.Label(parsed["x"].label(x) if parsed["x"] else "", layout=w.Layout(width=width)) for x in xs
             ]
             rows = [w.HBox(header)]
             for y in ys:
-                row = [w.Label(parsed["y"].label(y) if parsed["y"] else "", layout=w.Layout(width=Y_LABEL_WIDTH))]
+                row = [w.Label(parsed["y"].label(y) if parsed["y"] else "", layout=w.Layout(width=y_label_width))]
                 for x in xs:
                     image = w.Image(value=placeholder, format="png").add_class("serena-sweep-cell-image")
                     button = w.Button(description="show", disabled=True, layout=w.Layout(width=width))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from PIL import Image
 
-from modules import generation_fields, images, previews, sd_samplers, upscalers
+from modules import generation_fields, images, previews, sd_models, sd_samplers, upscalers
 from modules.field_types import Choice, SamplerName, ScheduleType, UpscalerName
 from modules.processing import (
     Processed,
@@ -33,6 +33,9 @@ w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
 MASK = "mask"  # img2img's inpainting mask, also from an upload widget
+# Latents up to this side (the project's models: 8 and 16) preview through a full VAE decode: true colours at a
+# small cost (bench/preview_cost.py); larger ones through the fitted map where the model has one.
+FULL_DECODE_MAX_LATENT_SIDE = 16
 IMAGE_ITSELF = "(the image)"  # the attention menu's entry that shows the images themselves
 MAX_PREVIEW_EVERY = 1000  # the steps field's own bound
 
@@ -128,9 +131,10 @@ class GenerationForm:
 
     Keyword arguments set the form's starting values (for `form_fields()`) or fix other processing fields for every
     generation (e.g. `sd_model_checkpoint=...`, `do_not_save_samples=True`). `form.result` is the last Processed.
-    `preview_every`: show the image being sampled every that many steps (0: no preview; a control in the form);
-    `preview_map`: a fitted latent-to-RGB map for the model (without one, a model that has none committed is
-    VAE-decoded for each preview).
+    `preview_every`: show the image being sampled every that many steps (0: no preview; a control in the form),
+    at the gallery's size, until the result replaces it; small latents (the project's models) are VAE-decoded for
+    it, larger ones go through `preview_map` (a fitted latent-to-RGB map), else the model's committed map, else a
+    decode.
     """
 
     def __init__(
@@ -170,7 +174,8 @@ class GenerationForm:
         """The control a field's declaration asks for, starting at `start`'s value for it."""
         spec, kind = declaration.widget, declaration.kind
         value = spec.none_as if start[declaration.name] is None else start[declaration.name]
-        options = {"description": declaration.label, "style": {"description_width": "initial"}} | dict(spec.options)
+        options = {"description": self._label(declaration, start), "style": {"description_width": "initial"}}
+        options |= dict(spec.options)
         if spec.control == "text area":
             return w.Textarea(value, layout=w.Layout(width="100%"), **options)
         if spec.control == "dropdown":
@@ -179,12 +184,25 @@ class GenerationForm:
             return w.IntText(value, **options)
         if spec.control == "checkbox":
             return w.Checkbox(bool(value), indent=False, **options)
+        if spec.control == "bounded int":
+            # Not a BoundedIntText: it silently clamps what is typed (Steps 0 became 1). Out-of-range values reach
+            # the engine's check, whose error the form shows, as code gets it.
+            return w.IntText(value, **{name: option for name, option in options.items() if name not in ("min", "max")})
         low, high = kind.bounds()
         options = {"min": low, "max": high} | options
-        if spec.control == "bounded int":
-            return w.BoundedIntText(value, **options)
         options["max"] = max(options["max"], value)  # a starting value above the slider's usual range stays as given
         return w.FloatSlider(value, **options)
+
+    def _label(self, declaration: generation_fields.GenerationField, start: dict) -> str:
+        """The field's label; a size whose 0 means the model's native size says what that is."""
+        if declaration.name not in ("width", "height"):
+            return declaration.label
+        try:
+            checkpoint = (start | self.fixed).get("sd_model_checkpoint")
+            native = sd_models.configured_native_size(sd_models.resolve_checkpoint(checkpoint))
+        except ValueError:  # a checkpoint the engine will name in its error when the form generates
+            native = None
+        return f"{declaration.label} (0: native{f' {native}' if native else ''})"
 
     @staticmethod
     def _choices(kind, start: dict):
@@ -240,6 +258,7 @@ class GenerationForm:
             min=0,
             max=MAX_PREVIEW_EVERY,
             description="Preview every",
+            style={"description_width": "initial"},  # the default width cut it to "Preview e..."
             tooltip="Show the image being sampled every N steps; 0: off",
         ).add_class("serena-preview-every")
         self.attention_maps = w.Checkbox(
@@ -254,7 +273,7 @@ class GenerationForm:
         self.attention_word.observe(self._show_attention_word, names="value")
         self._shown_samples: list[Image.Image] = []
         self._pictures: list[w.Image] = []
-        self.preview = w.Image(format="png").add_class("serena-preview")
+        self.preview = w.Image(format="png", layout=w.Layout(display="none")).add_class("serena-preview")
         self.preview_caption = w.Label("").add_class("serena-preview-caption")
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap")).add_class("serena-gallery")
         self.root = w.VBox(
@@ -358,7 +377,7 @@ class GenerationForm:
         self.progress.value = 0
         self.progress_text.value = "starting"
         self.status.value = "Generating…"
-        self.preview.value, self.preview_caption.value = b"", ""
+        self._hide_preview()  # until its first frame: an empty image widget draws a broken-image icon
         self.generate_button.disabled = True
         self.interrupt_button.disabled = False
 
@@ -379,11 +398,24 @@ class GenerationForm:
             self._show_preview(state, batch)
 
     def _show_preview(self, state: GenerationState, batch: str) -> None:
-        image = previews.preview_image(state.current_model, state.current_latent, self.preview_map)
-        self.preview.value = images.png_bytes(upscale_for_display(image, self.display_size), None)
+        model, latents = state.current_model, state.current_latent
+        if self.preview_map is None and max(latents.shape[-2:]) <= FULL_DECODE_MAX_LATENT_SIDE:
+            image = previews.decoded_image(model, latents)  # true colours, and cheap at this size
+        else:
+            image = previews.preview_image(model, latents, self.preview_map)
+        # At the gallery's size, smoothed: a latent-sized map preview is a mosaic when blown up by whole pixels.
+        scale = self.display_size / max(image.size)
+        shown = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+        self.preview.layout.width, self.preview.layout.display = f"{shown.width}px", None
+        self.preview.value = images.png_bytes(shown, None, compress_level=1)
         self.preview_caption.value = f"Preview · step {state.sampling_step}/{state.sampling_steps}{batch}"
 
+    def _hide_preview(self) -> None:
+        self.preview.value, self.preview_caption.value = b"", ""
+        self.preview.layout.display = "none"
+
     def _show_result(self, result: Processed) -> None:
+        self._hide_preview()  # the result replaces it
         self.result = result
         self.reuse_seed_button.disabled = False
         samples = result.images[result.index_of_first_image :]

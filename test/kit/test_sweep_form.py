@@ -131,3 +131,20 @@ def test_bad_form_arguments_are_named():
     form = sk.SweepForm(BASE, measure=False)
     with pytest.raises(ValueError, match="^x: 'styles' cannot be swept here"):
         form.set_axis("x", "styles", "a")
+
+
+def test_changing_an_axis_after_a_run_shows_the_forms_code_and_none_clears_the_values():
+    form = sk.SweepForm(BASE, measure=False)
+    form.set_axis("x", "cfg_scale", "3, 7")
+    form.set_axis("y", "sampler", "Euler a, DPM++ 2M")
+    form.set_axis("z", "steps", "2, 3")
+    form.run()
+    assert "z=('steps', [2, 3])" in form.code()
+    label = form.grid.children[0].children[3].children[0]  # the first z grid: title, x labels, y rows
+    assert label.value == "Sampler: DPM++ 2M" and int(label.layout.width[:-2]) >= 8 * len(label.value)  # not cut
+    form.code_button.click()
+    form.set_axis("x", "cfg_scale", "1, 5")
+    assert form.code_view.value == ""  # the last run's code is gone with the change
+    assert "x=('cfg_scale', [1.0, 5.0])" in form.code() and "[3.0, 7.0]" not in form.code()
+    form.axis_name["z"].value = "(none)"
+    assert form.axis_values["z"].value == "" and "z=" not in form.code()

@@ -301,16 +301,33 @@ def test_the_form_shows_a_preview_every_n_steps(every, steps):
     assert load_png(pictures[-1]).size == (form.display_size, form.display_size)
 
 
-def test_the_last_preview_is_the_final_latents_through_the_default_models_map():
+def test_the_last_preview_is_the_final_image_decoded_at_the_gallerys_size_then_the_result_replaces_it():
     form = sk.GenerationForm(prompt="a green square", steps=4, seed=2, preview_every=1, do_not_save_samples=True)
+    assert form.preview.layout.display == "none"  # no empty image (a broken-image icon) before the first frame
+    shown = []
+    form.preview.observe(lambda change: change["new"] and shown.append(form.preview.layout.display), names="value")
+    frames = []
+    form.preview.observe(lambda change: change["new"] and frames.append(bytes(change["new"])), names="value")
+    result = form.generate()
+    # Decoded (true colours, the model is small), smoothed to the gallery's 128 px, not a mosaic of latent pixels.
+    expected = result.images[0].resize((128, 128), Image.Resampling.BILINEAR)
+    assert load_png(frames[-1]).tobytes() == expected.tobytes()
+    assert shown and all(display is None for display in shown)
+    assert form.preview.layout.display == "none" and form.preview.value == b"" and form.preview_caption.value == ""
+
+
+def test_a_given_preview_map_is_used_and_smoothed_to_the_gallerys_size():
+    form = sk.GenerationForm(prompt="a green square", steps=2, seed=2, preview_every=1, do_not_save_samples=True)
     job = sk.request_from_widgets(form).processing
     final = {}
     job.state.listeners.append(lambda state: final.update(model=state.current_model, latents=state.current_latent))
     sk.process_images(job)
+    frames = []
+    form.preview.observe(lambda change: change["new"] and frames.append(bytes(change["new"])), names="value")
+    form.preview_map = previews.fitted_map(final["model"])  # given: used whatever the size
     form.generate()
-    expected = previews.preview_image(final["model"], final["latents"]).resize((128, 128), Image.NEAREST)
-    assert load_png(bytes(form.preview.value)).tobytes() == expected.tobytes()
-    assert form.preview_caption.value == "Preview · step 4/4"
+    expected = previews.preview_image(final["model"], final["latents"], form.preview_map)
+    assert load_png(frames[-1]).tobytes() == expected.resize((128, 128), Image.Resampling.BILINEAR).tobytes()
 
 
 def test_preview_off_shows_none():
@@ -325,8 +342,10 @@ def test_preview_off_shows_none():
 def test_the_preview_control_switches_previews_on_between_runs():
     form = sk.GenerationForm(prompt="a blue circle", steps=4, seed=8, preview_every=0, do_not_save_samples=True)
     form.preview_every.value = 4
+    captions = []
+    form.preview_caption.observe(lambda change: change["new"] and captions.append(change["new"]), names="value")
     form.generate()
-    assert form.preview_caption.value == "Preview · step 4/4"
+    assert captions == ["Preview · step 4/4"]
     with pytest.raises(ValueError, match="^preview_every: -1 is not allowed"):
         sk.GenerationForm(preview_every=-1)
 
@@ -357,3 +376,17 @@ def test_the_form_shows_a_chosen_words_attention_map_over_each_image():
     form.attention_maps.value = False
     form.generate()
     assert form.attention_word.disabled and form.result.attention_maps == []
+
+
+def test_a_value_out_of_range_typed_in_the_form_shows_the_engines_error_instead_of_being_clamped():
+    form = sk.GenerationForm(prompt="a dot", steps=4, seed=1, do_not_save_samples=True)
+    form.steps.value = 0
+    assert form.steps.value == 0  # kept as typed
+    with pytest.raises(ValueError, match="^steps: 0 is out of range; allowed 1..1000"):
+        form.generate()
+    assert "steps: 0 is out of range; allowed 1..1000" in form.status.value
+
+
+def test_width_and_height_say_what_0_means_for_the_forms_model():
+    assert sk.GenerationForm().width.description == "Width (0: native 32)"
+    assert sk.GenerationForm(sd_model_checkpoint="serena-scenes").height.description == "Height (0: native 64)"
