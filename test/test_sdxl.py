@@ -74,7 +74,7 @@ def test_shipped_sdxl_config_has_the_published_sizes():
 
 def test_the_architecture_is_read_from_the_folder(sdxl):
     names = {info.name: info.architecture for info in sd_models.list_checkpoints()}
-    assert names == {"serena-default": "sd", "tinyxl": "sdxl", "tinyxl-refiner": "sdxl-refiner"}
+    assert names == {"serena-default": "sd", "serena-scenes": "sd", "tinyxl": "sdxl", "tinyxl-refiner": "sdxl-refiner"}
     model = sd_models.load_model("tinyxl")
     assert model.is_sdxl and model.native_size == 64
 

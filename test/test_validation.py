@@ -58,7 +58,7 @@ BAD_TXT2IMG = [
     (
         {"sd_model_checkpoint": "missing-model"},
         ValueError,
-        "sd_model_checkpoint: no model 'missing-model'; available: serena-default (or a path)",
+        "sd_model_checkpoint: no model 'missing-model'; available: serena-default, serena-scenes (or a path)",
     ),
     (
         {"override_settings": {"bogus": 1}},
