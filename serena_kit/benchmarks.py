@@ -276,14 +276,9 @@ def bench(
     spec = load_suite(suite)
     if seeds < 1:
         raise ValueError(f"seeds: {seeds} is not allowed; allowed 1 or more seeds per prompt")
-    names = [*fields, *vary_fields(vary or {})]
-    for name in names:
-        if name in BENCH_DECIDES:
-            raise ValueError(
-                f"{name}: the benchmark sets it (the suite's prompts and seeds, the model argument, its own batches "
-                "and files); vary or set any other generation setting"
-            )
+    check_not_decided(fields)  # before the axes' base job is built from them
     axes = bench_axes(vary or {}, fields)
+    check_not_decided([axis.field for axis in axes])
     combinations = [list(zip(axes, values)) for values in product(*(axis.values for axis in axes))]
     all_rows, generated, folders = [], 0, []
     for combination in combinations:
@@ -295,13 +290,13 @@ def bench(
     return BenchRun(rows, tuple(folders), generated)
 
 
-def vary_fields(vary: dict) -> list[str]:
-    """The fields `vary` names, short names read as the sweep reads them."""
-    from modules.processing import StableDiffusionProcessingTxt2Img
-    from serena_kit.sweeps import sweepable_fields
-
-    known = sweepable_fields(StableDiffusionProcessingTxt2Img(prompt=""))
-    return [known.get(name, name) for name in vary]
+def check_not_decided(names) -> None:
+    for name in names:
+        if name in BENCH_DECIDES:
+            raise ValueError(
+                f"{name}: the benchmark sets it (the suite's prompts and seeds, the model argument, its own batches "
+                "and files); vary or set any other generation setting"
+            )
 
 
 def bench_axes(vary: dict[str, list], fields: dict) -> list:
