@@ -104,8 +104,9 @@ class AttentionCapture:
 class _Batch:
     """What a capture gathers during one batch's sampling."""
 
-    def __init__(self, capture: AttentionCapture, state, latent_size: tuple[int, int], total_steps: int):
+    def __init__(self, capture: AttentionCapture, state, latent_size: tuple[int, int], total_steps: int, images: int):
         self.capture, self.state, self.latent_size, self.total_steps = capture, state, latent_size, total_steps
+        self.guided_rows = 2 * images  # a perturbed evaluation (PAG, SLG) has the prompts' rows alone: not recorded
         self.sums: torch.Tensor | None = None
         self.per_step: list[torch.Tensor] = []
 
@@ -150,7 +151,11 @@ class _RecordingProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         output = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
-        if encoder_hidden_states is not None and self.batch.recording():
+        if (
+            encoder_hidden_states is not None
+            and hidden_states.shape[0] == self.batch.guided_rows
+            and self.batch.recording()
+        ):
             self.batch.record(attn, hidden_states, encoder_hidden_states)
         return output
 
@@ -201,7 +206,7 @@ def recording(
         return
     unet = model.pipeline.unet
     originals = dict(unet.attn_processors)
-    batch = _Batch(capture, state, latent_size, total_steps)
+    batch = _Batch(capture, state, latent_size, total_steps, len(indices))
     wrapped = {
         name: _RecordingProcessor(processor, batch)
         if name.endswith("attn2.processor") and (not capture.layers or any(part in name for part in capture.layers))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import prompt_encoding, prompt_parser, rng
+from modules import guidance, prompt_encoding, prompt_parser, rng
 from modules.runtime.state import GenerationState
 from modules.sd_models import LoadedModel
 
@@ -166,6 +166,7 @@ def denoise(
     image_conditioning: torch.Tensor | None = None,
     after_step=None,
     refiner: RefinerSwitch | None = None,
+    guidance_settings: guidance.GuidanceSettings | None = None,
 ) -> torch.Tensor:
     """The sampling loop. Per-image step noise comes from generators seeded from each image's seed; the text
     embeddings of each step come from `conditioning` (prompt editing changes them between steps).
@@ -174,6 +175,7 @@ def denoise(
     arithmetic of diffusers' pipeline. `image_conditioning`: an inpainting UNet's extra input channels, appended to
     the scaled latents as diffusers' inpainting pipeline does. `after_step(latents, step_index)`: the latents to go
     on from (inpainting keeps the unmasked area on the init image's path). `refiner`: a model that takes over.
+    `guidance_settings`: how the predictions combine (modules.guidance); None or plain CFG: the arithmetic above.
     """
     unet, sampling_model = model.pipeline.unet, model
     generators = rng.step_generators(step_seeds)
@@ -187,6 +189,7 @@ def denoise(
     state.sampling_steps = len(timesteps)
     sdxl_sizes = size_conditioning(model, latents) if model.is_sdxl else None
     switch_step = refiner.step(timesteps) if refiner is not None else None
+    guided = guidance.for_batch(guidance_settings, cfg_scales, len(timesteps), unet)
     if image_conditioning is not None:
         image_conditioning = torch.cat([image_conditioning] * 2).to(latents)
     for step_index, timestep in enumerate(timesteps):
@@ -205,12 +208,30 @@ def denoise(
             unet_kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": sdxl_sizes}
         noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False, **unet_kwargs)[0]
         noise_uncond, noise_text = noise_pred.chunk(2)
-        noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
+        if guided is None:
+            noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
+        else:
+            perturbed = None
+            if guided.perturbs:
+                with guided.perturbed(unet):
+                    perturbed = unet(
+                        model_input.chunk(2)[1], timestep, **prompt_half(embeddings, unet_kwargs), return_dict=False
+                    )[0]
+            noise_pred = guided.combine(step_index, timestep, noise_uncond, noise_text, perturbed)
         latents = scheduler.step(noise_pred, timestep, latents, **extra, return_dict=False)[0]
         if after_step is not None:
             latents = after_step(latents, step_index)
         state.step_done(latents, sampling_model)
     return latents
+
+
+def prompt_half(embeddings: torch.Tensor, unet_kwargs: dict) -> dict:
+    """The UNet's text inputs for the prompts alone (the guided batch's second half), for a perturbed evaluation."""
+    kwargs = {"encoder_hidden_states": embeddings.chunk(2)[1]}
+    if "added_cond_kwargs" in unet_kwargs:
+        added = unet_kwargs["added_cond_kwargs"]
+        kwargs["added_cond_kwargs"] = {name: rows.chunk(2)[1] for name, rows in added.items()}
+    return kwargs
 
 
 def txt2img_latents(model: LoadedModel, scheduler, noise: torch.Tensor, steps: int):

@@ -8,6 +8,7 @@ the CLI builds its parser from these without loading the engine.
 from __future__ import annotations
 
 import numbers
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -145,6 +146,19 @@ class Text(Kind):
 
     def check(self, field, value):
         require_type(field, value, str, self.description)
+
+
+@dataclass(frozen=True)
+class PatternText(Kind):
+    """Text in a small language (a regular expression): `description` says what it allows."""
+
+    description: str
+    pattern: str
+
+    def check(self, field, value):
+        require_type(field, value, str, "a string")
+        if not re.fullmatch(self.pattern, value):
+            raise ValueError(f"{field}: {value!r} is not allowed; allowed {self.description}")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from modules.field_types import (
     Number,
     OneOf,
     OrNone,
+    PatternText,
     Picture,
     PromptText,
     SamplerName,
@@ -263,6 +264,15 @@ def hires_differs(name: str, first_pass: str) -> Callable[[Mapping], bool]:
     return lambda values: hires(values) and values[name] not in (None, "") and values[name] != values[first_pass]
 
 
+GUIDANCE_METHODS = ("CFG", "APG", "CFG-Zero*", "PAG", "SLG")  # modules.guidance runs them
+PERTURBED_LAYERS_PATTERN = r"(mid|(down|up)\.\d+)(, ?(mid|(down|up)\.\d+))*"
+
+
+def method_is(*methods: str) -> Callable[[Mapping], bool]:
+    """A guidance method's own keys are written for jobs that use it."""
+    return lambda values: values.get("guidance") in methods
+
+
 # Declaration order is the infotext's key order (the webui's) and the order of CLI options and API fields.
 FIELDS: tuple[GenerationField, ...] = (
     GenerationField(
@@ -335,6 +345,100 @@ FIELDS: tuple[GenerationField, ...] = (
         infotext=Infotext("CFG scale"),
         widget=Widget("slider", 2, {"max": 30.0, "step": 0.5}),
         example=6.5,
+    ),
+    GenerationField(
+        "guidance",
+        OneOf(GUIDANCE_METHODS),
+        "CFG",
+        "how the step's predictions combine (modules.guidance): CFG, APG (adaptive projected), CFG-Zero*, "
+        "PAG (perturbed attention), SLG (skip layer)",
+        infotext=Infotext("Guidance", when=lambda values: values["guidance"] != "CFG"),
+        widget=Widget("dropdown", 7),
+        example="APG",
+    ),
+    GenerationField(
+        "guidance_rescale",
+        Number(0.0, 1.0),
+        0.0,
+        "CFG rescale: how much of the guided prediction is rescaled to the prompt prediction's spread (0: off)",
+        label="Guidance rescale",
+        infotext=Infotext("Guidance rescale", when=lambda values: values["guidance_rescale"] > 0),
+        widget=Widget("slider", 7, {"step": 0.05}),
+        example=0.7,
+    ),
+    GenerationField(
+        "guidance_start",
+        Number(0.0, 1.0),
+        0.0,
+        "guidance interval: the fraction of the steps from which guidance applies (before: the prompt alone)",
+        label="Guidance start",
+        infotext=Infotext("Guidance start", when=lambda values: values["guidance_start"] > 0),
+        widget=Widget("slider", 7, {"step": 0.05}),
+        example=0.2,
+    ),
+    GenerationField(
+        "guidance_end",
+        Number(0.0, 1.0),
+        1.0,
+        "guidance interval: the fraction of the steps until which guidance applies (after: the prompt alone)",
+        label="Guidance end",
+        infotext=Infotext("Guidance end", when=lambda values: values["guidance_end"] < 1),
+        widget=Widget("slider", 7, {"step": 0.05}),
+        example=0.8,
+    ),
+    GenerationField(
+        "apg_eta",
+        Number(0.0, 1.0),
+        0.0,
+        "APG: how much of the update parallel to the prompt's prediction is kept (0: none, 1: as CFG)",
+        label="APG eta",
+        infotext=Infotext("APG eta", when=method_is("APG")),
+        example=0.5,
+    ),
+    GenerationField(
+        "apg_norm_threshold",
+        Number(0.0, 1000.0),
+        15.0,
+        "APG: the largest norm of the guidance update (0: not clipped)",
+        label="APG norm threshold",
+        infotext=Infotext("APG norm threshold", when=method_is("APG")),
+        example=5.0,
+    ),
+    GenerationField(
+        "apg_momentum",
+        Number(-1.0, 1.0),
+        -0.5,
+        "APG: momentum of the guidance update over steps (0: none; negative, as the paper, sharpens)",
+        label="APG momentum",
+        infotext=Infotext("APG momentum", when=method_is("APG")),
+        example=0.0,
+    ),
+    GenerationField(
+        "zero_init_steps",
+        Integer(0, 1000),
+        1,
+        "CFG-Zero*: the first steps whose prediction is zeroed",
+        label="Zero-init steps",
+        infotext=Infotext("Zero-init steps", when=method_is("CFG-Zero*")),
+        example=2,
+    ),
+    GenerationField(
+        "perturbed_scale",
+        Number(0.0, 50.0),
+        3.0,
+        "PAG/SLG: the scale of the guidance away from the perturbed UNet's prediction",
+        label="Perturbed scale",
+        infotext=Infotext("Perturbed scale", when=method_is("PAG", "SLG")),
+        example=2.0,
+    ),
+    GenerationField(
+        "perturbed_layers",
+        PatternText("mid, down.N or up.N, comma-separated (UNet blocks with attention)", PERTURBED_LAYERS_PATTERN),
+        "mid",
+        "PAG/SLG: the UNet blocks perturbed (PAG: their self-attention is identity; SLG: they are skipped)",
+        label="Perturbed layers",
+        infotext=Infotext("Perturbed layers", when=method_is("PAG", "SLG")),
+        example="mid,up.1",
     ),
     GenerationField(
         "seed",

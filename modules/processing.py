@@ -22,6 +22,7 @@ from modules import (
     diffusion,
     extra_networks,
     generation_fields,
+    guidance,
     hires,
     images,
     infotext,
@@ -67,6 +68,16 @@ class StableDiffusionProcessing:
     n_iter: int = declared("n_iter")
     steps: int = declared("steps")
     cfg_scale: float | list[float] = declared("cfg_scale")
+    guidance: str = declared("guidance")
+    guidance_rescale: float = declared("guidance_rescale")
+    guidance_start: float = declared("guidance_start")
+    guidance_end: float = declared("guidance_end")
+    apg_eta: float = declared("apg_eta")
+    apg_norm_threshold: float = declared("apg_norm_threshold")
+    apg_momentum: float = declared("apg_momentum")
+    zero_init_steps: int = declared("zero_init_steps")
+    perturbed_scale: float = declared("perturbed_scale")
+    perturbed_layers: str = declared("perturbed_layers")
     width: int | None = declared("width")
     height: int | None = declared("height")
     eta: float | None = declared("eta")
@@ -484,6 +495,7 @@ def sample_batch(
                     image_conditioning=image_conditioning,
                     after_step=blend,
                     refiner=refiner,
+                    guidance_settings=guidance.GuidanceSettings.of(p),
                 )
             if refiner is not None and refiner.taken_over:
                 model = refiner_model  # its VAE decodes, as when the webui switches models

@@ -26,6 +26,10 @@ def check_processing(p, available_styles: dict) -> None:
             f"styles: unknown style {unknown_styles[0]!r}; available: {', '.join(available_styles) or 'none'}"
         )
     sd_samplers.check_schedule_type(sd_samplers.find_sampler(p.sampler_name).name, p.scheduler)
+    if p.guidance_start >= p.guidance_end:
+        raise ValueError(
+            f"guidance_start: {p.guidance_start} is not allowed; allowed values below guidance_end ({p.guidance_end})"
+        )
     init_images = getattr(p, "init_images", None)
     if init_images is not None and len(init_images) not in (1, p.batch_size):
         raise ValueError(f"init_images: give 1 image or batch_size ({p.batch_size}) images, got {len(init_images)}")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from PIL import Image
 
 from modules import generation_fields, images, previews, sd_models, sd_samplers, upscalers
-from modules.field_types import Choice, SamplerName, ScheduleType, UpscalerName
+from modules.field_types import Choice, OneOf, SamplerName, ScheduleType, UpscalerName
 from modules.processing import (
     Processed,
     StableDiffusionProcessingImg2Img,
@@ -215,6 +215,8 @@ class GenerationForm:
             return [(name, code) for code, name in kind.options]
         if isinstance(kind, UpscalerName):
             return upscalers.names()
+        if isinstance(kind, OneOf):
+            return list(kind.names)
         raise TypeError(f"{type(kind).__name__} fields have no dropdown")
 
     def _build_widgets(self, start: dict) -> None:

@@ -129,8 +129,19 @@ def _fraction_between(low_tenth: int, high_tenth: int) -> str:
 
 
 def number_pattern(low: float, high: float) -> str:
-    """The texts NUMBER_TEXT reads as a number in low..high; bounds >= 0 with at most one decimal (every bounded
-    number field's)."""
+    """The texts NUMBER_TEXT reads as a number in low..high; bounds with at most one decimal, low >= 0 or a range
+    around zero (-1..1: the magnitudes 0..1 with either sign)."""
+    if low < 0 <= high:
+        alternatives = _magnitude_alternatives(0, high, r"\+?") + _magnitude_alternatives(0, -low, "-")
+        return _anchored("|".join(alternatives))
+    alternatives = _magnitude_alternatives(low, high, r"\+?")
+    if low == 0:
+        alternatives.append(r"-(?:0+(?:\.0*)?|\.0+)")  # minus zero
+    return _anchored("|".join(alternatives))
+
+
+def _magnitude_alternatives(low: float, high: float, sign: str) -> list[str]:
+    """Texts of the numbers low..high (>= 0) after `sign`."""
     low_whole, low_tenth = _tenths(low)
     high_whole, high_tenth = _tenths(high)
     if low_whole == high_whole:
@@ -142,9 +153,7 @@ def number_pattern(low: float, high: float) -> str:
         branches.append((high_whole, high_whole, _fraction_at_most(high_tenth)))
     alternatives = []
     for first, last, fraction in branches:
-        alternatives.append(r"\+?0*" + digits_in_range(first, last) + fraction)
+        alternatives.append(sign + "0*" + digits_in_range(first, last) + fraction)
         if first == 0:  # ".5": no whole digits, then at least one fraction digit
-            alternatives.append(r"\+?(?=\.[0-9])" + fraction)
-    if low == 0:
-        alternatives.append(r"-(?:0+(?:\.0*)?|\.0+)")  # minus zero
-    return _anchored("|".join(alternatives))
+            alternatives.append(sign + r"(?=\.[0-9])" + fraction)
+    return alternatives

@@ -135,3 +135,21 @@ def test_inpainting_is_byte_identical_through_kit_cli_and_api(capsys, api_server
     Path("inpainted.png").write_bytes(kit[0])  # and the CLI remakes it from its infotext, init image and mask
     replay = ["replay", "inpainted.png", "--init-image", "init.png", "--mask", "mask.png", "--verify", "--quiet"]
     assert main(replay) == 0
+
+
+def test_a_guidance_method_agrees_through_kit_cli_and_api_and_the_api_takes_its_numbers_as_text(capsys, api_server):
+    parameters = {
+        "prompt": "a red square on a green background",
+        "seed": 12,
+        "steps": 6,
+        "sampler_name": "Euler a",
+        "guidance": "PAG",
+        "perturbed_scale": 2.5,
+        "perturbed_layers": "mid,up.1",
+        "guidance_rescale": 0.5,
+    }
+    kit = [png_of(image) for image in serena_kit.txt2img(**parameters, do_not_save_samples=True).images]
+    cli = cli_pngs(capsys, "txt2img", parameters)
+    api = api_pngs(api_server, "txt2img", parameters | {"perturbed_scale": "2.5", "guidance_rescale": " .5"})
+    assert len(kit) == 1 and kit == cli == api
+    assert b"Guidance: PAG" in kit[0]

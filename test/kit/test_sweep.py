@@ -176,7 +176,9 @@ def test_invalid_axis_values_fail_before_anything_is_generated():
 def test_axes_name_what_cannot_be_swept():
     valid = (
         "prompt_sr, lora:NAME, style, sampler, model, vae, refiner, hr_sampler, hr_model, prompt, negative_prompt, "
-        "styles, steps, sampler_name, scheduler, cfg_scale, seed, width, height, sd_model_checkpoint, sd_vae, "
+        "styles, steps, sampler_name, scheduler, cfg_scale, guidance, guidance_rescale, guidance_start, guidance_end, "
+        "apg_eta, apg_norm_threshold, apg_momentum, zero_init_steps, perturbed_scale, perturbed_layers, seed, "
+        "width, height, sd_model_checkpoint, sd_vae, "
         "refiner_checkpoint, refiner_switch_at, subseed, "
         "subseed_strength, seed_resize_from_w, seed_resize_from_h, denoising_strength, inpainting_mask_weight, "
         "clip_skip, emphasis, eta, eta_noise_seed_delta, enable_hr, hr_scale, hr_resize_x, hr_resize_y, hr_upscaler, "

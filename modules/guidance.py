@@ -1,0 +1,205 @@
+"""Guidance: how the model's predictions for one step combine into the prediction the sampler steps with.
+
+Plain CFG with no rescale over every step keeps the exact arithmetic of diffusers' Stable Diffusion pipeline (the
+bytes of every earlier image). Every other setting runs one of diffusers' guiders (`diffusers.guiders`) per image,
+each with its own scale and state (APG's momentum), so an image's bytes do not depend on its batch:
+
+- CFG: classifier-free guidance, optionally rescaled (`guidance_rescale`, Lin et al. 2023) or applied only in a
+  guidance interval (`guidance_start`..`guidance_end`, fractions of the steps; outside it the prompt's prediction
+  alone steps, as Kynkäänniemi et al. 2024 do).
+- APG: adaptive projected guidance (Sadat et al. 2024): the guidance update's part parallel to the prompt's
+  prediction is scaled by `apg_eta`, its norm clipped at `apg_norm_threshold`, smoothed by `apg_momentum`.
+- CFG-Zero*: the unconditional prediction scaled by the optimised factor, the first `zero_init_steps` zeroed.
+- PAG / SLG: a third evaluation of the prompt with the UNet perturbed in `perturbed_layers` (PAG: self-attention
+  replaced by identity, Ahn et al. 2024; SLG: the layers' transformer blocks skipped), added at `perturbed_scale`.
+  The perturbation is diffusers' layer-skip hooks, applied for that evaluation only (diffusers counts the perturbed
+  steps from the one after the interval's first, as its guiders do).
+
+The rescale and the interval apply to every method.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from diffusers import guiders
+from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
+from diffusers.hooks import LayerSkipConfig
+from diffusers.utils import logging as diffusers_logging
+
+from modules.generation_fields import PERTURBED_LAYERS_PATTERN
+
+PERTURBING = ("PAG", "SLG")
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """A job's guidance fields (see their declarations in modules.generation_fields)."""
+
+    method: str = "CFG"
+    rescale: float = 0.0
+    start: float = 0.0
+    end: float = 1.0
+    apg_eta: float = 0.0
+    apg_norm_threshold: float = 15.0
+    apg_momentum: float = -0.5
+    zero_init_steps: int = 1
+    perturbed_scale: float = 3.0
+    perturbed_layers: str = "mid"
+
+    @classmethod
+    def of(cls, p) -> GuidanceSettings:
+        return cls(
+            p.guidance,
+            p.guidance_rescale,
+            p.guidance_start,
+            p.guidance_end,
+            p.apg_eta,
+            p.apg_norm_threshold,
+            p.apg_momentum,
+            p.zero_init_steps,
+            p.perturbed_scale,
+            p.perturbed_layers,
+        )
+
+    @property
+    def is_plain_cfg(self) -> bool:
+        return self.method == "CFG" and self.rescale == 0 and (self.start, self.end) == (0.0, 1.0)
+
+
+def layer_skip_configs(unet, layers: str, perturb_attention_scores: bool) -> list[LayerSkipConfig]:
+    """diffusers' layer-skip configurations for `layers` ("mid", "down.1", "up.0", comma-separated): every
+    transformer block of the named UNet blocks. PAG perturbs their self-attention scores; SLG skips the blocks."""
+    available = unet_layer_names(unet)
+    configs = []
+    for name in (part.strip() for part in layers.split(",")):
+        if name not in available:
+            raise ValueError(
+                f"perturbed_layers: {name!r} is not a UNet block with attention in this model; "
+                f"allowed: {', '.join(available)}"
+            )
+        for path, blocks in available[name]:
+            configs.append(
+                LayerSkipConfig(
+                    indices=list(range(len(blocks))),
+                    fqn=path,
+                    skip_attention=not perturb_attention_scores,
+                    skip_attention_scores=perturb_attention_scores,
+                    skip_ff=not perturb_attention_scores,
+                )
+            )
+    return configs
+
+
+def unet_layer_names(unet) -> dict[str, list[tuple[str, torch.nn.ModuleList]]]:
+    """The UNet's blocks that hold transformer blocks, by the names `perturbed_layers` takes."""
+    named = {}
+    groups = [("mid", "mid_block", [unet.mid_block])]
+    groups += [(f"down.{i}", f"down_blocks.{i}", [block]) for i, block in enumerate(unet.down_blocks)]
+    groups += [(f"up.{i}", f"up_blocks.{i}", [block]) for i, block in enumerate(unet.up_blocks)]
+    for name, path, (block,) in groups:
+        attentions = getattr(block, "attentions", None) or []
+        stacks = [
+            (f"{path}.attentions.{j}.transformer_blocks", attention.transformer_blocks)
+            for j, attention in enumerate(attentions)
+            if hasattr(attention, "transformer_blocks")
+        ]
+        if stacks:
+            named[name] = stacks
+    return named
+
+
+def check_layers_text(layers: str) -> None:
+    if not re.fullmatch(PERTURBED_LAYERS_PATTERN, layers):
+        raise ValueError(f"perturbed_layers: {layers!r} is not allowed; allowed: mid, down.N, up.N, comma-separated")
+
+
+def make_guider(settings: GuidanceSettings, cfg_scale: float, skip_configs: list[LayerSkipConfig] | None):
+    common = {"guidance_scale": cfg_scale, "guidance_rescale": settings.rescale}
+    interval = {"start": settings.start, "stop": settings.end}
+    if settings.method == "CFG":
+        return guiders.ClassifierFreeGuidance(**common, **interval)
+    if settings.method == "APG":
+        guider = guiders.AdaptiveProjectedGuidance(
+            **common,
+            **interval,
+            eta=settings.apg_eta,
+            adaptive_projected_guidance_rescale=settings.apg_norm_threshold,
+            adaptive_projected_guidance_momentum=settings.apg_momentum or None,
+        )
+        if settings.apg_momentum:  # diffusers' modular pipelines make it at step 0; Serena's loop is not one
+            guider.momentum_buffer = MomentumBuffer(settings.apg_momentum)
+        return guider
+    if settings.method == "CFG-Zero*":
+        return guiders.ClassifierFreeZeroStarGuidance(**common, **interval, zero_init_steps=settings.zero_init_steps)
+    if settings.method == "PAG":
+        return guiders.PerturbedAttentionGuidance(
+            **common,
+            perturbed_guidance_scale=settings.perturbed_scale,
+            perturbed_guidance_start=settings.start,
+            perturbed_guidance_stop=settings.end,
+            perturbed_guidance_config=skip_configs,
+            **interval,
+        )
+    return guiders.SkipLayerGuidance(
+        **common,
+        skip_layer_guidance_scale=settings.perturbed_scale,
+        skip_layer_guidance_start=settings.start,
+        skip_layer_guidance_stop=settings.end,
+        skip_layer_config=skip_configs,
+        **interval,
+    )
+
+
+class BatchGuidance:
+    """One batch's guidance for one sampling pass: a guider per image (its own scale and momentum)."""
+
+    def __init__(self, settings: GuidanceSettings, cfg_scales: list[float], total_steps: int, unet):
+        self.settings, self.total_steps = settings, total_steps
+        skip_configs = None
+        if settings.method in PERTURBING:
+            check_layers_text(settings.perturbed_layers)
+            skip_configs = layer_skip_configs(unet, settings.perturbed_layers, settings.method == "PAG")
+        quiet = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # each guider warns that guiders are experimental
+        try:
+            self.guiders = [make_guider(settings, float(scale), skip_configs) for scale in cfg_scales]
+        finally:
+            diffusers_logging.set_verbosity(quiet)
+
+    @property
+    def perturbs(self) -> bool:
+        """Whether each step needs the prompt's prediction from the perturbed UNet too (PAG, SLG)."""
+        return self.settings.method in PERTURBING
+
+    @contextmanager
+    def perturbed(self, unet):
+        """The UNet perturbed for one evaluation: the guider's hooks for its third prediction, removed after."""
+        guider = self.guiders[0]  # the hooks are the UNet's, shared by the batch's guiders
+        for _ in range(3):  # diffusers' protocol: the prompt's, the negative prompt's, then the perturbed evaluation
+            guider.prepare_models(unet)
+        try:
+            yield
+        finally:
+            guider.cleanup_models(unet)
+
+    def combine(self, step_index: int, timestep, uncond, cond, perturbed=None) -> torch.Tensor:
+        """The guided prediction of each image, from its unconditional, conditional (and perturbed) predictions."""
+        rows = []
+        for index, guider in enumerate(self.guiders):
+            guider.set_state(step_index, self.total_steps, timestep)
+            predictions = {"pred_cond": cond[index : index + 1], "pred_uncond": uncond[index : index + 1]}
+            if perturbed is not None:
+                predictions["pred_cond_skip"] = perturbed[index : index + 1]
+            rows.append(guider.forward(**predictions).pred)
+        return torch.cat(rows)
+
+
+def for_batch(settings: GuidanceSettings | None, cfg_scales, total_steps: int, unet) -> BatchGuidance | None:
+    """None for plain CFG (the loop's own arithmetic), else the batch's guiders."""
+    if settings is None or settings.is_plain_cfg:
+        return None
+    return BatchGuidance(settings, cfg_scales, total_steps, unet)
