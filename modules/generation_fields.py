@@ -11,7 +11,7 @@ widget, label (widgets, sweep axes). Everything else is derived from `FIELDS`:
   (`values_from_infotext`) and the keys it honours (`infotext_keys_read`);
 - the faces: the CLI's generation options (`serena_kit/cli.py`), the API's request models and server options
   (`modules/api/`), the widget form (`serena_kit/widgets.py`), sweep axes, labels and batching
-  (`serena_kit/sweeps.py`), a sweep cell's identity (`serena_kit/sweep_output.py`).
+  (`modules/sweeps/axes.py`, `modules/sweeps/executors.py`), a sweep cell's identity (`modules/sweeps/output.py`).
 
 The processing dataclasses stay written out, typed, with the webui's field names, for readers and editors; each field's
 default comes from here (`seed: int | list[int] = declared("seed")`), and a test checks that the classes and the

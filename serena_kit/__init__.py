@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # torch, and the widget form without the notebook extra until it is asked for.
 _PUBLIC = {
     "AttentionCapture": "modules.attention_maps",
-    "Axis": "serena_kit.sweeps",
+    "Axis": "modules.sweeps.axes",
     "attention_grid": "serena_kit.attention",
     "attention_overlay": "serena_kit.attention",
     "bench": "serena_kit.benchmarks",
@@ -35,7 +35,7 @@ _PUBLIC = {
     "StableDiffusionProcessing": "modules.processing",
     "StableDiffusionProcessingImg2Img": "modules.processing",
     "StableDiffusionProcessingTxt2Img": "modules.processing",
-    "SweepCell": "serena_kit.sweeps",
+    "SweepCell": "modules.sweeps.run",
     "SweepForm": "serena_kit.sweep_form",
     "SweepResult": "serena_kit.sweeps",
     "list_embeddings": "modules.extra_networks",
@@ -46,7 +46,9 @@ _PUBLIC = {
     "read_infotext": "serena_kit.reproduce",
     "replay": "serena_kit.reproduce",
     "request_from_widgets": "serena_kit.widgets",
+    "side_by_side": "modules.grids",
     "sweep": "serena_kit.sweeps",
+    "upscale_for_display": "modules.grids",
 }
 
 __all__ = sorted([*_PUBLIC, "img2img", "load_model", "outpaint", "txt2img"])

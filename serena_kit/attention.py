@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from serena_kit.grids import CELL_SIZE, labelled_grid, upscale_for_display
+from modules.grids import CELL_SIZE, labelled_grid, upscale_for_display
 
 # A perceptually ordered dark-to-bright ramp (black, purple, red, orange, yellow), so no plotting library is needed.
 RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)

@@ -136,7 +136,7 @@ class BenchRun:
 
     def grid(self, rows, columns: int = 4, title: str = "", cell_size: int = 128):
         """The images of `rows` (e.g. `failures(...)`) in a grid, each labelled with its prompt and failed checks."""
-        from serena_kit.grids import labelled_grid, stacked
+        from modules.grids import labelled_grid, stacked
 
         records = [row for _, row in rows.iterrows()]
         if not records:
@@ -302,7 +302,7 @@ def check_not_decided(names) -> None:
 def bench_axes(vary: dict[str, list], fields: dict) -> list:
     """`vary` as sweep axes, checked as a sweep checks them (a field's values, a LoRA that exists)."""
     from modules.processing import StableDiffusionProcessingTxt2Img
-    from serena_kit.sweeps import parse_axis
+    from modules.sweeps.axes import parse_axis
 
     base = StableDiffusionProcessingTxt2Img(prompt="", **fields)
     axes = [parse_axis(f"vary[{name!r}]", (name, values), base) for name, values in vary.items()]

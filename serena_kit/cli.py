@@ -358,8 +358,8 @@ def sweep_command(args) -> int:
 
 def setting_values(option: str, text: str, base) -> tuple[str, list]:
     """`NAME=VALUES` of --set / --vary: the values read as a sweep axis typed in the webui's syntax reads them."""
+    from modules.sweeps.axes import LORA_PREFIX
     from serena_kit.sweep_values import parse_values, split_entries
-    from serena_kit.sweeps import LORA_PREFIX
 
     name, equals, values = text.partition("=")
     name = name.strip()
@@ -376,8 +376,8 @@ def setting_values(option: str, text: str, base) -> tuple[str, list]:
 def bench_command(args) -> int:
     """Run a benchmark suite: prints each run's rows file, one per line; the summary table goes to stderr."""
     from modules.processing import StableDiffusionProcessingTxt2Img
+    from modules.sweeps.axes import sweepable_fields
     from serena_kit import benchmarks
-    from serena_kit.sweeps import sweepable_fields
 
     base = StableDiffusionProcessingTxt2Img(prompt="")
     fields = {}

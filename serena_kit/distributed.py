@@ -7,7 +7,7 @@ executor does (cells that differ only in prompt, seeds and CFG share a batch, `b
 every actor a couple of batches ahead. An actor is one process with `gpus_per_worker` GPUs and `cpus_per_worker`
 CPUs (its torch threads); it runs the engine itself, `process_images` through the runner, and its model stays loaded
 between batches. Results come back as they finish, with a progress bar; the driver alone writes the images and the
-manifest (serena_kit.sweep_output), never an actor.
+manifest (modules.sweeps.output), never an actor.
 
 Faults: when an actor dies (its process killed, its node lost), Ray fails its unfinished batches with RayActorError;
 the driver starts a replacement and puts those batches back at the front of the queue, for whichever actor is free
@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from modules import determinism
 from modules.processing import Processed, StableDiffusionProcessing, process_images
 from modules.runtime.state import GenerationState
+from modules.sweeps.executors import MAX_BATCH, OnResult, batch_processing, plan_batches, split_processed
 from serena_kit.extras import require
-from serena_kit.sweep_executors import MAX_BATCH, OnResult, batch_processing, plan_batches, split_processed
 
 BATCHES_PER_WORKER = 2  # queued on each actor, so it never idles waiting for the driver between batches
 BATCHES_PER_WORKER_AUTO = 4  # with batch_size unset, aim for this many batches per actor (balance, cheap retries)

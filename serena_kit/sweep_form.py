@@ -21,10 +21,12 @@ import time
 from PIL import Image
 
 from modules import generation_fields, images
+from modules.grids import upscale_for_display
 from modules.processing import StableDiffusionProcessing, StableDiffusionProcessingImg2Img, process_images
+from modules.sweeps import axes as sweep_axes
+from modules.sweeps import run as sweep_run
 from serena_kit import sweeps
 from serena_kit.extras import require
-from serena_kit.grids import upscale_for_display
 from serena_kit.sweep_values import parse_values, typable_axes
 
 w = require("ipywidgets", "The sweep widget (SweepForm)")
@@ -107,7 +109,7 @@ class SweepForm:
         measure: bool = True,
         **ray_options,
     ):
-        self.base = sweeps.base_processing(base)
+        self.base = sweep_axes.base_processing(base)
         self.base.validate()
         if executor not in ("local", "ray"):
             raise ValueError(f"executor: expected 'local' or 'ray', got {executor!r}")
@@ -149,7 +151,7 @@ class SweepForm:
                 continue
             try:
                 values = parse_values(name, self.axis_values[position].value, self.base)
-                sweeps.parse_axis(position, (name, values), self.base, draw=lambda key: -1)  # Prompt S/R's checks
+                sweep_axes.parse_axis(position, (name, values), self.base, draw=lambda key: -1)  # Prompt S/R's checks
                 parsed[position] = (name, values)
             except (ValueError, TypeError) as error:
                 parsed[position] = error
@@ -162,7 +164,7 @@ class SweepForm:
             if isinstance(value, Exception):
                 raise ValueError(f"{position}: {value}") from value
         axes = {position: value for position, value in parsed.items() if value is not None}
-        names = [name for name, _ in axes.values() if name != sweeps.PROMPT_SR]
+        names = [name for name, _ in axes.values() if name != sweep_axes.PROMPT_SR]
         if len(set(names)) != len(names):
             raise ValueError(f"sweep: a parameter appears on two axes ({', '.join(names)})")
         return axes
@@ -180,9 +182,9 @@ class SweepForm:
             return None
         axes = self.axes_or_error()
         parsed = [
-            sweeps.parse_axis(position, axes.get(position), self.base, draw=lambda key: 0) for position in POSITIONS
+            sweep_axes.parse_axis(position, axes.get(position), self.base, draw=lambda key: 0) for position in POSITIONS
         ]
-        _, distinct = sweeps.plan_cells(self.base, parsed)
+        _, distinct = sweep_run.plan_cells(self.base, parsed)
         return self.speed.seconds_for(distinct)
 
     # Running
@@ -194,8 +196,8 @@ class SweepForm:
     def resolved_call(self) -> tuple[StableDiffusionProcessing, dict[str, tuple[str, list]]]:
         """The base and axes with every random (-1) seed drawn, so the call (and its code) repeats exactly."""
         axes = self.axes_or_error()
-        parsed = {position: sweeps.parse_axis(position, spec, self.base) for position, spec in axes.items()}
-        base = sweeps.with_fixed_seeds(self.base, list(parsed.values()))
+        parsed = {position: sweep_axes.parse_axis(position, spec, self.base) for position, spec in axes.items()}
+        base = sweep_axes.with_fixed_seeds(self.base, list(parsed.values()))
         if base.subseed_strength == 0:  # an unused variation seed stays as given: no noise in the code
             base = dataclasses.replace(base, subseed=self.base.subseed)
         return base, {position: (axes[position][0], list(parsed[position].values)) for position in axes}
@@ -243,7 +245,7 @@ class SweepForm:
         """Stop after the cells (the batch) now being generated; the grid keeps what finished."""
         self._interrupt_requested = True
 
-    def _cell_finished(self, cell: sweeps.SweepCell) -> None:
+    def _cell_finished(self, cell: sweep_run.SweepCell) -> None:
         slot = self._slots.get((cell.x, cell.y, cell.z))
         if slot is not None:
             shown = upscale_for_display(cell.image, self.display_size)
@@ -388,10 +390,10 @@ class SweepForm:
     def _lay_out_grid(self, axes: dict[str, tuple[str, list]]) -> None:
         """One labelled grid per z value (x across, y down) of grey placeholders; cells replace them as they come."""
         parsed = {
-            position: sweeps.parse_axis(position, axes.get(position), self.base, draw=lambda key: -1)
+            position: sweep_axes.parse_axis(position, axes.get(position), self.base, draw=lambda key: -1)
             for position in POSITIONS
         }
-        xs, ys, zs = (sweeps.axis_values(parsed[position]) for position in POSITIONS)
+        xs, ys, zs = (sweep_axes.axis_values(parsed[position]) for position in POSITIONS)
         placeholder = images.png_bytes(Image.new("RGB", (self.display_size,) * 2, PLACEHOLDER_GREY), None)
         width = f"{self.display_size + 8}px"
         self._slots = {}
@@ -420,7 +422,7 @@ class SweepForm:
             grids.append(w.VBox([title, *rows], layout=w.Layout(margin="0 16px 0 0")))
         self.grid.children = grids
 
-    def show_cell(self, cell: sweeps.SweepCell | None) -> None:
+    def show_cell(self, cell: sweep_run.SweepCell | None) -> None:
         """Show a finished cell large, with its infotext."""
         if cell is None:
             return

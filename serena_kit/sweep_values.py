@@ -37,7 +37,7 @@ from modules.field_types import (
     Text,
 )
 from modules.processing import StableDiffusionProcessing
-from serena_kit.sweeps import PROMPT_SR, sweepable_fields
+from modules.sweeps.axes import PROMPT_SR, sweepable_fields
 
 INTEGER = r"[+-]?\s*\d+"
 DECIMAL = r"[+-]?\s*\d+(?:\.\d*)?"

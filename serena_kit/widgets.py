@@ -17,6 +17,7 @@ from PIL import Image
 
 from modules import generation_fields, images, previews, sd_models, sd_samplers, upscalers
 from modules.field_types import Choice, OneOf, SamplerName, ScheduleType, UpscalerName
+from modules.grids import upscale_for_display
 from modules.processing import (
     Processed,
     StableDiffusionProcessingImg2Img,
@@ -27,7 +28,6 @@ from modules.runtime.runner import ProcessingRequest
 from modules.runtime.state import GenerationState
 from serena_kit.attention import attention_overlay
 from serena_kit.extras import require
-from serena_kit.grids import upscale_for_display
 
 w = require("ipywidgets", "The widget form (GenerationForm)")
 

@@ -21,7 +21,8 @@ from modules.processing import (
     process_images,
 )
 from modules.replay import processing_from_infotext
-from serena_kit import cli, sweeps
+from modules.sweeps import axes as sweep_axes
+from serena_kit import cli
 
 CLASSES = {"txt2img": StableDiffusionProcessingTxt2Img, "img2img": StableDiffusionProcessingImg2Img}
 ENGINE_OWN = {"state", "attention"}  # the job's progress and what it observes: not generation fields
@@ -149,7 +150,7 @@ def test_every_sweepable_field_is_an_axis_labelled_with_its_declared_label(mode)
         if not declaration.sweepable or declaration.name == "init_images":
             continue
         value = declaration.example if declaration.example is not None else declaration.default_for(mode)
-        axis = sweeps.parse_axis("x", (declaration.short_name, [value]), base)
+        axis = sweep_axes.parse_axis("x", (declaration.short_name, [value]), base)
         assert axis.field == declaration.name
         assert axis.label(value) == f"{declaration.label}: {declaration.display(value)}"
         if declaration.infotext and declaration.infotext.part is None:  # the infotext's own name for it

@@ -1,6 +1,6 @@
 """Scripts run through the webui API's `script_name` / `script_args`, listed by /sdapi/v1/scripts and script-info.
 
-One script: the webui's "X/Y/Z plot", run as a Serena sweep (serena_kit.sweeps). Its `script_args` are the webui
+One script: the webui's "X/Y/Z plot", run as a Serena sweep (modules.sweeps.run). Its `script_args` are the webui
 script's positional arguments; the axis types are indices into the webui's axis list for the mode (script-info lists
 it as the type argument's `choices`, so a client can look a label up) or the labels themselves. Axis types Serena
 cannot sweep are refused with 400 naming script_args.
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from modules.api.requests import ApiError, find_checkpoint, invalid
-from serena_kit import sweeps
+from modules.sweeps import axes as sweep_axes
+from modules.sweeps import run as sweeps
 
 MODES = ("txt2img", "img2img")
 FIELD = "script_args"
@@ -41,7 +42,7 @@ AXIS_TYPES = (
     AxisType("Hires steps", "hr_second_pass_steps", int, modes=("txt2img",)),
     AxisType("CFG Scale", "cfg_scale", float),
     AxisType("Image CFG Scale", modes=("img2img",)),
-    AxisType("Prompt S/R", sweeps.PROMPT_SR),
+    AxisType("Prompt S/R", sweep_axes.PROMPT_SR),
     AxisType("Prompt order"),
     AxisType("Sampler", "sampler"),
     AxisType("Hires sampler", "hr_sampler_name", modes=("txt2img",)),

@@ -15,8 +15,8 @@ from helpers import COVERAGE_HOOK, png_files, png_of
 ray = pytest.importorskip("ray", reason="Ray is not installed (the optional extra: pip install -e .[ray])")
 
 import serena_kit as sk  # noqa: E402
+from modules.sweeps.output import MANIFEST, SweepOutput  # noqa: E402
 from serena_kit.distributed import RayExecutor, SweepWorker, portable  # noqa: E402
-from serena_kit.sweep_output import MANIFEST, SweepOutput  # noqa: E402
 
 pytestmark = pytest.mark.whole_machine  # two Ray actors on both cores; batch timeouts in seconds
 

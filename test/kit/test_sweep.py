@@ -10,9 +10,10 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.default_model import DEFAULT_MODEL_DIR
-from serena_kit import sweep_executors, sweeps
-from serena_kit.grids import CELL_GAP, CELL_SIZE, upscale_for_display
-from serena_kit.sweep_executors import run_distinct
+from modules.grids import CELL_GAP, CELL_SIZE, upscale_for_display
+from modules.sweeps import axes as sweep_axes
+from modules.sweeps import executors as sweep_executors
+from modules.sweeps.executors import run_distinct
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21)
 
@@ -86,7 +87,7 @@ def test_axis_labels_use_the_infotexts_names():
     base = sk.StableDiffusionProcessingImg2Img(init_images=[Image.new("RGB", (32, 32))], prompt="a circle")
 
     def label(name, value):
-        return sweeps.parse_axis("x", (name, [value]), base).label(value)
+        return sweep_axes.parse_axis("x", (name, [value]), base).label(value)
 
     assert label("subseed_strength", 0.25) == "Variation seed strength: 0.25"
     assert label("denoising_strength", 0.5) == "Denoising strength: 0.5"

@@ -9,8 +9,8 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.default_model import DEFAULT_MODEL_DIR
+from modules.sweeps.executors import run_distinct
 from serena_kit import metrics, plots
-from serena_kit.sweep_executors import run_distinct
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21)
 STUDY = dict(prompt="a red circle on a blue background", steps=20)

@@ -7,7 +7,7 @@ from helpers import png_of
 
 import serena_kit as sk
 from modules import images
-from serena_kit import sweep_executors
+from modules.sweeps import executors as sweep_executors
 from serena_kit.sweep_form import PLACEHOLDER_GREY, Speed
 
 BASE = {"prompt": "a red circle on a blue background", "steps": 4, "seed": 21}
@@ -39,11 +39,12 @@ def test_values_are_parsed_as_typed_with_errors_in_place_and_the_cell_count_and_
 
 
 def _distinct(form):
-    from serena_kit import sweeps
+    from modules.sweeps import axes as sweep_axes
+    from modules.sweeps import run as sweep_run
 
     axes = form.axes_or_error()
-    parsed = [sweeps.parse_axis(position, axes.get(position), form.base) for position in "xyz"]
-    return sweeps.plan_cells(form.base, parsed)[1]
+    parsed = [sweep_axes.parse_axis(position, axes.get(position), form.base) for position in "xyz"]
+    return sweep_run.plan_cells(form.base, parsed)[1]
 
 
 def test_run_fills_the_labelled_grid_and_a_cell_shows_large_with_its_infotext():

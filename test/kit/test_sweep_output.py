@@ -9,9 +9,9 @@ from PIL import Image
 
 import serena_kit as sk
 from modules.processing import StableDiffusionProcessingTxt2Img
+from modules.sweeps.executors import run_batched
+from modules.sweeps.output import MANIFEST, RANDOM_SEEDS, SweepOutput, cell_id, file_sha256, read_manifest
 from serena_kit import cli
-from serena_kit.sweep_executors import run_batched
-from serena_kit.sweep_output import MANIFEST, RANDOM_SEEDS, SweepOutput, cell_id, file_sha256, read_manifest
 from serena_kit.sweep_spec import load_spec, run_spec
 
 BASE = dict(prompt="a red circle on a blue background", steps=4, seed=21, subseed=5, exact=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from modules import generation_fields
 from modules.processing import Processed, StableDiffusionProcessing, process_images
 from modules.runtime.state import GenerationState
-from serena_kit import sweep_output
+from modules.sweeps import output as sweep_output
 
 # An executor runs the distinct cells and returns their results in order. One that also takes `on_result` reports
 # each cell as it finishes, `on_result(index, processed)`, so a sweep with an output directory writes it at once.
