@@ -218,11 +218,26 @@ def denoise(
                         model_input.chunk(2)[1], timestep, **prompt_half(embeddings, unet_kwargs), return_dict=False
                     )[0]
             noise_pred = guided.combine(step_index, timestep, noise_uncond, noise_text, perturbed)
-        latents = scheduler.step(noise_pred, timestep, latents, **extra, return_dict=False)[0]
+        stepped = scheduler.step(noise_pred, timestep, latents, **extra)
+        latents = stepped.prev_sample
         if after_step is not None:
             latents = after_step(latents, step_index)
-        state.step_done(latents, sampling_model)
+        state.step_done(latents, sampling_model, predicted_clean(scheduler, stepped))
     return latents
+
+
+def predicted_clean(scheduler, stepped) -> torch.Tensor | None:
+    """The sampler's prediction of the clean latents at this step: what its step reports (Euler, Heun, LMS, DPM2,
+    DPM++ SDE, DDIM: `pred_original_sample`; LCM: `denoised`), or what a multistep solver that predicts the clean
+    sample keeps (DPM++ 2M, UniPC); None where the sampler predicts none (PLMS)."""
+    for name in ("pred_original_sample", "denoised"):
+        value = getattr(stepped, name, None)
+        if value is not None:
+            return value
+    config = scheduler.config
+    predicts_clean = str(config.get("algorithm_type", "")).endswith("dpmsolver++") or config.get("predict_x0", False)
+    outputs = getattr(scheduler, "model_outputs", None)
+    return outputs[-1] if predicts_clean and outputs and outputs[-1] is not None else None
 
 
 def prompt_half(embeddings: torch.Tensor, unet_kwargs: dict) -> dict:

@@ -1,6 +1,7 @@
 """Live previews: the image being sampled, made from its latents cheaply enough to show every few steps.
 
-Both kinds are latent-sized (one pixel per latent pixel), so a face upscales either the same way:
+`live_preview` chooses for every face. The map and the small decode below are latent-sized (one pixel per latent
+pixel), so a face upscales either the same way:
 - a fitted linear map (RGB = weights @ latent channels + bias, pixel by pixel): next to free; the default model's
   is committed beside its weights (fitted by training/default_model/fit_preview_map.py);
 - for a model without one, a full VAE decode, box-downscaled to latent size: exact but costs a decode.
@@ -23,6 +24,9 @@ from modules.sd_models import LoadedModel
 
 # Checkpoint folders whose own VAE has a fitted map.
 FITTED_MAPS = {DEFAULT_MODEL_DIR: DEFAULT_PREVIEW_MAP}
+# Latents up to this side (the project's models: 8 and 16) preview through a full VAE decode: true colours at a
+# small cost (bench/preview_cost.py); larger ones through the fitted map where the model has one.
+FULL_DECODE_MAX_LATENT_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,20 @@ class LatentRGBMap:
         bias = torch.tensor(self.bias, dtype=torch.float32).view(1, 3, 1, 1)
         pixels = torch.einsum("rc,bchw->brhw", weights, latents.detach().float().cpu()) + bias
         return pixels.clamp(0, 1)
+
+
+def live_preview(
+    model: LoadedModel, latents: torch.Tensor, rgb_map: LatentRGBMap | None = None, decode_large: bool = True
+) -> Image.Image:
+    """The live preview every face shows (the widget form, the API's progress): small latents decoded at full size;
+    larger ones through `rgb_map` or the model's fitted map; without a map, decoded (`decode_large`) or, where a
+    decode would run beside the job in another thread (the API's request), the first three latent channels."""
+    if rgb_map is None and max(latents.shape[-2:]) <= FULL_DECODE_MAX_LATENT_SIDE:
+        return decoded_image(model, latents)
+    rgb_map = rgb_map or fitted_map(model)
+    if rgb_map is None and not decode_large:
+        return diffusion.latents_to_rgb_preview(latents)
+    return preview_image(model, latents, rgb_map)
 
 
 def preview_image(model: LoadedModel, latents: torch.Tensor, rgb_map: LatentRGBMap | None = None) -> Image.Image:

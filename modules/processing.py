@@ -35,6 +35,7 @@ from modules import (
     sd_vae,
     styles,
     textual_inversion,
+    trajectory,
     validation,
 )
 from modules.generation_fields import declared
@@ -101,6 +102,8 @@ class StableDiffusionProcessing:
     state: GenerationState = field(default_factory=GenerationState, compare=False, repr=False)
     # Cross-attention maps to capture (modules.attention_maps; True: the defaults); they do not change the image.
     attention: attention_maps.AttentionCapture | bool | None = field(default=None, compare=False, repr=False)
+    # The denoising trajectory to keep (modules.trajectory; True: the defaults); it does not change the image.
+    trajectory: trajectory.TrajectoryCapture | bool | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         self.sampler_name, self.scheduler = sd_samplers.canonical_names(self.sampler_name, self.scheduler)
@@ -248,6 +251,8 @@ class Processed:
     kernels: dict = field(default_factory=dict)  # what besides the job decides the bytes (determinism.job_kernels)
     # One modules.attention_maps.AttentionMaps per sample when the job asked for them (`attention`).
     attention_maps: list = field(default_factory=list, metadata={"in_info": False})
+    # One modules.trajectory.Trajectory per sample when the job asked for it (`trajectory`).
+    trajectories: list = field(default_factory=list, metadata={"in_info": False})
 
     @classmethod
     def of_job(
@@ -481,7 +486,7 @@ def sample_batch(
     )
     with timings.phase("sample"):
         try:
-            with recording:
+            with recording, trajectory.recording(p.trajectory, model, indices, p.state):
                 latents = diffusion.denoise(
                     model,
                     scheduler,
@@ -621,6 +626,10 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         p.attention = attention_maps.AttentionCapture()
     elif not p.attention:
         p.attention = None  # False: no capture
+    if p.trajectory is True:
+        p.trajectory = trajectory.TrajectoryCapture()
+    elif not p.trajectory:
+        p.trajectory = None
     state = p.state
     timings = PhaseTimings()
     with timings.phase("load_model"):
@@ -716,4 +725,5 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         timings=dict(timings),
         kernels=determinism.job_kernels(model.device),
         attention_maps=[p.attention.maps[index] for index in kept_indices] if p.attention else [],
+        trajectories=[p.trajectory.trajectories[index] for index in kept_indices] if p.trajectory else [],
     )

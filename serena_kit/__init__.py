@@ -48,6 +48,7 @@ _PUBLIC = {
     "request_from_widgets": "serena_kit.widgets",
     "side_by_side": "modules.grids",
     "sweep": "serena_kit.sweeps",
+    "TrajectoryCapture": "modules.trajectory",
     "upscale_for_display": "modules.grids",
 }
 

@@ -113,9 +113,11 @@ def generate(p, args):
         raise option_error(error) from None
     if getattr(args, "attention_maps", False):
         p.attention = True
+    if getattr(args, "trajectory", False):
+        p.trajectory = True
     with progress_bar(p.state, not args.quiet), interrupt_on_ctrl_c(p.state):
         result = process_images(p)
-    for path in result.paths + save_attention_maps(result):
+    for path in result.paths + save_attention_maps(result) + save_film_strips(result):
         print(path, flush=True)
     return result
 
@@ -136,6 +138,18 @@ def save_attention_maps(result) -> list[str]:
             target = image_path.with_name(f"{image_path.stem}-attention-{number:02d}-{name}.png")
             images.write_new_file(target, images.png_bytes(grey, None))
             written.append(str(target))
+    return written
+
+
+def save_film_strips(result) -> list[str]:
+    """Each saved sample's trajectory (modules.trajectory) as a film strip beside it: <image name>-trajectory.png."""
+    from modules import images
+
+    written = []
+    for path, trajectory in zip(result.paths, result.trajectories):  # the samples' paths come first
+        target = Path(path).with_name(f"{Path(path).stem}-trajectory.png")
+        images.write_new_file(target, images.png_bytes(trajectory.film_strip(), None))
+        written.append(str(target))
     return written
 
 
@@ -464,6 +478,11 @@ def generation_options(kind: str) -> ArgumentParser:
         "--attention-maps",
         action="store_true",
         help="also save each word's cross-attention map beside each image (<image>-attention-NN-<word>.png)",
+    )
+    options.add_argument(
+        "--trajectory",
+        action="store_true",
+        help="also save each image's denoising trajectory as a film strip beside it (<image>-trajectory.png)",
     )
     return options
 

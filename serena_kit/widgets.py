@@ -33,9 +33,6 @@ w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
 MASK = "mask"  # img2img's inpainting mask, also from an upload widget
-# Latents up to this side (the project's models: 8 and 16) preview through a full VAE decode: true colours at a
-# small cost (bench/preview_cost.py); larger ones through the fitted map where the model has one.
-FULL_DECODE_MAX_LATENT_SIDE = 16
 IMAGE_ITSELF = "(the image)"  # the attention menu's entry that shows the images themselves
 MAX_PREVIEW_EVERY = 1000  # the steps field's own bound
 
@@ -401,10 +398,7 @@ class GenerationForm:
 
     def _show_preview(self, state: GenerationState, batch: str) -> None:
         model, latents = state.current_model, state.current_latent
-        if self.preview_map is None and max(latents.shape[-2:]) <= FULL_DECODE_MAX_LATENT_SIDE:
-            image = previews.decoded_image(model, latents)  # true colours, and cheap at this size
-        else:
-            image = previews.preview_image(model, latents, self.preview_map)
+        image = previews.live_preview(model, latents, self.preview_map)
         # At the gallery's size, smoothed: a latent-sized map preview is a mosaic when blown up by whole pixels.
         scale = self.display_size / max(image.size)
         shown = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)

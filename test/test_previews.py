@@ -66,7 +66,7 @@ def test_an_sd_vae_override_is_decoded_not_mapped():
     assert previews.fitted_map(model) is not None and previews.fitted_map(other_vae) is None
 
 
-def test_the_api_live_preview_uses_the_fitted_map_and_never_decodes(monkeypatch):
+def test_the_api_live_preview_is_the_forms_and_never_decodes_large_latents_in_the_request(monkeypatch):
     import base64
     import io
 
@@ -80,6 +80,10 @@ def test_the_api_live_preview_uses_the_fitted_map_and_never_decodes(monkeypatch)
     def shown() -> bytes:
         return Image.open(io.BytesIO(base64.b64decode(live_preview(state)))).convert("RGB").tobytes()
 
-    assert shown() == previews.preview_image(model, latents).tobytes()
+    decoded = previews.decoded_image(model, latents)
+    assert shown() == previews.live_preview(model, latents).tobytes() == decoded.tobytes()  # small: true colours
+    monkeypatch.setattr(previews, "FULL_DECODE_MAX_LATENT_SIDE", 4)  # as if the latents were large
+    assert shown() == previews.preview_image(model, latents).tobytes()  # the fitted map
     monkeypatch.setattr(previews, "FITTED_MAPS", {})  # no map: the cheap channel view, not a decode in the request
     assert shown() == diffusion.latents_to_rgb_preview(latents).tobytes()
+    assert previews.live_preview(model, latents).tobytes() == previews.decoded_preview(model, latents).tobytes()

@@ -1,9 +1,8 @@
 """Progress the webui's way: `GET /sdapi/v1/progress` (the running job, whoever sent it) and
 `POST /internal/progress` (one task, by the id its client gave with `force_task_id`).
 
-The live preview is the running batch's latents shown cheaply (at latent resolution), only while the server option
-`live_previews_enable` is on: through the model's fitted latent-to-RGB map (modules.previews) where it has one,
-else its first three latent channels (a full decode would run beside the job, in the request's thread).
+The live preview is the running batch's first image as the notebook form shows it (modules.previews.live_preview),
+only while the server option `live_previews_enable` is on.
 """
 
 from __future__ import annotations
@@ -13,21 +12,19 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Response
 
-from modules import diffusion, images, previews
+from modules import images, previews
 from modules.api import lax, models
 from modules.runtime.state import GenerationState
 
 
 def live_preview(state: GenerationState) -> str | None:
-    """The running batch's latents as a base64 PNG, or None before its first step."""
+    """The running batch's first image as the notebook form previews it (modules.previews.live_preview), as a base64
+    PNG, or None before its first step. A model without a fitted map and large latents shows its first three
+    latent channels rather than a decode in the request's thread beside the job."""
     latents = state.current_latent
     if latents is None:
         return None
-    rgb_map = previews.fitted_map(state.current_model) if state.current_model is not None else None
-    if rgb_map is not None:
-        preview = previews.preview_image(state.current_model, latents, rgb_map)
-    else:
-        preview = diffusion.latents_to_rgb_preview(latents)
+    preview = previews.live_preview(state.current_model, latents, decode_large=False)
     return base64.b64encode(images.png_bytes(preview, None)).decode("ascii")
 
 

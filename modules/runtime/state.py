@@ -49,6 +49,7 @@ class GenerationState:
     finished_at: float | None = None
     current_latent: object = None  # the current batch's latents after its last step (None before its first)
     current_model: object = None  # the LoadedModel that made current_latent (a refiner's, once it took over)
+    current_denoised: object = None  # the sampler's prediction of the clean latents at that step (None: it has none)
     preview_id: int = 0  # steps done in the whole job: a live preview's id (the webui's id_live_preview)
     job_timestamp: str = ""  # set when the job begins (next_job_timestamp)
     # The webui's interrupt: the batch being sampled is decoded from its latents so far and returned too.
@@ -100,7 +101,7 @@ class GenerationState:
 
     def begin_batch(self, job_no: int) -> None:
         self.job_no, self.sampling_step = job_no, 0
-        self.current_latent = self.current_model = None
+        self.current_latent = self.current_model = self.current_denoised = None
         self._skip.clear()
 
     def raise_if_stopped(self) -> None:
@@ -110,10 +111,10 @@ class GenerationState:
         if self.skipped:
             raise Skipped
 
-    def step_done(self, latents=None, model=None) -> None:
+    def step_done(self, latents=None, model=None, denoised=None) -> None:
         self.sampling_step += 1
         self.preview_id += 1
-        self.current_latent, self.current_model = latents, model
+        self.current_latent, self.current_model, self.current_denoised = latents, model, denoised
         for listener in self.listeners:
             listener(self)
 
@@ -121,4 +122,4 @@ class GenerationState:
         self.job_no = self.job_count
         self.sampling_step = 0
         self.finished_at = time.perf_counter()
-        self.current_latent = self.current_model = None
+        self.current_latent = self.current_model = self.current_denoised = None
