@@ -33,6 +33,9 @@ w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
 MASK = "mask"  # img2img's inpainting mask, also from an upload widget
+CAPTION_STYLE = (
+    "white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; font-size: 10px; line-height: 1.3; margin: 0"
+)
 IMAGE_ITSELF = "(the image)"  # the attention menu's entry that shows the images themselves
 MAX_PREVIEW_EVERY = 1000  # the steps field's own bound
 
@@ -431,10 +434,8 @@ class GenerationForm:
         shown = upscale_for_display(image, self.display_size)
         picture = w.Image(value=images.png_bytes(shown, None), format="png").add_class("serena-image")
         self._pictures.append(picture)
-        caption = w.HTML(
-            f'<pre style="white-space: pre-wrap; font-size: 10px; line-height: 1.3; margin: 0">'
-            f"{html.escape(infotext)}</pre>"
-        ).add_class("serena-infotext")
+        # Lines break between words (JupyterLab's output <pre> breaks anywhere: "Model: sere|na-default").
+        caption = w.HTML(f'<pre style="{CAPTION_STYLE}">{html.escape(infotext)}</pre>').add_class("serena-infotext")
         return w.VBox([picture, caption], layout=w.Layout(width=f"{max(shown.width, 180)}px", margin="4px"))
 
     def _offer_attention_words(self, result: Processed) -> None:

@@ -55,6 +55,10 @@ def test_generate_and_interrupt_buttons_in_jupyterlab(jupyterlab, page, tmp_path
         assert page.locator(".serena-gallery img").count() == 2
         assert progress_percent(page) == 100
         assert page.locator(".serena-progress-text").inner_text().startswith("100%")
+        # The captions break lines between words, whatever JupyterLab's stylesheet says of <pre>.
+        caption = page.locator(".serena-infotext pre").first
+        assert caption.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
+        assert caption.evaluate("e => getComputedStyle(e).overflowWrap") in ("break-word", "anywhere")
 
         # A long job stopped by the Interrupt button ends early, short of 100 %.
         set_number(page, "serena-steps", 1000)

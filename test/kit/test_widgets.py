@@ -144,6 +144,7 @@ def test_generate_shows_the_images_with_their_infotext_and_keeps_the_result():
     assert shown.size == (128, 128)
     assert shown.resize((32, 32), Image.NEAREST).tobytes() == result.images[2].tobytes()
     assert "Seed: 32," in caption.value
+    assert "word-break: normal" in caption.value  # lines break between words, not inside them
     assert form.progress.value == 100 and "Done: 2 images. Seed 31." in form.status.value
     assert not form.generate_button.disabled and form.interrupt_button.disabled
 
