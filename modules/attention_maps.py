@@ -16,12 +16,15 @@ loop: diffusers has attention processors (used here) but no attention-map captur
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 END_OF_WORD = "</w>"
 
@@ -231,3 +234,25 @@ def recording(
             image_size,
             [step[position].cpu() for step in batch.per_step],
         )
+
+
+def word_map_images(maps: AttentionMaps) -> list[tuple[str, Image.Image]]:
+    """Each word's map as a 0-255 grey image of the image's size, with a file-name-safe word."""
+    return [
+        (re.sub(r"[^A-Za-z0-9_-]", "_", word), Image.fromarray((maps.word_map(number) * 255).round().astype("uint8")))
+        for number, (word, _) in enumerate(maps.words)
+    ]
+
+
+def save_beside_images(paths: list[str], all_maps: list[AttentionMaps]) -> list[str]:
+    """Each saved sample's word maps beside it, as <image name>-attention-<word number>-<word>.png; the paths."""
+    from modules import images
+
+    written = []
+    for path, maps in zip(paths, all_maps):  # a result's samples' paths come first, then the grid's
+        image_path = Path(path)
+        for number, (word, grey) in enumerate(word_map_images(maps)):
+            target = image_path.with_name(f"{image_path.stem}-attention-{number:02d}-{word}.png")
+            images.write_new_file(target, images.png_bytes(grey, None))
+            written.append(str(target))
+    return written

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -91,3 +92,15 @@ def recording(capture: TrajectoryCapture | None, model, indices, state):
             clean[:, position] if has_clean else None,
             [step[position] for step in frames],
         )
+
+
+def save_beside_images(paths: list[str], trajectories: list[Trajectory]) -> list[str]:
+    """Each saved sample's film strip beside it, as <image name>-trajectory.png; the paths."""
+    from modules import images
+
+    written = []
+    for path, trajectory in zip(paths, trajectories):  # a result's samples' paths come first
+        target = Path(path).with_name(f"{Path(path).stem}-trajectory.png")
+        images.write_new_file(target, images.png_bytes(trajectory.film_strip(), None))
+        written.append(str(target))
+    return written

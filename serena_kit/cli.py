@@ -105,6 +105,7 @@ def interrupt_on_ctrl_c(state):
 
 def generate(p, args):
     """Validate (usage errors name the option), run with a progress bar and Ctrl-C handling, print the paths."""
+    from modules import attention_maps, trajectory
     from modules.processing import process_images
 
     try:
@@ -117,40 +118,11 @@ def generate(p, args):
         p.trajectory = True
     with progress_bar(p.state, not args.quiet), interrupt_on_ctrl_c(p.state):
         result = process_images(p)
-    for path in result.paths + save_attention_maps(result) + save_film_strips(result):
+    saved = attention_maps.save_beside_images(result.paths, result.attention_maps)
+    saved += trajectory.save_beside_images(result.paths, result.trajectories)
+    for path in result.paths + saved:
         print(path, flush=True)
     return result
-
-
-def save_attention_maps(result) -> list[str]:
-    """Each saved sample's word maps (modules.attention_maps; 0-255 grey, the image's size) beside it, as
-    <image name>-attention-<word number>-<word>.png."""
-    from PIL import Image
-
-    from modules import images
-
-    written = []
-    for path, maps in zip(result.paths, result.attention_maps):  # the samples' paths come first, then the grid's
-        image_path = Path(path)
-        for number, (word, _) in enumerate(maps.words):
-            grey = Image.fromarray((maps.word_map(number) * 255).round().astype("uint8"), "L")
-            name = re.sub(r"[^A-Za-z0-9_-]", "_", word)
-            target = image_path.with_name(f"{image_path.stem}-attention-{number:02d}-{name}.png")
-            images.write_new_file(target, images.png_bytes(grey, None))
-            written.append(str(target))
-    return written
-
-
-def save_film_strips(result) -> list[str]:
-    """Each saved sample's trajectory (modules.trajectory) as a film strip beside it: <image name>-trajectory.png."""
-    from modules import images
-
-    written = []
-    for path, trajectory in zip(result.paths, result.trajectories):  # the samples' paths come first
-        target = Path(path).with_name(f"{Path(path).stem}-trajectory.png")
-        images.write_new_file(target, images.png_bytes(trajectory.film_strip(), None))
-        written.append(str(target))
-    return written
 
 
 def exit_status(p, result) -> int:

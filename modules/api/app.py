@@ -28,7 +28,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from modules import extra_networks, images, infotext, lora, sd_models, sd_samplers, textual_inversion
+from modules import (
+    attention_maps,
+    extra_networks,
+    images,
+    infotext,
+    lora,
+    sd_models,
+    sd_samplers,
+    textual_inversion,
+    trajectory,
+)
 from modules.api import lax, models, progress, requests, schema, scripts, server_routes
 from modules.api.extras import extras_router
 from modules.api.requests import ApiError, ApiLimits, ServerOptions
@@ -41,6 +51,22 @@ from modules.runtime.state import GenerationState
 def encode_png(image: Image.Image) -> str:
     """Base64 PNG with the image's infotext: the bytes the engine saves."""
     return base64.b64encode(images.png_bytes(image, image.info.get("parameters"))).decode("ascii")
+
+
+def instrument_outputs(request, processed) -> dict:
+    """What a request's Serena instruments made (attention maps, film strips), for the response; saved beside the
+    saved images too."""
+    outputs = {}
+    if request.attention_maps:
+        outputs["attention_maps"] = [
+            [{"word": word, "map": encode_png(grey)} for word, grey in attention_maps.word_map_images(maps)]
+            for maps in processed.attention_maps
+        ]
+        attention_maps.save_beside_images(processed.paths, processed.attention_maps)
+    if request.trajectory:
+        outputs["trajectories"] = [encode_png(item.film_strip()) for item in processed.trajectories]
+        trajectory.save_beside_images(processed.paths, processed.trajectories)
+    return outputs
 
 
 class Jobs:
@@ -200,6 +226,7 @@ def create_app(
             images=[encode_png(image) for image in processed.images] if request.send_images else [],
             parameters=request.model_dump(),
             info=processed.js(),
+            **await run_in_threadpool(instrument_outputs, request, processed),
         )
 
     @app.post("/sdapi/v1/img2img", response_model=models.ImageToImageResponse)
@@ -215,6 +242,7 @@ def create_app(
             images=[encode_png(image) for image in processed.images] if request.send_images else [],
             parameters=parameters,
             info=processed.js(),
+            **await run_in_threadpool(instrument_outputs, request, processed),
         )
 
     @app.post("/sdapi/v1/png-info", response_model=models.PNGInfoResponse)

@@ -77,6 +77,17 @@ class WebuiRequest(LaxRequest):
     override_settings: dict[str, Any] | None = None
     send_images: bool = True
     save_images: bool = False
+    # Serena's instruments (not the webui's): returned in the response, and saved beside saved images.
+    attention_maps: bool = Field(
+        False,
+        description="Serena: each word's cross-attention map per image (response attention_maps; saved as "
+        "<image>-attention-NN-<word>.png beside saved images)",
+    )
+    trajectory: bool = Field(
+        False,
+        description="Serena: each image's denoising film strip (response trajectories; saved as "
+        "<image>-trajectory.png beside saved images)",
+    )
 
     # Accepted for webui clients; see IGNORED_FIELDS and NO_OP_VALUES.
     restore_faces: bool | None = None
@@ -146,6 +157,12 @@ class TextToImageResponse(BaseModel):
     images: list[str] | None = Field(None, description="The generated images, base64 PNG with the infotext.")
     parameters: dict
     info: str = Field(description="JSON: all_seeds, all_subseeds, infotexts, ...")
+    attention_maps: list[list[dict[str, str]]] | None = Field(
+        None, description="Serena, with attention_maps: per image, each word's {word, map: base64 grey PNG}"
+    )
+    trajectories: list[str] | None = Field(
+        None, description="Serena, with trajectory: per image, its denoising film strip as a base64 PNG"
+    )
 
 
 class ImageToImageResponse(TextToImageResponse):

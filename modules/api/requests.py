@@ -382,6 +382,10 @@ def model_hash_caveat(request, checkpoint_path: str | None) -> str | None:
 
 
 def validated(p, request):
+    if (request.attention_maps or request.trajectory) and request.script_name:
+        field = "attention_maps" if request.attention_maps else "trajectory"
+        raise invalid(field, f"{field}: not with a script ({request.script_name!r}); ask for one job at a time")
+    p.attention, p.trajectory = request.attention_maps or None, request.trajectory or None
     try:
         p.validate()
     except (TypeError, ValueError) as error:

@@ -287,8 +287,10 @@ def extras_rules(limits) -> list[dict]:
 def checkpoint_forms(models_dir, keeps: tuple) -> list[dict]:
     """A checkpoint named by a request: one in the server's models folder (name, file name or title), or a value that
     keeps the first pass's model."""
-    names = [
-        name for info in requests.allowed_checkpoints(models_dir) for name in (info.name, info.path.name, info.title)
+    names = [  # an embedded model by its name only: its file is the package's "weights" folder
+        name
+        for info in requests.allowed_checkpoints(models_dir)
+        for name in ((info.name, info.title) if info.embedded else (info.name, info.path.name, info.title))
     ]
     return [{"enum": list(dict.fromkeys([*keeps, *names]))}]
 

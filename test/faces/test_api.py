@@ -413,3 +413,36 @@ def test_infotext_sets_the_fields_a_request_leaves_unset_and_the_servers_model_r
     assert "serena.api: infotext: the image records model hash 0123456789 (shapes-v1-from-a-colleague)" in logged
     bad = client.post("/sdapi/v1/txt2img", json={"infotext": text.replace("Steps: 4", "Steps: many")})
     assert bad.status_code == 400 and bad.json()["field"] == "infotext", bad.text
+
+
+def test_the_api_returns_the_maps_and_film_strips_and_saves_them_beside_saved_images(api_server):
+    plain = {"prompt": "a red circle on a blue background", "steps": 4, "seed": 9413}
+    request = plain | {"attention_maps": True, "trajectory": True}
+    with api_server.client() as client:
+        answer = client.post("/sdapi/v1/txt2img", json=request | {"save_images": True})
+        refused = client.post("/sdapi/v1/txt2img", json=request | {"script_name": "x/y/z plot"})
+        unobserved = client.post("/sdapi/v1/txt2img", json=plain)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    words = [entry["word"] for entry in body["attention_maps"][0]]
+    assert words == ["a", "red", "circle", "on", "a", "blue", "background"] and len(body["trajectories"]) == 1
+    grey = Image.open(io.BytesIO(base64.b64decode(body["attention_maps"][0][2]["map"])))
+    assert grey.mode == "L" and grey.size == (32, 32)
+    image_path = next(api_server.outdir.rglob("*-9413.png"))
+    beside = sorted(path.name for path in image_path.parent.glob(f"{image_path.stem}-*.png"))
+    assert beside == [f"{image_path.stem}-attention-{n:02d}-{word}.png" for n, word in enumerate(words)] + [
+        f"{image_path.stem}-trajectory.png"
+    ]
+    assert refused.status_code == 400 and refused.json()["field"] == "attention_maps"
+    assert unobserved.json()["images"] == body["images"] and unobserved.json()["attention_maps"] is None
+
+
+def test_every_checkpoint_name_the_schema_offers_is_one_the_server_accepts(tmp_path):
+    """Found by the fuzzer: the schema offered an embedded model's folder name ("weights"), which the server refused."""
+    from modules.api import requests, schema
+
+    (tmp_path / "tiny").symlink_to(DEFAULT_MODEL_DIR, target_is_directory=True)
+    (enum,) = schema.checkpoint_forms(tmp_path, ("", "None"))
+    for name in enum["enum"][2:]:  # after "" and "None", which keep the first pass's model
+        requests.find_checkpoint(name, tmp_path, "refiner_checkpoint")
+    assert "serena-scenes" in enum["enum"] and "weights" not in enum["enum"]
