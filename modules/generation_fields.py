@@ -265,7 +265,7 @@ def hires_differs(name: str, first_pass: str) -> Callable[[Mapping], bool]:
 
 
 GUIDANCE_METHODS = ("CFG", "APG", "CFG-Zero*", "PAG", "SLG")  # modules.guidance runs them
-PERTURBED_LAYERS_PATTERN = r"(mid|(down|up)\.\d+)(, ?(mid|(down|up)\.\d+))*"
+PERTURBED_LAYERS_PATTERN = r"(mid|(down|up)\.[0-9]+)(, ?(mid|(down|up)\.[0-9]+))*"
 
 
 def method_is(*methods: str) -> Callable[[Mapping], bool]:

@@ -74,11 +74,16 @@ def job_sizes(p, native_size: int, factor: int = 8) -> tuple[int, int, HiresTarg
     return width, height, target(width, height, p.hr_scale, resize_x, resize_y, factor)
 
 
+# The longest schedule a second pass makes (the webui's rule gives steps / strength: unbounded as the strength nears 0).
+MAX_SCHEDULE_STEPS = 100_000
+
+
 def second_pass_steps(steps: int, denoising_strength: float) -> tuple[int, int]:
-    """(schedule length, steps run) for the second pass, as the webui's img2img with explicit steps."""
+    """(schedule length, steps run) for the second pass, as the webui's img2img with explicit steps; a strength so
+    small that the schedule would pass MAX_SCHEDULE_STEPS runs the last steps of that many."""
     if denoising_strength == 0:
         return steps, 0
-    return int(steps / min(denoising_strength, 0.999)), steps
+    return int(min(steps / min(denoising_strength, 0.999), MAX_SCHEDULE_STEPS)), steps
 
 
 def truncate(latents, hires_target: HiresTarget):

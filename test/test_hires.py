@@ -115,3 +115,13 @@ def test_interrupt_and_skip_work_in_the_second_pass(stop):
 def test_bad_hires_fields_are_refused_naming_the_field(fields, error, message):
     with pytest.raises(error, match=message):
         job(**fields).validate()
+
+
+def test_a_vanishing_denoising_strength_makes_a_bounded_schedule():
+    """Found by the API fuzzer: strength 5e-324 made an infinite schedule length (a server error)."""
+    from modules.hires import MAX_SCHEDULE_STEPS, second_pass_steps
+
+    assert second_pass_steps(20, 0.5) == (40, 20) and second_pass_steps(20, 1.0) == (20, 20)
+    assert second_pass_steps(1, 5e-324) == (MAX_SCHEDULE_STEPS, 1)
+    result = process_images(job(steps=1, hr_second_pass_steps=1, denoising_strength=5e-324, batch_size=1))
+    assert result.images[0].size == (64, 64)

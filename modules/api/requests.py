@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import generation_fields, infotext, named_files, replay, sd_models
+from modules import generation_fields, hires, infotext, named_files, replay, sd_models
 from modules.api import lax, models
 from modules.api.webui_options import OUTDIR_OPTIONS, SERVER_OPTIONS, STORED_OPTIONS
 from modules.field_types import Flag, OrNone
@@ -403,7 +403,26 @@ def txt2img_processing(
     if request.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
         checkpoint = find_checkpoint(request.hr_checkpoint_name, options.models_dir, "hr_checkpoint_name")
         fields["hr_checkpoint_name"] = str(checkpoint.path) if checkpoint else None
-    return validated(StableDiffusionProcessingTxt2Img(**fields), request)
+    p = validated(StableDiffusionProcessingTxt2Img(**fields), request)
+    check_hires_size(p, limits)
+    return p
+
+
+def check_hires_size(p: StableDiffusionProcessingTxt2Img, limits: ApiLimits) -> None:
+    """The hires pass's image is within the server's size limits too (its size follows from the first pass's)."""
+    if not p.enable_hr:
+        return
+    effective = p.effective()
+    checkpoint = sd_models.resolve_checkpoint(effective.sd_model_checkpoint)
+    native = sd_models.configured_native_size(checkpoint) or BUDGET_NATIVE_SIZE
+    *_, target = hires.job_sizes(effective, native)
+    if target.width > limits.max_width or target.height > limits.max_height:
+        field = "hr_resize_x" if p.hr_resize_x or p.hr_resize_y else "hr_scale"
+        raise over_limit(
+            field,
+            f"{field}: the hires image would be {target.width}x{target.height}, over this server's limit of "
+            f"{limits.max_width}x{limits.max_height}",
+        )
 
 
 def img2img_processing(

@@ -38,6 +38,7 @@ from modules.field_types import (
     Number,
     OneOf,
     OrNone,
+    PatternText,
     Picture,
     PromptText,
     SamplerName,
@@ -128,6 +129,8 @@ def kind_forms(kind, limit: int | None) -> list[dict]:
         return [{"type": "string", "pattern": any_case(kind.values)}]
     if isinstance(kind, OneOf):
         return [{"enum": list(kind.names)}]
+    if isinstance(kind, PatternText):
+        return [{"type": "string", "pattern": f"^(?:{kind.pattern})$"}]
     if isinstance(kind, SamplerName):
         return [{"enum": sampler_names()}]
     if isinstance(kind, ScheduleType):

@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -446,3 +447,15 @@ def test_every_checkpoint_name_the_schema_offers_is_one_the_server_accepts(tmp_p
     for name in enum["enum"][2:]:  # after "" and "None", which keep the first pass's model
         requests.find_checkpoint(name, tmp_path, "refiner_checkpoint")
     assert "serena-scenes" in enum["enum"] and "weights" not in enum["enum"]
+
+
+def test_the_hires_image_is_held_to_the_servers_size_limits(tmp_path):
+    from modules.api import ApiLimits
+    from modules.api.requests import ApiError, ServerOptions, txt2img_processing
+
+    limits = ApiLimits(max_width=64, max_height=64)
+    options = ServerOptions(DEFAULT_MODEL_DIR.parent, tmp_path)
+    request = StableDiffusionTxt2ImgAPI(prompt="x", steps=2, enable_hr=True, hr_scale=2.0)
+    assert txt2img_processing(request, options, limits).hr_scale == 2.0  # 32 px native: a 64 px hires image
+    with pytest.raises(ApiError, match="^hr_scale: the hires image would be 96x96, over this server's limit of 64x64"):
+        txt2img_processing(request.model_copy(update={"hr_scale": 3.0}), options, limits)

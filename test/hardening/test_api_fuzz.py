@@ -58,7 +58,11 @@ def run_schemathesis(server: ApiServer, report: Path) -> subprocess.CompletedPro
 
 # Rules between fields that the schema does not state (schemathesis's generator rejects them as if/then clauses,
 # docs/reliability.md): a schema-valid request breaking one is refused with 400 naming one of these fields.
-UNSTATED_RULES = {"init_images", "script_args"} | set(generation_fields.per_image_names())
+# Also: the guidance interval's start below its end, the perturbed layers the loaded model has, the instruments
+# (attention maps, trajectory) not with a script, and the hires image (size x scale) within the size limits.
+UNSTATED_RULES = {"init_images", "script_args", "guidance_start", "perturbed_layers", "attention_maps", "trajectory"}
+UNSTATED_RULES |= {"hr_scale", "hr_resize_x"}
+UNSTATED_RULES |= set(generation_fields.per_image_names())
 FAILURE_BLOCK = re.compile(r"^- (ST\d{3}) .*?(?=^- ST|^_{5,}|^={5,})", re.S | re.M)
 
 
