@@ -70,7 +70,7 @@ def encode_prompts(
         [prompt_encoding.text_encoding(model, text, clip_skip, emphasis) for _, text in schedule]
         for schedule in schedules
     ]
-    if model.is_sdxl:
+    if model.family.zero_empty_negative:
         for row, schedule in zip(encodings[: len(negative_prompts)], schedules):
             row[:] = [zeros_if_empty(encoding, text) for encoding, (_, text) in zip(row, schedule)]
     tokens = max(encoding.hidden.shape[1] for row in encodings for encoding in row)
@@ -85,26 +85,6 @@ def zeros_if_empty(encoding: prompt_encoding.TextEncoding, text: str) -> prompt_
     if text:
         return encoding
     return prompt_encoding.TextEncoding(torch.zeros_like(encoding.hidden), torch.zeros_like(encoding.pooled))
-
-
-SDXL_CROP_TOP_LEFT = (0, 0)  # the webui's defaults (its sdxl_crop_top / sdxl_crop_left options)
-REFINER_AESTHETIC_SCORES = (2.5, 6.0)  # negative, positive: the webui's sdxl_refiner_low/high_aesthetic_score
-
-
-def size_conditioning(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
-    """SDXL's micro-conditioning, one row per CFG row (negatives, then prompts): original size, crop, target size
-    (the image's own size, as the webui sets them), or, for the refiner, the aesthetic score instead of the target."""
-    unet_config = model.pipeline.unet.config
-    pooled_dim = model.pipeline.text_encoder_2.config.projection_dim
-    ids_count = (unet_config.projection_class_embeddings_input_dim - pooled_dim) // unet_config.addition_time_embed_dim
-    height, width = (side * model.vae_scale_factor for side in latents.shape[-2:])
-    size_and_crop = [height, width, *SDXL_CROP_TOP_LEFT]
-    if ids_count == 5:  # the refiner
-        rows = [size_and_crop + [REFINER_AESTHETIC_SCORES[0]]] * len(latents)
-        rows += [size_and_crop + [REFINER_AESTHETIC_SCORES[1]]] * len(latents)
-    else:
-        rows = [size_and_crop + [height, width]] * (2 * len(latents))
-    return torch.tensor(rows, device=model.device, dtype=model.dtype)
 
 
 @dataclass
@@ -187,7 +167,8 @@ def denoise(
     else:
         cfg_scale = torch.tensor(cfg_scales, device=model.device, dtype=latents.dtype).view(-1, 1, 1, 1)
     state.sampling_steps = len(timesteps)
-    sdxl_sizes = size_conditioning(model, latents) if model.is_sdxl else None
+    family = model.family
+    step_conditioning = family.step_conditioning(model, latents)  # SDXL: the image's size
     switch_step = refiner.step(timesteps) if refiner is not None else None
     guided = guidance.for_batch(guidance_settings, cfg_scales, len(timesteps), unet)
     if image_conditioning is not None:
@@ -197,15 +178,13 @@ def denoise(
         if step_index == switch_step:
             unet, conditioning, refiner.taken_over = refiner.model.pipeline.unet, refiner.conditioning, True
             sampling_model = refiner.model
-            sdxl_sizes = size_conditioning(refiner.model, latents) if refiner.model.is_sdxl else None
+            family = refiner.model.family
+            step_conditioning = family.step_conditioning(refiner.model, latents)
         model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
         if image_conditioning is not None:
             model_input = torch.cat([model_input, image_conditioning], dim=1)
         embeddings = conditioning.at(step_index)
-        unet_kwargs = {}
-        if sdxl_sizes is not None:  # SDXL's pooled text and size conditioning
-            pooled = conditioning.pooled_at(step_index)
-            unet_kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": sdxl_sizes}
+        unet_kwargs = family.denoiser_kwargs(step_conditioning, conditioning, step_index)
         noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False, **unet_kwargs)[0]
         noise_uncond, noise_text = noise_pred.chunk(2)
         if guided is None:
@@ -296,8 +275,7 @@ def image_pixels(model: LoadedModel, images: list[Image.Image], width: int, heig
 
 def encode_pixels(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
     vae = model.pipeline.vae  # float32 where the model's is float16 and the VAE overflows in it (modules.sd_models)
-    latents = vae.encode(pixels.to(model.device, vae.dtype)).latent_dist.mode()
-    return (latents * vae.config.scaling_factor).to(model.dtype)
+    return model.family.to_latents(model, vae.encode(pixels.to(model.device, vae.dtype)).latent_dist.mode())
 
 
 def is_inpainting_model(model: LoadedModel) -> bool:
@@ -306,12 +284,11 @@ def is_inpainting_model(model: LoadedModel) -> bool:
 
 
 def latent_channels(model: LoadedModel) -> int:
-    return model.pipeline.vae.config.latent_channels
+    return model.family.latent_channels(model)
 
 
 def decode_latents(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:
-    vae = model.pipeline.vae
-    pixels = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype), return_dict=False)[0]
+    pixels = model.pipeline.vae.decode(model.family.from_latents(model, latents), return_dict=False)[0]
     return model.pipeline.image_processor.postprocess(pixels, output_type="pil")
 
 

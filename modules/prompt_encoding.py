@@ -134,19 +134,10 @@ def encode_ids(
     `clip_skip` counts like the webui: 1 is the last layer, 2 the one before it (then the final layer norm).
     """
     input_ids = torch.tensor([ids], device=model.device)
-    if model.is_sdxl:
-        output = text_encoder(input_ids, output_hidden_states=True)
-        pooled = output.text_embeds if hasattr(output, "text_embeds") else None
-        return output.hidden_states[-2], pooled
     attention_mask = None
     if getattr(text_encoder.config, "use_attention_mask", False):  # absent from CLIP's config, as in diffusers
         attention_mask = (torch.arange(len(ids), device=model.device) < length).long().unsqueeze(0)
-    if clip_skip == 1:
-        return text_encoder(input_ids, attention_mask=attention_mask)[0], None
-    output = text_encoder(input_ids, attention_mask=attention_mask, output_hidden_states=True)
-    # transformers 5's CLIPTextModel has the layer norm at the top level (older versions: under text_model).
-    final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
-    return final_layer_norm(output.hidden_states[-clip_skip]), None
+    return model.family.encoder_output(text_encoder, input_ids, attention_mask, clip_skip)
 
 
 def encode_chunk(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from modules import devices, fast_path
+from modules import devices, families, fast_path
 
 DEFAULT_MODEL_NAME = "serena-default"
 SINGLE_FILE_SUFFIXES = (".safetensors",)
@@ -224,10 +224,10 @@ class LoadedModel:
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.pipeline.vae.config.block_out_channels) - 1)
 
-    @property
-    def is_sdxl(self) -> bool:
-        """Two text encoders (or the refiner's one, the second), pooled text and size conditioning."""
-        return getattr(self.pipeline, "text_encoder_2", None) is not None
+    @cached_property
+    def family(self) -> families.ModelFamily:
+        """What its kind of model decides (text conditioning, denoiser inputs, latent format): modules.families."""
+        return families.family_of(self.pipeline)
 
     @property
     def native_size(self) -> int:

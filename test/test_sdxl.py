@@ -76,7 +76,7 @@ def test_the_architecture_is_read_from_the_folder(sdxl):
     names = {info.name: info.architecture for info in sd_models.list_checkpoints()}
     assert names == {"serena-default": "sd", "serena-scenes": "sd", "tinyxl": "sdxl", "tinyxl-refiner": "sdxl-refiner"}
     model = sd_models.load_model("tinyxl")
-    assert model.is_sdxl and model.native_size == 64
+    assert model.family.name == "sdxl" and model.native_size == 64
 
 
 @pytest.mark.parametrize("negative_prompt", ["", "blurry"])
