@@ -25,7 +25,7 @@ from modules.sweeps import axes as sweep_axes
 from serena_kit import cli
 
 CLASSES = {"txt2img": StableDiffusionProcessingTxt2Img, "img2img": StableDiffusionProcessingImg2Img}
-ENGINE_OWN = {"state", "attention"}  # the job's progress and what it observes: not generation fields
+ENGINE_OWN = {"state", "attention", "trajectory"}  # the job's progress and what it observes: not generation fields
 
 
 def declared_names(mode: str) -> set[str]:
