@@ -27,7 +27,9 @@ from modules.field_types import (
     Flag,
     Integer,
     Number,
+    OneOf,
     OrNone,
+    PatternText,
     PromptText,
     SamplerName,
     ScheduleType,
@@ -47,8 +49,8 @@ DECIMAL_RANGE = re.compile(rf"^\s*({DECIMAL})\s*-\s*({DECIMAL})(?:\s*\(\s*([+-]\
 DECIMAL_COUNT = re.compile(rf"^\s*({DECIMAL})\s*-\s*({DECIMAL})\s*\[\s*(\d+)\s*\]\s*$")
 
 INTEGER_KINDS = (Integer, Seed, Size, SizeOrOff)
-TEXT_KINDS = (PromptText, Text, SamplerName, ScheduleType)
-TYPABLE_KINDS = (*INTEGER_KINDS, Number, *TEXT_KINDS, Choice, Flag)
+TEXT_KINDS = (PromptText, Text, PatternText, SamplerName, ScheduleType)
+TYPABLE_KINDS = (*INTEGER_KINDS, Number, *TEXT_KINDS, Choice, OneOf, Flag)
 NONE_WORDS = ("none", "default")
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -130,6 +132,8 @@ def kind_entry(kind, entry: str) -> list:
         if entry.isdigit():
             return [int(entry)]
         raise ValueError(f"{entry!r} is not one of {kind.describe()}")
+    if isinstance(kind, OneOf):  # any case, as names are typed ("apg"); the field's check names what is allowed
+        return [{name.lower(): name for name in kind.names}.get(entry.lower(), entry)]
     return [entry]
 
 

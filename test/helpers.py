@@ -68,3 +68,21 @@ def unmeasured(environment: dict | None = None) -> dict:
         for key, value in (os.environ if environment is None else environment).items()
         if key != COVERAGE_HOOK
     }
+
+
+# The default model's 12 adherence captions (shape, colour, background) with a seed each: every shape, every colour as
+# shape and as background at least once.
+ADHERENCE_CASES = [
+    ("circle", "red", "blue", 0),
+    ("square", "green", "white", 1),
+    ("triangle", "blue", "yellow", 2),
+    ("circle", "yellow", "black", 3),
+    ("square", "white", "purple", 4),
+    ("triangle", "black", "orange", 5),
+    ("circle", "orange", "green", 6),
+    ("square", "purple", "red", 7),
+    ("triangle", "red", "white", 8),
+    ("circle", "blue", "orange", 9),
+    ("square", "black", "yellow", 10),
+    ("triangle", "green", "purple", 11),
+]

@@ -5,7 +5,7 @@ default model (scored by its scorer)."""
 import numpy as np
 import pytest
 import torch
-from helpers import png_of
+from helpers import ADHERENCE_CASES, png_of
 
 from modules import guidance
 from modules.default_model import scoring
@@ -95,20 +95,7 @@ def test_attention_maps_are_captured_under_perturbed_guidance_without_changing_t
     assert maps.word_map("circle").shape == (32, 32)
 
 
-CASES = [
-    ("circle", "red", "blue", 0),
-    ("square", "green", "white", 1),
-    ("triangle", "blue", "yellow", 2),
-    ("circle", "yellow", "black", 3),
-    ("square", "white", "purple", 4),
-    ("triangle", "black", "orange", 5),
-    ("circle", "orange", "green", 6),
-    ("square", "purple", "red", 7),
-    ("triangle", "red", "white", 8),
-    ("circle", "blue", "orange", 9),
-    ("square", "black", "yellow", 10),
-    ("triangle", "green", "purple", 11),
-]
+CASES = ADHERENCE_CASES
 
 
 def adherence(**fields) -> float:

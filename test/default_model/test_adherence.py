@@ -2,26 +2,13 @@
 
 import numpy as np
 import pytest
+from helpers import ADHERENCE_CASES
 
 from modules.default_model import scoring
 from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img, process_images
 from training.default_model import dataset
 
-# 12 fixed prompts x seeds: every shape, every colour as shape and as background at least once.
-CASES = [
-    ("circle", "red", "blue", 0),
-    ("square", "green", "white", 1),
-    ("triangle", "blue", "yellow", 2),
-    ("circle", "yellow", "black", 3),
-    ("square", "white", "purple", 4),
-    ("triangle", "black", "orange", 5),
-    ("circle", "orange", "green", 6),
-    ("square", "purple", "red", 7),
-    ("triangle", "red", "white", 8),
-    ("circle", "blue", "orange", 9),
-    ("square", "black", "yellow", 10),
-    ("triangle", "green", "purple", 11),
-]
+CASES = ADHERENCE_CASES
 
 
 def generate(**fields):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import ADHERENCE_CASES
 from PIL import Image
 
 import serena_kit
@@ -16,21 +17,7 @@ DENOISING = 0.75
 # Mean absolute pixel difference (0..255) between the hires image scaled back to 32 px and the first pass;
 # measured 25.2 (Latent) and 23.6 (Lanczos): same composition, sharper edges.
 MAX_MEAN_DISTANCE = {"Latent": 30.0, "Lanczos": 30.0}
-# 12 prompts x seeds, every shape and colour (as in test_adherence)
-CASES = [
-    ("circle", "red", "blue", 0),
-    ("square", "green", "white", 1),
-    ("triangle", "blue", "yellow", 2),
-    ("circle", "yellow", "black", 3),
-    ("square", "white", "purple", 4),
-    ("triangle", "black", "orange", 5),
-    ("circle", "orange", "green", 6),
-    ("square", "purple", "red", 7),
-    ("triangle", "red", "white", 8),
-    ("circle", "blue", "orange", 9),
-    ("square", "black", "yellow", 10),
-    ("triangle", "green", "purple", 11),
-]
+CASES = ADHERENCE_CASES
 
 
 @pytest.fixture(scope="module")

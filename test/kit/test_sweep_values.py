@@ -26,6 +26,9 @@ BASE = sk.StableDiffusionProcessingTxt2Img(prompt="a red circle on a blue backgr
         ("sampler", "Euler a, DPM++ 2M", ["Euler a", "DPM++ 2M"]),
         ("model", "default, other.safetensors", [None, "other.safetensors"]),
         ("prompt_sr", '"red", green, "dark, blue"', ["red", "green", "dark, blue"]),
+        ("guidance", "CFG, apg, CFG-Zero*", ["CFG", "APG", "CFG-Zero*"]),  # a name in any case, as written
+        ("perturbed_layers", 'mid, "mid,up.1"', ["mid", "mid,up.1"]),
+        ("emphasis", "no norm, Original", ["No norm", "Original"]),
     ],
 )
 def test_values_typed_as_in_the_webui_parse_to_the_axis_values(name, text, values):
@@ -43,6 +46,8 @@ def test_values_typed_as_in_the_webui_parse_to_the_axis_values(name, text, value
         ("sampler", "Euler z", r"^sampler: unknown sampler 'Euler z'; valid samplers: Euler, "),  # the axis typed
         ("steps", " , ", r"^steps: no values"),
         ("styles", "x", r"^styles: cannot be typed as a sweep axis; valid: prompt_sr, "),
+        ("guidance", "CFG, PAG++", r"^guidance: 'PAG\+\+' is not allowed; allowed CFG, APG, CFG-Zero\*, PAG, SLG"),
+        ("perturbed_layers", "middle", r"^perturbed_layers: 'middle' is not allowed; allowed mid, down.N or up.N"),
     ],
 )
 def test_bad_values_name_the_axis_and_what_is_wrong(name, text, error):
