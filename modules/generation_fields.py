@@ -361,8 +361,9 @@ FIELDS: tuple[GenerationField, ...] = (
         Number(0.0, 1.0),
         0.0,
         "CFG rescale: how much of the guided prediction is rescaled to the prompt prediction's spread (0: off)",
-        label="Guidance rescale",
-        infotext=Infotext("Guidance rescale", when=lambda values: values["guidance_rescale"] > 0),
+        label="Rescale CFG",  # the key and API name the webui family's built-in RescaleCFG writes and reads
+        infotext=Infotext("Rescale CFG", when=lambda values: values["guidance_rescale"] > 0),
+        api=Api(name="rescale_cfg"),
         widget=Widget("slider", 7, {"step": 0.05}),
         example=0.7,
     ),

@@ -150,6 +150,8 @@ def test_a_guidance_method_agrees_through_kit_cli_and_api_and_the_api_takes_its_
     }
     kit = [png_of(image) for image in serena_kit.txt2img(**parameters, do_not_save_samples=True).images]
     cli = cli_pngs(capsys, "txt2img", parameters)
-    api = api_pngs(api_server, "txt2img", parameters | {"perturbed_scale": "2.5", "guidance_rescale": " .5"})
+    api_parameters = {key: value for key, value in parameters.items() if key != "guidance_rescale"}
+    api_parameters |= {"perturbed_scale": "2.5", "rescale_cfg": " .5"}  # the webui family's name for CFG rescale
+    api = api_pngs(api_server, "txt2img", api_parameters)
     assert len(kit) == 1 and kit == cli == api
     assert b"Guidance: PAG" in kit[0]
