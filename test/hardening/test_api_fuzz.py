@@ -62,6 +62,8 @@ def run_schemathesis(server: ApiServer, report: Path) -> subprocess.CompletedPro
 # (attention maps, trajectory) not with a script, and the hires image (size x scale) within the size limits.
 UNSTATED_RULES = {"init_images", "script_args", "guidance_start", "perturbed_layers", "attention_maps", "trajectory"}
 UNSTATED_RULES |= {"hr_scale", "hr_resize_x"}
+# And the option names override_settings may hold: the server's engine and stored options (docs/reliability.md).
+UNSTATED_RULES |= {"override_settings"}
 UNSTATED_RULES |= set(generation_fields.per_image_names())
 FAILURE_BLOCK = re.compile(r"^- (ST\d{3}) .*?(?=^- ST|^_{5,}|^={5,})", re.S | re.M)
 
