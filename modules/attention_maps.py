@@ -207,6 +207,10 @@ def recording(
     if capture is None:
         yield
         return
+    if model.family.flow:
+        raise ValueError(
+            f"attention_maps: available for the UNet families (sd, sdxl); not yet for {model.family.name} models"
+        )
     unet = model.pipeline.unet
     originals = dict(unet.attn_processors)
     batch = _Batch(capture, state, latent_size, total_steps, len(indices))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import guidance, prompt_encoding, prompt_parser, rng
+from modules import guidance, prompt_encoding, prompt_parser, rng, sd_samplers
 from modules.runtime.state import GenerationState
 from modules.sd_models import LoadedModel
 
@@ -38,7 +38,7 @@ class PromptConditioning:
 
     def at(self, step_index: int) -> torch.Tensor:
         """The (rows, tokens, dim) embeddings for sampling step `step_index` (0-based, one per model evaluation)."""
-        return self._rows(step_index, "hidden")
+        return self._rows(step_index, "context")
 
     def pooled_at(self, step_index: int) -> torch.Tensor:
         """SDXL's (rows, pooled dim) pooled embeddings for sampling step `step_index`."""
@@ -84,7 +84,12 @@ def encode_prompts(
 def zeros_if_empty(encoding: prompt_encoding.TextEncoding, text: str) -> prompt_encoding.TextEncoding:
     if text:
         return encoding
-    return prompt_encoding.TextEncoding(torch.zeros_like(encoding.hidden), torch.zeros_like(encoding.pooled))
+    return prompt_encoding.TextEncoding(
+        *(
+            None if part is None else torch.zeros_like(part)
+            for part in (encoding.hidden, encoding.pooled, encoding.tail)
+        )
+    )
 
 
 @dataclass
@@ -157,7 +162,8 @@ def denoise(
     on from (inpainting keeps the unmasked area on the init image's path). `refiner`: a model that takes over.
     `guidance_settings`: how the predictions combine (modules.guidance); None or plain CFG: the arithmetic above.
     """
-    unet, sampling_model = model.pipeline.unet, model
+    family = model.family
+    unet, sampling_model = family.denoiser(model.pipeline), model
     generators = rng.step_generators(step_seeds)
     if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE draws Brownian-tree noise, one tree per image
         scheduler.noise_sampler_seed = [generator.initial_seed() for generator in generators]
@@ -167,71 +173,91 @@ def denoise(
     else:
         cfg_scale = torch.tensor(cfg_scales, device=model.device, dtype=latents.dtype).view(-1, 1, 1, 1)
     state.sampling_steps = len(timesteps)
-    family = model.family
-    step_conditioning = family.step_conditioning(model, latents)  # SDXL: the image's size
+    distilled = None if guidance_settings is None else guidance_settings.distilled_cfg_scale
+    step_conditioning = family.step_conditioning(model, latents, distilled)  # SDXL: the size; FLUX dev: guidance
     switch_step = refiner.step(timesteps) if refiner is not None else None
     guided = guidance.for_batch(guidance_settings, cfg_scales, len(timesteps), unet)
+    # CFG 1 is the prompt's prediction: flow models skip the negative prompt's, as diffusers' SD 3 and FLUX do.
+    prompt_only = guided is None and family.flow and all(scale == 1 for scale in cfg_scales)
     if image_conditioning is not None:
         image_conditioning = torch.cat([image_conditioning] * 2).to(latents)
     for step_index, timestep in enumerate(timesteps):
         state.raise_if_stopped()
         if step_index == switch_step:
-            unet, conditioning, refiner.taken_over = refiner.model.pipeline.unet, refiner.conditioning, True
-            sampling_model = refiner.model
-            family = refiner.model.family
-            step_conditioning = family.step_conditioning(refiner.model, latents)
-        model_input = scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
-        if image_conditioning is not None:
-            model_input = torch.cat([model_input, image_conditioning], dim=1)
+            sampling_model, family = refiner.model, refiner.model.family
+            unet, conditioning, refiner.taken_over = family.denoiser(refiner.model.pipeline), refiner.conditioning, True
+            step_conditioning = family.step_conditioning(refiner.model, latents, distilled)
         embeddings = conditioning.at(step_index)
         unet_kwargs = family.denoiser_kwargs(step_conditioning, conditioning, step_index)
-        noise_pred = unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False, **unet_kwargs)[0]
-        noise_uncond, noise_text = noise_pred.chunk(2)
-        if guided is None:
-            noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
+        if prompt_only:
+            text, kwargs = prompt_half(embeddings, unet_kwargs)
+            noise_pred = family.predict(unet, scale_model_input(scheduler, latents, timestep), timestep, text, kwargs)
         else:
-            perturbed = None
-            if guided.perturbs:
-                with guided.perturbed(unet):
-                    perturbed = unet(
-                        model_input.chunk(2)[1], timestep, **prompt_half(embeddings, unet_kwargs), return_dict=False
-                    )[0]
-            noise_pred = guided.combine(step_index, timestep, noise_uncond, noise_text, perturbed)
+            model_input = scale_model_input(scheduler, torch.cat([latents] * 2), timestep)
+            if image_conditioning is not None:
+                model_input = torch.cat([model_input, image_conditioning], dim=1)
+            noise_pred = family.predict(unet, model_input, timestep, embeddings, unet_kwargs)
+            noise_uncond, noise_text = noise_pred.chunk(2)
+            if guided is None:
+                noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
+            else:
+                perturbed = None
+                if guided.perturbs:
+                    with guided.perturbed(unet):
+                        text, kwargs = prompt_half(embeddings, unet_kwargs)
+                        perturbed = family.predict(unet, model_input.chunk(2)[1], timestep, text, kwargs)
+                noise_pred = guided.combine(step_index, timestep, noise_uncond, noise_text, perturbed)
         stepped = scheduler.step(noise_pred, timestep, latents, **extra)
+        clean = predicted_clean(scheduler, stepped, latents, noise_pred, family.flow)
         latents = stepped.prev_sample
         if after_step is not None:
             latents = after_step(latents, step_index)
-        state.step_done(latents, sampling_model, predicted_clean(scheduler, stepped))
+        state.step_done(latents, sampling_model, clean)
     return latents
 
 
-def predicted_clean(scheduler, stepped) -> torch.Tensor | None:
+def scale_model_input(scheduler, latents: torch.Tensor, timestep) -> torch.Tensor:
+    """The latents as the denoiser takes them at `timestep` (flow-matching schedulers take them as they are)."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return latents if scale is None else scale(latents, timestep)
+
+
+def predicted_clean(scheduler, stepped, latents=None, prediction=None, flow: bool = False) -> torch.Tensor | None:
     """The sampler's prediction of the clean latents at this step: what its step reports (Euler, Heun, LMS, DPM2,
     DPM++ SDE, DDIM: `pred_original_sample`; LCM: `denoised`), or what a multistep solver that predicts the clean
-    sample keeps (DPM++ 2M, UniPC); None where the sampler predicts none (PLMS)."""
+    sample keeps (DPM++ 2M, UniPC); for a flow model's Euler, x - sigma * v; None where the sampler predicts none
+    (PLMS)."""
     for name in ("pred_original_sample", "denoised"):
         value = getattr(stepped, name, None)
         if value is not None:
             return value
+    if flow and prediction is not None and hasattr(scheduler, "sigmas") and scheduler.step_index is not None:
+        sigma = scheduler.sigmas[scheduler.step_index - 1]  # the step just taken
+        return latents - sigma.to(latents) * prediction
     config = scheduler.config
     predicts_clean = str(config.get("algorithm_type", "")).endswith("dpmsolver++") or config.get("predict_x0", False)
     outputs = getattr(scheduler, "model_outputs", None)
     return outputs[-1] if predicts_clean and outputs and outputs[-1] is not None else None
 
 
-def prompt_half(embeddings: torch.Tensor, unet_kwargs: dict) -> dict:
-    """The UNet's text inputs for the prompts alone (the guided batch's second half), for a perturbed evaluation."""
-    kwargs = {"encoder_hidden_states": embeddings.chunk(2)[1]}
-    if "added_cond_kwargs" in unet_kwargs:
-        added = unet_kwargs["added_cond_kwargs"]
-        kwargs["added_cond_kwargs"] = {name: rows.chunk(2)[1] for name, rows in added.items()}
-    return kwargs
+def prompt_half(embeddings: torch.Tensor, denoiser_kwargs: dict) -> tuple[torch.Tensor, dict]:
+    """The denoiser's text inputs for the prompts alone (the guided batch's second half), for a perturbed evaluation."""
+    return embeddings.chunk(2)[1], {name: second_half(value) for name, value in denoiser_kwargs.items()}
+
+
+def second_half(value):
+    """The prompts' rows of a per-row input (the negative prompts' come first); other inputs as they are."""
+    if isinstance(value, dict):
+        return {name: second_half(rows) for name, rows in value.items()}
+    if value is None or len(value) == 1:  # one value for every row (FLUX's distilled guidance)
+        return value
+    return value.chunk(2)[1]
 
 
 def txt2img_latents(model: LoadedModel, scheduler, noise: torch.Tensor, steps: int):
     """Timesteps and starting latents for text-to-image: pure noise scaled for the scheduler."""
-    scheduler.set_timesteps(steps, device=model.device)
-    latents = noise.to(model.device, model.dtype) * scheduler.init_noise_sigma
+    scheduler.set_timesteps(steps, device=model.device, **model.family.schedule_kwargs(scheduler, noise.shape, steps))
+    latents = noise.to(model.device, model.dtype) * getattr(scheduler, "init_noise_sigma", 1.0)
     return scheduler.timesteps, latents
 
 
@@ -249,7 +275,9 @@ def img2img_latents(
     As in diffusers, `denoising_strength` of `steps` are run (strength 0 runs none and returns the image);
     `run_steps` runs that many of the schedule's last steps instead (the webui's hires second pass).
     """
-    scheduler.set_timesteps(steps, device=model.device)
+    scheduler.set_timesteps(
+        steps, device=model.device, **model.family.schedule_kwargs(scheduler, init_latents.shape, steps)
+    )
     init_timestep = min(int(steps * denoising_strength) if run_steps is None else run_steps, steps)
     start = max(steps - init_timestep, 0) * scheduler.order
     timesteps = scheduler.timesteps[start:]
@@ -259,7 +287,7 @@ def img2img_latents(
         return timesteps, init_latents
     noise = noise.to(model.device, model.dtype)
     latent_timestep = timesteps[:1].repeat(init_latents.shape[0])
-    return timesteps, scheduler.add_noise(init_latents, noise, latent_timestep)
+    return timesteps, sd_samplers.add_noise(scheduler, init_latents, noise, latent_timestep)
 
 
 def encode_images(model: LoadedModel, images: list[Image.Image], width: int, height: int) -> torch.Tensor:
@@ -280,7 +308,7 @@ def encode_pixels(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
 
 def is_inpainting_model(model: LoadedModel) -> bool:
     """A 9-channel UNet: latents, mask, masked-image latents (the webui's and diffusers' inpainting models)."""
-    return model.pipeline.unet.config.in_channels == latent_channels(model) * 2 + 1
+    return model.family.denoiser(model.pipeline).config.in_channels == latent_channels(model) * 2 + 1
 
 
 def latent_channels(model: LoadedModel) -> int:

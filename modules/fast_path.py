@@ -92,17 +92,19 @@ def with_attention_backend(forward, backend: str):
 
 def apply(pipeline, options: FastPath, device: torch.device) -> None:
     """Apply `options` to a pipeline already on `device` (in place)."""
+    denoiser_name = "transformer" if getattr(pipeline, "transformer", None) is not None else "unet"
+    denoiser = getattr(pipeline, denoiser_name)
     if options.fuse_qkv:
-        pipeline.unet.fuse_qkv_projections()
+        denoiser.fuse_qkv_projections()
     if options.channels_last:
-        pipeline.unet.to(memory_format=torch.channels_last)
+        denoiser.to(memory_format=torch.channels_last)
     if options.attention_backend is not None:
-        pipeline.unet.forward = with_attention_backend(pipeline.unet.forward, options.attention_backend)
+        denoiser.forward = with_attention_backend(denoiser.forward, options.attention_backend)
     if options.compile_unet or options.compile_vae:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
     if options.compile_unet:
         mode = options.compile_mode if device.type == "cuda" else None  # CUDA graphs exist only on CUDA
-        pipeline.unet = torch.compile(pipeline.unet, mode=mode, fullgraph=True, dynamic=False)
+        setattr(pipeline, denoiser_name, torch.compile(denoiser, mode=mode, fullgraph=True, dynamic=False))
     if options.compile_vae:
         pipeline.vae.decoder = torch.compile(pipeline.vae.decoder, fullgraph=True, dynamic=False)
     if options.vae_slicing:

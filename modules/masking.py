@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
+from modules import sd_samplers
 from modules.resize_modes import resize_image
 
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3  # inpainting_fill (generation_fields.INPAINTING_FILLS)
@@ -248,7 +249,7 @@ class LatentBlend:
     def __call__(self, latents: torch.Tensor, step: int) -> torch.Tensor:
         if step + 1 < len(self.timesteps):
             next_timestep = self.timesteps[step + 1 : step + 2].repeat(latents.shape[0])
-            kept = self.scheduler.add_noise(self.init_latents, self.noise, next_timestep)
+            kept = sd_samplers.add_noise(self.scheduler, self.init_latents, self.noise, next_timestep)
         else:
             kept = self.init_latents
         return latents * self.regenerate + kept * self.keep

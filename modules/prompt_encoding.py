@@ -14,6 +14,9 @@ tokenizes, chunks and weights the text on its own; each chunk's output is its pe
 final layer norm; Clip skip does not apply, as in the webui by default), the two encoders' outputs are concatenated
 feature-wise, and the pooled embedding is the second encoder's projected output for the first chunk, untouched by
 emphasis. The refiner has the second encoder only.
+
+Other families take the CLIP part as their family says (`ModelFamily.text_context`, `pooled_embedding`): SD 3 pads
+it to its transformer's width, appends T5's tokens after it and pools both CLIP encoders (modules.families.sd3).
 """
 
 from __future__ import annotations
@@ -32,10 +35,17 @@ PROMPT_CACHE_SIZE = 256
 
 @dataclass(frozen=True)
 class TextEncoding:
-    """A text's embedding (1, 77 x chunks, dim) and, for SDXL, its pooled embedding (1, pooled dim)."""
+    """A text's embedding (1, 77 x chunks, dim), for SDXL and SD 3 its pooled embedding (1, pooled dim), and for a
+    family with a T5 encoder the tokens that follow the CLIP chunks (`tail`, (1, tokens, dim))."""
 
     hidden: torch.Tensor
     pooled: torch.Tensor | None = None
+    tail: torch.Tensor | None = None
+
+    @property
+    def context(self) -> torch.Tensor:
+        """What the denoiser attends to: the CLIP chunks, then the tail."""
+        return self.hidden if self.tail is None else torch.cat([self.hidden, self.tail], dim=1)
 
 
 @dataclass
@@ -47,14 +57,8 @@ class Chunk:
 
 
 def text_encoders(model: LoadedModel) -> list[tuple]:
-    """(tokenizer, text encoder) pairs in concatenation order: SD's one, SDXL's two, the SDXL refiner's second."""
-    pipeline = model.pipeline
-    pairs = []
-    if getattr(pipeline, "text_encoder", None) is not None:
-        pairs.append((pipeline.tokenizer, pipeline.text_encoder))
-    if getattr(pipeline, "text_encoder_2", None) is not None:
-        pairs.append((pipeline.tokenizer_2, pipeline.text_encoder_2))
-    return pairs
+    """The model's (tokenizer, CLIP text encoder) pairs in concatenation order (its family's `clip_encoders`)."""
+    return model.family.clip_encoders(model.pipeline)
 
 
 def tokenize_fragment(model: LoadedModel, text: str, tokenizer=None) -> list[int]:
@@ -163,17 +167,18 @@ def text_encoding(model: LoadedModel, text: str, clip_skip: int, emphasis_mode: 
     key = (text, clip_skip, emphasis_mode) + ((model.text_encoder_loras,) if model.text_encoder_loras else ())
     if key in model.prompt_cache:
         return model.prompt_cache[key]
-    hidden, pooled = [], None
+    hidden, pooled = [], []
     for tokenizer, text_encoder in text_encoders(model):
         chunks = prompt_chunks(model, text, emphasis_mode, tokenizer)
         encoded = [encode_chunk(model, tokenizer, text_encoder, chunk, clip_skip, emphasis_mode) for chunk in chunks]
         hidden.append(torch.cat([z for z, _ in encoded], dim=1))
-        pooled = encoded[0][1]  # the last encoder's first chunk (SDXL's second encoder)
+        pooled.append(encoded[0][1])  # each encoder's first chunk
     if len({z.shape[1] for z in hidden}) > 1:  # only an embedding of unequal lengths for the two encoders does this
         raise ValueError(f"prompt: {text!r} makes a different number of chunks for the two text encoders")
+    context, tail = model.family.text_context(model, torch.cat(hidden, dim=-1), text)
+    pooled = model.family.pooled_embedding(pooled)
     encoding = TextEncoding(
-        torch.cat(hidden, dim=-1).to(dtype=model.dtype, device=model.device),
-        None if pooled is None else pooled.to(dtype=model.dtype, device=model.device),
+        *(None if part is None else part.to(dtype=model.dtype, device=model.device) for part in (context, pooled, tail))
     )
     if len(model.prompt_cache) >= PROMPT_CACHE_SIZE:
         model.prompt_cache.pop(next(iter(model.prompt_cache)))  # drop the oldest

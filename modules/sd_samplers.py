@@ -134,10 +134,10 @@ def scheduler_class(spec: SamplerSpec) -> type:
     return getattr(importlib.import_module("diffusers"), spec.scheduler_class)
 
 
-def check_schedule_type(sampler_name: str, schedule_type: str) -> None:
+def check_schedule_type(sampler_name: str, schedule_type: str, spec: SamplerSpec | None = None) -> None:
     if schedule_type not in SCHEDULE_TYPES:
         raise unknown_schedule_type(schedule_type)
-    supported = supported_schedule_types(sampler_name)
+    supported = (spec or find_sampler(sampler_name)).schedule_types
     if schedule_type not in supported:
         raise ValueError(
             f"scheduler: {schedule_type!r} is not available with sampler {sampler_name!r}; "
@@ -145,10 +145,59 @@ def check_schedule_type(sampler_name: str, schedule_type: str) -> None:
         )
 
 
-def create_scheduler(sampler_name: str, schedule_type: str, base_config) -> diffusers.SchedulerMixin:
-    """A fresh scheduler for one generation, built from the model's own scheduler config (its betas)."""
+# The samplers that apply to flow-matching models (SD 3, FLUX), as the webui family names them: Euler on the flow's
+# own schedule (with the model's shift), its ancestral form (a fresh noise draw at each step, diffusers' stochastic
+# sampling), and the multistep solvers that diffusers runs on flow sigmas. The others assume a noise-predicting model.
+FLOW_SAMPLERS: dict[str, tuple[str, dict]] = {
+    "Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "Euler a": ("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}),
+    "DPM++ 2M": (
+        "DPMSolverMultistepScheduler",
+        {
+            "algorithm_type": "dpmsolver++",
+            "solver_order": 2,
+            "use_flow_sigmas": True,
+            "prediction_type": "flow_prediction",
+        },
+    ),
+    "UniPC": ("UniPCMultistepScheduler", {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}),
+}
+
+
+def is_flow_config(scheduler_config) -> bool:
+    return str(dict(scheduler_config).get("_class_name", "")).startswith("FlowMatch")
+
+
+def check_flow_sampler(sampler_name: str, schedule_type: str) -> None:
+    """ValueError unless the sampler and schedule type apply to a flow-matching model."""
     spec = find_sampler(sampler_name)
-    check_schedule_type(spec.name, schedule_type)
+    if spec.name not in FLOW_SAMPLERS:
+        raise ValueError(
+            f"sampler_name: {spec.name!r} does not apply to flow-matching models (SD 3, FLUX); "
+            f"valid for them: {', '.join(FLOW_SAMPLERS)}"
+        )
+    if schedule_type != "Automatic":
+        raise ValueError(
+            f"scheduler: {schedule_type!r} is not available for flow-matching models; valid for them: Automatic"
+        )
+
+
+def flow_sampler(spec: SamplerSpec, schedule_type: str, base_config) -> SamplerSpec:
+    """The flow-matching form of `spec` for a model whose scheduler config is `base_config`."""
+    check_flow_sampler(spec.name, schedule_type)
+    class_name, overrides = FLOW_SAMPLERS[spec.name]
+    if class_name != "FlowMatchEulerDiscreteScheduler":  # the flow's shift, under the solver's own name
+        overrides = overrides | {"flow_shift": dict(base_config).get("shift", 1.0)}
+    return SamplerSpec(spec.name, class_name, overrides, schedule_types=AUTOMATIC_ONLY)
+
+
+def create_scheduler(sampler_name: str, schedule_type: str, base_config) -> diffusers.SchedulerMixin:
+    """A fresh scheduler for one generation, built from the model's own scheduler config (its betas, or a flow
+    model's shift)."""
+    spec = find_sampler(sampler_name)
+    if is_flow_config(base_config):
+        spec = flow_sampler(spec, schedule_type, base_config)
+    check_schedule_type(spec.name, schedule_type, spec)
     overrides = dict(spec.config_overrides)
     flag = SCHEDULE_TYPES[schedule_type]
     if flag is not None:
@@ -158,3 +207,11 @@ def create_scheduler(sampler_name: str, schedule_type: str, base_config) -> diff
     accepted = inspect.signature(cls.__init__).parameters
     config = {key: value for key, value in dict(base_config).items() if key in accepted or key.startswith("_")}
     return cls.from_config(config, **overrides)
+
+
+def add_noise(scheduler, clean, noise, timesteps):
+    """`clean` latents noised to `timesteps`: the flow's (1 - sigma) x + sigma noise for a flow-matching scheduler
+    (at its current step, as diffusers' flow pipelines use it), the DDPM forward process for the others."""
+    if hasattr(scheduler, "scale_noise"):
+        return scheduler.scale_noise(clean, timesteps, noise)
+    return scheduler.add_noise(clean, noise, timesteps)

@@ -91,6 +91,11 @@ def load_single_file_pipeline(
     sidecar_config_dir = path.parent / f"{path.stem}.config"
     if config_dir is None and sidecar_config_dir.is_dir():
         config_dir = sidecar_config_dir
+    if family := transformer_family(state_dict):
+        raise ValueError(
+            f"{path}: a single-file {family.upper()} checkpoint; Serena loads {family.upper()} from diffusers folders "
+            "so far (single files in SAI's and BFL's layouts are not read yet)"
+        )
     if any(key.startswith(SDXL_OPEN_CLIP_PREFIX) for key in state_dict):
         return _load_sdxl(path, state_dict, Path(config_dir or SDXL_CONFIG_DIR), torch_dtype)
     if any(key.startswith(SDXL_REFINER_OPEN_CLIP_PREFIX) for key in state_dict):
@@ -148,13 +153,15 @@ def _load_sdxl(path: Path, state_dict, config_dir: Path, torch_dtype) -> StableD
 
 
 def file_architecture(path: str | os.PathLike) -> str:
-    """ "sd1", "sd2", "sdxl", "sdxl-refiner" from a checkpoint's key names (a safetensors header; a pickle file is
-    not opened to list it: "unknown")."""
+    """ "sd1", "sd2", "sdxl", "sdxl-refiner", "sd3", "flux" from a checkpoint's key names (a safetensors header; a
+    pickle file is not opened to list it: "unknown")."""
     path = Path(path)
     if path.suffix.lower() not in SAFE_EXTENSIONS:
         return "unknown"
     with safetensors.safe_open(path, framework="pt") as handle:
         keys = list(handle.keys())
+    if transformer := transformer_family(keys):
+        return transformer
     if any(key.startswith(SDXL_OPEN_CLIP_PREFIX) for key in keys):
         return "sdxl"
     if any(key.startswith(SDXL_REFINER_OPEN_CLIP_PREFIX) for key in keys):
@@ -162,6 +169,18 @@ def file_architecture(path: str | os.PathLike) -> str:
     if any(key.startswith(OPEN_CLIP_PREFIX) for key in keys):
         return "sd2"
     return "sd1" if any(key.startswith(CLIP_PREFIX) for key in keys) else "unknown"
+
+
+def transformer_family(keys) -> str | None:
+    """ "sd3" (SAI's MMDiT: `joint_blocks`) or "flux" (BFL's: `double_blocks`) from a file's keys, with or without
+    the all-in-one files' `model.diffusion_model.` prefix; None for the UNet families."""
+    for key in keys:
+        name = key.removeprefix("model.diffusion_model.")
+        if name.startswith("joint_blocks."):
+            return "sd3"
+        if name.startswith("double_blocks."):
+            return "flux"
+    return None
 
 
 def read_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:

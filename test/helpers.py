@@ -1,5 +1,6 @@
 """Small helpers the tests share."""
 
+import functools
 import hashlib
 import io
 import os
@@ -86,3 +87,64 @@ ADHERENCE_CASES = [
     ("square", "black", "yellow", 10),
     ("triangle", "green", "purple", 11),
 ]
+
+
+@functools.cache
+def meta_tensor_count(class_name: str, config_file: str) -> int:
+    """The tensors of a weights file (parameters and persistent buffers) of the architecture `config_file` describes,
+    built on the meta device once per distinct config (T5-XXL's takes seconds to build and recurs)."""
+    from pathlib import Path
+
+    import diffusers
+    import torch
+    import transformers
+
+    folder = Path(config_file).parent
+    with torch.device("meta"):  # buffers too: SD 3.5's position table is not computed
+        if hasattr(diffusers, class_name):
+            cls = getattr(diffusers, class_name)
+            module = cls.from_config(cls.load_config(folder))
+        else:
+            cls = getattr(transformers, class_name)
+            module = cls(cls.config_class.from_pretrained(folder))
+    tensors = {id(tensor): tensor for tensor in module.state_dict(keep_vars=True).values()}
+    return sum(tensor.numel() for tensor in tensors.values())
+
+
+def api_request(app, method: str, path: str, body=None):
+    """One request to an app made by `modules.api.create_app`, in this process (no server)."""
+    import asyncio
+
+    import httpx
+
+    async def call():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serena", timeout=60) as client:
+            return await client.request(method, path, json=body)
+
+    return asyncio.run(call())
+
+
+def models_folder_fixtures(name: str, builds: dict):
+    """Two fixtures for tests on models built into a temporary models folder: `<name>_root` (module-scoped: each of
+    `builds`, folder name -> function of the folder, runs once; the model cache is cleared after the module, as
+    later modules expect the default model in it) and `name` (points SERENA_MODELS_DIR at it for one test)."""
+    import pytest
+
+    from modules import sd_models
+
+    @pytest.fixture(scope="module", name=f"{name}_root")
+    def root(tmp_path_factory):
+        folder = tmp_path_factory.mktemp(name)
+        for model, build in builds.items():
+            build(folder / "Stable-diffusion" / model)
+        yield folder
+        sd_models.model_cache.clear()
+
+    @pytest.fixture(name=name)
+    def models(request, monkeypatch):
+        folder = request.getfixturevalue(f"{name}_root")
+        monkeypatch.setenv("SERENA_MODELS_DIR", str(folder / "Stable-diffusion"))
+        return folder
+
+    return root, models

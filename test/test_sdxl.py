@@ -2,19 +2,18 @@
 text encoders, pooled text and size conditioning, and a refiner (second encoder only, aesthetic-score conditioning).
 The base's images are checked against diffusers' own StableDiffusionXLPipeline; the rest is Serena's behaviour."""
 
-import asyncio
 import base64
+import functools
 import io
 import shutil
 
-import httpx
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
-from helpers import png_of
+from helpers import api_request, models_folder_fixtures, png_of
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -31,26 +30,15 @@ PROMPT = "a red circle on a blue background"
 JOB = {"prompt": PROMPT, "seed": 3, "steps": 6, "do_not_save_samples": True, "do_not_save_grid": True}
 
 
-@pytest.fixture(scope="module")
-def sdxl_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sdxl")
-    models = root / "Stable-diffusion"
-    build_random_sdxl_pipeline(models / "tinyxl", tiny=True, dtype=torch.float32, device="cpu")
-    build_random_sdxl_pipeline(models / "tinyxl-refiner", tiny=True, dtype=torch.float32, device="cpu", refiner=True)
-    return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def default_model_after_this_module():
-    """Later modules expect the default model (or none) in the one-model cache, not a tiny SDXL."""
-    yield
-    sd_models.model_cache.clear()
-
-
-@pytest.fixture
-def sdxl(sdxl_root, monkeypatch):
-    monkeypatch.setenv("SERENA_MODELS_DIR", str(sdxl_root / "Stable-diffusion"))
-    return sdxl_root
+sdxl_root, sdxl = models_folder_fixtures(
+    "sdxl",
+    {
+        "tinyxl": functools.partial(build_random_sdxl_pipeline, tiny=True, dtype=torch.float32, device="cpu"),
+        "tinyxl-refiner": functools.partial(
+            build_random_sdxl_pipeline, tiny=True, dtype=torch.float32, device="cpu", refiner=True
+        ),
+    },
+)
 
 
 def generate(**fields):
@@ -74,7 +62,13 @@ def test_shipped_sdxl_config_has_the_published_sizes():
 
 def test_the_architecture_is_read_from_the_folder(sdxl):
     names = {info.name: info.architecture for info in sd_models.list_checkpoints()}
-    assert names == {"serena-default": "sd", "serena-scenes": "sd", "tinyxl": "sdxl", "tinyxl-refiner": "sdxl-refiner"}
+    assert names == {
+        "serena-default": "sd",
+        "serena-scenes": "sd",
+        "serena-flow": "sd3",
+        "tinyxl": "sdxl",
+        "tinyxl-refiner": "sdxl-refiner",
+    }
     model = sd_models.load_model("tinyxl")
     assert model.family.name == "sdxl" and model.native_size == 64
 
@@ -269,23 +263,18 @@ def test_float16_keeps_the_sdxl_vae_in_float32(sdxl):
 def test_the_api_runs_sdxl_with_a_refiner_as_the_engine_does(sdxl, tmp_path):
     app = create_app(outdir=tmp_path / "outputs", models_dir=sdxl / "Stable-diffusion")
 
-    async def call(method, path, body=None):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serena", timeout=60) as client:
-            return await client.request(method, path, json=body)
-
-    listed = asyncio.run(call("GET", "/sdapi/v1/sd-models")).json()
+    listed = api_request(app, "GET", "/sdapi/v1/sd-models").json()
     assert {item["model_name"]: item["architecture"] for item in listed}["tinyxl-refiner"] == "sdxl-refiner"
     body = {"prompt": PROMPT, "seed": 3, "steps": 6, "sampler_name": "Euler a"}
     body["override_settings"] = {"sd_model_checkpoint": "tinyxl"}
     refined = body | {"refiner_checkpoint": "tinyxl-refiner", "refiner_switch_at": 0.5}
-    answer = asyncio.run(call("POST", "/sdapi/v1/txt2img", refined))
+    answer = api_request(app, "POST", "/sdapi/v1/txt2img", refined)
     assert answer.status_code == 200, answer.text
     image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
     engine = generate(refiner_checkpoint="tinyxl-refiner", refiner_switch_at=0.5).images[0]
     assert image.tobytes() == engine.tobytes()
     assert "Refiner: tinyxl-refiner [" in answer.json()["info"]
-    refused = asyncio.run(call("POST", "/sdapi/v1/txt2img", body | {"refiner_checkpoint": "../outside"}))
+    refused = api_request(app, "POST", "/sdapi/v1/txt2img", body | {"refiner_checkpoint": "../outside"})
     assert refused.status_code == 400 and refused.json()["field"] == "refiner_checkpoint", refused.text
 
 

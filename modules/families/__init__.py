@@ -10,10 +10,14 @@ model's family. Adding a family is one module here and its configs. The table of
 from __future__ import annotations
 
 from modules.families.base import ModelFamily
+from modules.families.flux import FLUX
 from modules.families.sd import STABLE_DIFFUSION
+from modules.families.sd3 import STABLE_DIFFUSION_3
 from modules.families.sdxl import STABLE_DIFFUSION_XL
 
-FAMILIES: tuple[ModelFamily, ...] = (STABLE_DIFFUSION_XL, STABLE_DIFFUSION)
+FAMILIES: tuple[ModelFamily, ...] = (FLUX, STABLE_DIFFUSION_3, STABLE_DIFFUSION_XL, STABLE_DIFFUSION)
+# The checkpoint architectures whose models predict a flow (their samplers are checked before loading them).
+FLOW_ARCHITECTURES: tuple[str, ...] = tuple(name for family in FAMILIES if family.flow for name in family.architectures)
 
 
 def family_of(pipeline) -> ModelFamily:

@@ -19,16 +19,21 @@ class StableDiffusionXL(ModelFamily):
     def encoder_output(self, text_encoder, input_ids, attention_mask, clip_skip: int):
         """The penultimate layer's hidden states whatever the clip skip (as diffusers' SDXL pipelines), and the
         second encoder's pooled projection."""
-        output = text_encoder(input_ids, output_hidden_states=True)
-        pooled = output.text_embeds if hasattr(output, "text_embeds") else None
-        return output.hidden_states[-2], pooled
+        return penultimate_and_pooled(text_encoder, input_ids)
 
-    def step_conditioning(self, model, latents: torch.Tensor) -> torch.Tensor:
+    def step_conditioning(self, model, latents: torch.Tensor, distilled_cfg_scale=None) -> torch.Tensor:
         return size_conditioning(model, latents)
 
     def denoiser_kwargs(self, step_conditioning, conditioning, step_index: int) -> dict:
         pooled = conditioning.pooled_at(step_index)
         return {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": step_conditioning}}
+
+
+def penultimate_and_pooled(text_encoder, input_ids):
+    """A CLIP encoder's penultimate hidden states and its projected pooled output (None without a projection)."""
+    output = text_encoder(input_ids, output_hidden_states=True)
+    pooled = output.text_embeds if hasattr(output, "text_embeds") else None
+    return output.hidden_states[-2], pooled
 
 
 def size_conditioning(model, latents: torch.Tensor) -> torch.Tensor:
