@@ -347,6 +347,16 @@ FIELDS: tuple[GenerationField, ...] = (
         example=6.5,
     ),
     GenerationField(
+        "distilled_cfg_scale",
+        Number(0.0, 30.0),
+        3.5,
+        "guidance-distilled models (FLUX.1 dev): the guidance scale the model takes as an input; others ignore it",
+        label="Distilled CFG Scale",  # Forge's infotext key and API name
+        infotext=Infotext("Distilled CFG Scale", when=lambda values: values.get("guidance_distilled", False)),
+        widget=Widget("slider", 2, {"max": 30.0, "step": 0.5}),
+        example=3.0,
+    ),
+    GenerationField(
         "guidance",
         OneOf(GUIDANCE_METHODS),
         "CFG",

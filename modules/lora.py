@@ -16,6 +16,10 @@ text encoder under the same adapter name as the UNet's. Switching, disabling, de
 diffusers' functions that work on any module holding PEFT layers. While text-encoder LoRAs are applied,
 `LoadedModel.text_encoder_loras` names them with their weights: the prompt cache keys on it.
 
+On the flow-matching transformers (SD 3, FLUX) a file's transformer layers go to diffusers' own SD 3 / FLUX loaders,
+which read the diffusers/PEFT layout and convert the kohya and BFL/ComfyUI ones themselves; text-encoder layers on
+those models are refused with a clear error (not applied yet).
+
 A LoRA applies to a whole batch; `split_batches` cuts a batch into consecutive runs of images that ask for the same
 LoRAs (a sweep over a LoRA weight thus never mixes weights in one UNet call).
 """
@@ -35,15 +39,16 @@ from modules.extra_networks import LoraTag, NetworkFile
 MAX_LOADED_ADAPTERS = 8
 _TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoder", "te_", "te1_", "te2_")
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2")  # the pipeline attributes, and the diffusers key prefixes
-_COMPONENTS = ("unet", *TEXT_ENCODERS)
+_COMPONENTS = ("unet", "transformer", *TEXT_ENCODERS)
 
 
 @dataclass
 class LoraLayers:
-    """A LoRA file's layers in PEFT naming: the UNet's (for `load_lora_weights`) and each text encoder's, with the
-    file's alphas for those (PEFT module name -> alpha)."""
+    """A LoRA file's layers in PEFT naming: the denoiser's (for `load_lora_weights`; a flow transformer's as the file
+    has them, for diffusers to convert) and each text encoder's, with the file's alphas for those (PEFT module name
+    -> alpha)."""
 
-    unet: dict
+    denoiser: dict
     text_encoders: dict[str, tuple[dict, dict]] = field(default_factory=dict)
 
 
@@ -57,13 +62,20 @@ def loaded_adapters(model) -> OrderedDict:
     return model.networks.setdefault("lora_adapters", OrderedDict())
 
 
-def read_state_dict(network: NetworkFile, pipeline) -> LoraLayers:
+def read_state_dict(network: NetworkFile, pipeline, flow: bool = False) -> LoraLayers:
     import safetensors.torch
     from diffusers.utils import convert_unet_state_dict_to_peft
 
     state_dict = safetensors.torch.load_file(network.path)
     text_encoder_tensors = {key: value for key, value in state_dict.items() if key.startswith(_TEXT_ENCODER_PREFIXES)}
     unet_tensors = {key: value for key, value in state_dict.items() if key not in text_encoder_tensors}
+    if flow:
+        if text_encoder_tensors:
+            raise ValueError(
+                f"prompt: LoRA {network.name!r} ({network.path}): text-encoder layers on SD 3 and FLUX models are not "
+                f"applied yet ({next(iter(text_encoder_tensors))}, ...)"
+            )
+        return LoraLayers(unet_tensors)
     # diffusers reads a whole file in the layout of its first key. Files saved as diffusers' training scripts do
     # (`convert_state_dict_to_diffusers`) rename only the attention projections (`to_q.lora.down`), and the keys in
     # the other layout were dropped without a word. So all keys to PEFT's first (kohya keys match no pattern).
@@ -166,7 +178,7 @@ def _quiet_diffusers() -> Iterator[None]:
 
 
 def _components(pipeline) -> list:
-    """The pipeline's modules that hold PEFT LoRA layers (UNet, text encoders)."""
+    """The pipeline's modules that hold PEFT LoRA layers (the UNet or transformer, text encoders)."""
     return [
         module
         for module in (getattr(pipeline, component, None) for component in _COMPONENTS)
@@ -181,7 +193,7 @@ def _delete_adapter(pipeline, name: str) -> None:
     for module in _components(pipeline):
         if name not in module.peft_config:
             continue
-        if module is pipeline.unet:
+        if module is getattr(pipeline, "unet", None) or module is getattr(pipeline, "transformer", None):
             module.delete_adapters(name)
         else:
             delete_adapter_layers(module, name)
@@ -198,20 +210,20 @@ def _set_enabled(pipeline, enabled: bool) -> None:
 
 
 def ensure_loaded(model, network: NetworkFile) -> str:
-    """Load `network` into the model's UNet and text encoders (once) and return its adapter name."""
+    """Load `network` into the model's denoiser and text encoders (once) and return its adapter name."""
     adapters = loaded_adapters(model)
     name = adapter_name(network)
     if name in adapters:
         adapters.move_to_end(name)
         return name
     pipeline = model.pipeline
-    layers = read_state_dict(network, pipeline)
+    layers = read_state_dict(network, pipeline, model.family.flow)
     try:
         for component, (state_dict, alphas) in layers.text_encoders.items():
             _inject_text_encoder(network, getattr(pipeline, component), name, state_dict, alphas)
-        if layers.unet or not layers.text_encoders:  # a file with no layers at all gets diffusers' own error
+        if layers.denoiser or not layers.text_encoders:  # a file with no layers at all gets diffusers' own error
             with _quiet_diffusers():
-                pipeline.load_lora_weights(layers.unet, adapter_name=name)
+                pipeline.load_lora_weights(layers.denoiser, adapter_name=name)
     except BaseException:
         _delete_adapter(pipeline, name)  # nothing half-loaded stays behind
         raise

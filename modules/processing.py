@@ -21,6 +21,7 @@ from modules import (
     determinism,
     diffusion,
     extra_networks,
+    families,
     generation_fields,
     guidance,
     hires,
@@ -38,6 +39,7 @@ from modules import (
     trajectory,
     validation,
 )
+from modules.field_types import named
 from modules.generation_fields import declared
 from modules.runtime.runner import ProcessingRequest, ProcessingRunner
 from modules.runtime.state import GenerationState, Interrupted, Skipped
@@ -69,6 +71,7 @@ class StableDiffusionProcessing:
     n_iter: int = declared("n_iter")
     steps: int = declared("steps")
     cfg_scale: float | list[float] = declared("cfg_scale")
+    distilled_cfg_scale: float = declared("distilled_cfg_scale")
     guidance: str = declared("guidance")
     guidance_rescale: float = declared("guidance_rescale")
     guidance_start: float = declared("guidance_start")
@@ -128,6 +131,13 @@ class StableDiffusionProcessing:
         if effective.refiner_checkpoint is not None:
             sd_models.resolve_checkpoint(effective.refiner_checkpoint, field="refiner_checkpoint")
         checkpoint = sd_models.resolve_checkpoint(effective.sd_model_checkpoint)
+        if checkpoint.architecture in families.FLOW_ARCHITECTURES:  # read from its folder or keys, not loaded
+            sd_samplers.check_flow_sampler(effective.sampler_name, effective.scheduler)
+            if getattr(effective, "enable_hr", False) and effective.hr_sampler_name:
+                with named("hr_sampler_name"):
+                    sd_samplers.check_flow_sampler(
+                        effective.hr_sampler_name, effective.hr_scheduler or effective.scheduler
+                    )
         if checkpoint.is_pickle and not sd_models.model_cache.holds(checkpoint):
             raise ValueError(
                 f"sd_model_checkpoint: {checkpoint.path.name} is a pickle checkpoint, which can run code when "
@@ -392,6 +402,7 @@ def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model:
     resolved = {"width": job.width, "height": job.height, "sd_model_checkpoint": model.checkpoint}
     resolved["sd_vae"] = job.vae
     resolved["inpainting_unet"] = diffusion.is_inpainting_model(model)
+    resolved["guidance_distilled"] = model.family.guidance_distilled(model)
     if job.hires is not None:
         resolved |= {"hr_resize_x": job.hires.resize_x, "hr_resize_y": job.hires.resize_y}
         if p.hr_checkpoint_name is not None:
@@ -525,8 +536,10 @@ def sample_batch(
 
 def check_refiner(model: sd_models.LoadedModel, refiner: sd_models.LoadedModel) -> None:
     """A refiner continues the model's latents: the same latent space and UNet inputs."""
-    ours = (diffusion.latent_channels(model), model.vae_scale_factor, model.pipeline.unet.config.in_channels)
-    theirs = (diffusion.latent_channels(refiner), refiner.vae_scale_factor, refiner.pipeline.unet.config.in_channels)
+    ours, theirs = (
+        (diffusion.latent_channels(m), m.vae_scale_factor, m.family.denoiser(m.pipeline).config.in_channels)
+        for m in (model, refiner)
+    )
     if ours != theirs:
         raise ValueError(
             f"refiner_checkpoint: {refiner.checkpoint.name} cannot continue {model.checkpoint.name}'s sampling: "
@@ -637,11 +650,11 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     job = plan_job(p, model)
     hires_model = None
     if job.hires is not None and p.hr_checkpoint_name is not None:
-        with timings.phase("load_model"):  # both stay loaded for the job: the cache keeps the second
+        with timings.phase("load_model"):  # both stay loaded (modules.sd_models: the cache keeps two by default)
             hires_model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.hr_checkpoint_name))
     refiner_model = None
     if p.refiner_checkpoint is not None:
-        with timings.phase("load_model"):  # kept for the job like the hires checkpoint
+        with timings.phase("load_model"):  # kept like the hires checkpoint
             refiner_model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.refiner_checkpoint))
         check_refiner(model, refiner_model)
     extra_models = [loaded for loaded in (hires_model, refiner_model) if loaded is not None]

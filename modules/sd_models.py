@@ -6,9 +6,12 @@ the original Stable Diffusion layout (.safetensors; pickle files only with an ex
 or the SDXL family (base or refiner), told apart by the folder's pipeline class or the file's keys. Names are looked
 up as given, then in the models folder (SERENA_MODELS_DIR, default `models/Stable-diffusion`).
 
-The cache holds one model: generation is serialized by the runner, and a second model in memory is what makes a
-model switch leak. A checkpoint that fails to load (truncated, corrupt, a config missing, an unknown layout) is a
-CheckpointLoadError naming its file, and the model loaded before it is loaded again, so the next job still runs.
+The cache keeps up to `checkpoints_limit()` models (SERENA_CHECKPOINTS_LIMIT, default 2: the webui's
+sd_checkpoints_limit), the least recently used freed first, so a job that needs two (a base and its refiner, or a
+hires checkpoint) does not reload the base after every such job; with a limit of 1 every switch frees the previous
+model. Generation is serialized by the runner. A checkpoint that fails to load (truncated, corrupt, a config missing,
+an unknown layout) is a CheckpointLoadError naming its file, and the model freed to make room for it is loaded again,
+so the next job still runs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ SINGLE_FILE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]$")
 _hash_cache: dict[tuple[str, int, int], str] = {}
+# diffusers folders whose pipeline class names the architecture (the SD folders are told apart by their encoder)
+PIPELINE_ARCHITECTURES = {"StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux"}
 
 
 def default_model_dir() -> Path:
@@ -42,9 +47,14 @@ def default_model_dir() -> Path:
 
 def embedded_model_dirs() -> dict[str, Path]:
     """name -> folder of the models shipped inside the package, loaded by name like any checkpoint."""
+    from modules.flow_model import FLOW_MODEL_DIR, FLOW_MODEL_NAME
     from modules.scenes_model import SCENES_MODEL_DIR, SCENES_MODEL_NAME
 
-    return {DEFAULT_MODEL_NAME: default_model_dir(), SCENES_MODEL_NAME: Path(SCENES_MODEL_DIR)}
+    return {
+        DEFAULT_MODEL_NAME: default_model_dir(),
+        SCENES_MODEL_NAME: Path(SCENES_MODEL_DIR),
+        FLOW_MODEL_NAME: Path(FLOW_MODEL_DIR),
+    }
 
 
 def models_dir() -> Path:
@@ -99,7 +109,7 @@ class CheckpointInfo:
 
     @cached_property
     def architecture(self) -> str:
-        """ "sd1", "sd2", "sd" (another SD size, as the default model), "sdxl" or "sdxl-refiner"."""
+        """ "sd1", "sd2", "sd" (another SD size, as the default model), "sdxl", "sdxl-refiner", "sd3" or "flux"."""
         if self.kind == "single_file":
             from modules.sd_single_file import file_architecture
 
@@ -108,8 +118,11 @@ class CheckpointInfo:
             except Exception:  # noqa: BLE001 - an unreadable file (safetensors' own error type): loading it says why
                 return "unknown"
         index = json.loads((self.path / "model_index.json").read_text(encoding="utf-8"))
-        if index.get("_class_name", "").startswith("StableDiffusionXL"):
+        pipeline_class = index.get("_class_name", "")
+        if pipeline_class.startswith("StableDiffusionXL"):
             return "sdxl" if (index.get("text_encoder") or [None])[0] else "sdxl-refiner"
+        if pipeline_class in PIPELINE_ARCHITECTURES:
+            return PIPELINE_ARCHITECTURES[pipeline_class]
         text_config = self.path / "text_encoder" / "config.json"
         if not text_config.is_file():  # not a loadable folder: loading it says why
             return "unknown"
@@ -137,11 +150,21 @@ def default_checkpoint() -> CheckpointInfo:
 def configured_native_size(checkpoint: CheckpointInfo) -> int | None:
     """A diffusers folder's native size read from its configs (UNet sample size x VAE scale), without loading it;
     None for a single file (its size is known once loaded)."""
-    if checkpoint.kind != "diffusers" or not (checkpoint.path / "unet" / "config.json").is_file():
+    if checkpoint.kind != "diffusers":
         return None
-    unet = json.loads((checkpoint.path / "unet" / "config.json").read_text(encoding="utf-8"))
+    denoiser_config = next(
+        (
+            path
+            for path in (checkpoint.path / name / "config.json" for name in ("unet", "transformer"))
+            if path.is_file()
+        ),
+        None,
+    )
+    if denoiser_config is None:
+        return None
+    denoiser = json.loads(denoiser_config.read_text(encoding="utf-8"))
     vae = json.loads((checkpoint.path / "vae" / "config.json").read_text(encoding="utf-8"))
-    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    return int(denoiser["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
 
 
 def embedded_checkpoints() -> list[CheckpointInfo]:
@@ -231,8 +254,8 @@ class LoadedModel:
 
     @property
     def native_size(self) -> int:
-        """The size the model was trained at: its UNet's sample size in pixels."""
-        return int(self.pipeline.unet.config.sample_size) * self.vae_scale_factor
+        """The size the model was trained at: its denoiser's sample size in pixels."""
+        return self.family.native_size(self)
 
 
 def load_pipeline(
@@ -252,11 +275,14 @@ def load_pipeline(
         from modules.sd_single_file import load_single_file_pipeline
 
         pipeline = load_single_file_pipeline(checkpoint.path, allow_pickle=allow_pickle, torch_dtype=dtype)
-    elif checkpoint.is_sdxl:
+    elif checkpoint.is_sdxl or checkpoint.architecture in PIPELINE_ARCHITECTURES.values():
         from diffusers import DiffusionPipeline
 
-        # The class named by model_index.json: the base's or the refiner's (whose first text encoder is absent).
-        pipeline = DiffusionPipeline.from_pretrained(checkpoint.path, local_files_only=True, dtype=dtype)
+        # The class named by model_index.json: SDXL's base or refiner (whose first text encoder is absent), SD 3's
+        # (without T5 where the folder has none: its null entries are passed as None, as diffusers asks).
+        index = json.loads((checkpoint.path / "model_index.json").read_text(encoding="utf-8"))
+        absent = {name: None for name, value in index.items() if isinstance(value, list) and value[0] is None}
+        pipeline = DiffusionPipeline.from_pretrained(checkpoint.path, local_files_only=True, dtype=dtype, **absent)
     else:
         pipeline = StableDiffusionPipeline.from_pretrained(
             checkpoint.path,
@@ -287,19 +313,38 @@ class CheckpointLoadError(ValueError):
         super().__init__(f"sd_model_checkpoint: cannot load {checkpoint.path}: {type(error).__name__}: {reason}")
 
 
+def checkpoints_limit() -> int:
+    """How many models the cache keeps (SERENA_CHECKPOINTS_LIMIT, at least 1)."""
+    text = os.environ.get("SERENA_CHECKPOINTS_LIMIT", "2")
+    try:
+        limit = int(text)
+    except ValueError:
+        raise ValueError(f"SERENA_CHECKPOINTS_LIMIT: {text!r} is not a whole number; allowed: 1 or more") from None
+    if limit < 1:
+        raise ValueError(f"SERENA_CHECKPOINTS_LIMIT: {limit} is too small; allowed: 1 or more")
+    return limit
+
+
 class ModelCache:
-    """Holds the one loaded model; a request for another frees it first (and loads it again if the other fails)."""
+    """Keeps the loaded models, most recently used last; a request for another frees the least recently used one
+    when the limit is reached (and loads it again if the new one fails)."""
 
     def __init__(self):
-        self._loaded: LoadedModel | None = None
+        self._models: list[LoadedModel] = []
         self._lock = threading.Lock()
 
     @property
     def loaded(self) -> LoadedModel | None:
-        return self._loaded
+        """The most recently used model."""
+        return self._models[-1] if self._models else None
+
+    @property
+    def models(self) -> list[LoadedModel]:
+        """Every model kept, least recently used first."""
+        return list(self._models)
 
     def holds(self, checkpoint: CheckpointInfo) -> bool:
-        return self._loaded is not None and self._loaded.checkpoint.path == checkpoint.path
+        return any(model.checkpoint.path == checkpoint.path for model in self._models)
 
     def get(
         self,
@@ -309,54 +354,72 @@ class ModelCache:
         allow_pickle: bool = False,
         speedups: fast_path.FastPath | None | str = "unchanged",
     ) -> LoadedModel:
-        """The loaded model for `checkpoint`, loading it (and freeing the previous one) unless it is the current one
-        with the requested device, dtype and fast path; unspecified ones keep what is loaded."""
+        """The loaded model for `checkpoint`, loading it (and freeing the least recently used one at the limit)
+        unless it is kept with the requested device, dtype and fast path (unspecified ones: whatever it has; the
+        fast path of a new load: the most recently used model's)."""
         with self._lock:
-            current = self._loaded
-            if (
-                current is not None
-                and current.checkpoint.path == checkpoint.path
-                and (device is None or current.device == device)
-                and (dtype is None or current.dtype == dtype)
-                and (speedups == "unchanged" or current.fast_path == speedups)
-            ):
-                return current
+            current = self.loaded
+            for kept in self._models:
+                if (
+                    kept.checkpoint.path == checkpoint.path
+                    and (device is None or kept.device == device)
+                    and (dtype is None or kept.dtype == dtype)
+                    and (speedups == "unchanged" or kept.fast_path == speedups)
+                ):
+                    self._models.remove(kept)
+                    self._free(self._make_room())
+                    self._models.append(kept)
+                    return kept
             device = device or devices.default_device()
             dtype = dtype or devices.default_dtype(device)
             if speedups == "unchanged":
                 speedups = current.fast_path if current is not None else fast_path.from_environment()
-            # What reloads the previous model if this one fails; not the model itself, so freeing really frees it.
-            previous = current and (current.checkpoint, current.device, current.dtype, current.fast_path)
             current = None
-            self._free()
+            # The same checkpoint with other settings goes; then the least recently used, to make room.
+            evicted = [kept for kept in self._models if kept.checkpoint.path == checkpoint.path]
+            self._models = [kept for kept in self._models if kept.checkpoint.path != checkpoint.path]
+            evicted += self._make_room()
+            # What reloads a freed model if this one fails; not the model itself, so freeing really frees it.
+            previous = [(m.checkpoint, m.device, m.dtype, m.fast_path) for m in evicted]
+            self._free(evicted)
             try:
                 pipeline = load_pipeline(checkpoint, device, dtype, allow_pickle, speedups)
             except Exception as error:
-                if previous:
-                    self._restore(*previous)
+                for entry in previous:
+                    self._restore(*entry)
                 raise CheckpointLoadError(checkpoint, error) from error
-            self._loaded = LoadedModel(checkpoint, pipeline, device, dtype, speedups)
-            return self._loaded
+            model = LoadedModel(checkpoint, pipeline, device, dtype, speedups)
+            self._models.append(model)
+            return model
+
+    def _make_room(self) -> list[LoadedModel]:
+        """Take the least recently used models out until one more fits under the limit; returns them."""
+        surplus = max(0, len(self._models) - checkpoints_limit() + 1)
+        taken, self._models = self._models[:surplus], self._models[surplus:]
+        return taken
 
     def _restore(self, checkpoint: CheckpointInfo, device, dtype, speedups) -> None:
-        """Load the previous model again after a failed switch (its weights were freed to make room)."""
+        """Load a freed model again after a failed load (its weights were freed to make room), as the least
+        recently used."""
         try:  # it loaded before, so a pickle checkpoint was allowed then
             pipeline = load_pipeline(checkpoint, device, dtype, checkpoint.is_pickle, speedups)
         except Exception:  # gone or changed on disk since: the next job loads what it names, and says why if it fails
             return
-        self._loaded = LoadedModel(checkpoint, pipeline, device, dtype, speedups)
+        self._models.insert(0, LoadedModel(checkpoint, pipeline, device, dtype, speedups))  # less used than the rest
 
     def clear(self) -> None:
         with self._lock:
-            self._free()
+            models, self._models = self._models, []
+            self._free(models)
 
-    def _free(self) -> None:
-        if self._loaded is None:
+    @staticmethod
+    def _free(models: list[LoadedModel]) -> None:
+        if not models:
             return
-        device = self._loaded.device
-        self._loaded = None
+        on_cuda = any(model.device.type == "cuda" for model in models)
+        models.clear()
         gc.collect()
-        if device.type == "cuda":
+        if on_cuda:
             torch.cuda.empty_cache()
 
 

@@ -288,9 +288,11 @@ def test_img2img_batch_uses_one_init_image_per_position():
     assert png_of(batch[1]) == png_of(img2img(inits[1:], 2, 1)[0])
 
 
-def test_model_is_cached_and_a_switch_frees_the_old_one(tmp_path):
+def test_model_is_cached_and_a_switch_beyond_the_limit_frees_the_old_one(tmp_path, monkeypatch):
+    """With one model kept (SERENA_CHECKPOINTS_LIMIT=1; the default keeps two) a switch frees the previous one."""
     import weakref
 
+    monkeypatch.setenv("SERENA_CHECKPOINTS_LIMIT", "1")
     first = sd_models.load_model()
     assert sd_models.load_model() is first
     copy = tmp_path / "copy-model"

@@ -8,6 +8,7 @@ import torch
 
 from modules import devices, sd_models
 from modules.default_model import DEFAULT_MODEL_DIR, scoring
+from modules.flow_model import FLOW_MODEL_NAME
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.scenes_model import SCENES_MODEL_NAME
 from modules.sd_single_file import save_single_file
@@ -59,7 +60,7 @@ def test_webui_titles_and_listing(default_as_single_file, models_folder):
     assert info.path == default_as_single_file.resolve()
     assert info.title == f"shapes [{info.shorthash}]"
     names = [checkpoint.name for checkpoint in sd_models.list_checkpoints()]
-    assert names == [sd_models.DEFAULT_MODEL_NAME, SCENES_MODEL_NAME, "shapes"]  # the embedded models first
+    assert names == [sd_models.DEFAULT_MODEL_NAME, SCENES_MODEL_NAME, FLOW_MODEL_NAME, "shapes"]  # embedded first
 
 
 def test_pickle_checkpoints_are_refused_without_the_allow_flag(models_folder, default_as_single_file):
@@ -121,3 +122,22 @@ def test_a_requested_dtype_reloads_and_generates_in_it():
     assert (score.background, score.colour, score.shape) == (expected.background, expected.colour, expected.shape)
     assert (expected.background, expected.colour) == ("blue", "red")
     assert sd_models.load_model(dtype="float32").pipeline.unet.dtype == torch.float32
+
+
+def test_the_cache_keeps_two_models_and_frees_the_least_recently_used(monkeypatch):
+    """A base and a second checkpoint (a refiner's, a hires pass's) stay loaded between jobs; a third frees the one
+    used least recently; SERENA_CHECKPOINTS_LIMIT=1 keeps one, as before."""
+    cache = sd_models.ModelCache()
+    default, scenes = (sd_models.resolve_checkpoint(name) for name in ("serena-default", "serena-scenes"))
+    first = cache.get(default)
+    assert cache.get(scenes) is not first and cache.holds(default) and cache.holds(scenes)
+    assert cache.get(default) is first  # kept: not loaded again
+    assert [model.checkpoint.name for model in cache.models] == ["serena-scenes", "serena-default"]
+    monkeypatch.setenv("SERENA_CHECKPOINTS_LIMIT", "1")
+    cache.get(scenes)
+    assert [model.checkpoint.name for model in cache.models] == ["serena-scenes"]
+    monkeypatch.setenv("SERENA_CHECKPOINTS_LIMIT", "0")
+    with pytest.raises(ValueError, match=r"^SERENA_CHECKPOINTS_LIMIT: 0 is too small; allowed: 1 or more"):
+        cache.get(default)
+    cache.clear()
+    assert cache.loaded is None and cache.models == []

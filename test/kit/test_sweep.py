@@ -177,7 +177,8 @@ def test_invalid_axis_values_fail_before_anything_is_generated():
 def test_axes_name_what_cannot_be_swept():
     valid = (
         "prompt_sr, lora:NAME, style, sampler, model, vae, refiner, hr_sampler, hr_model, prompt, negative_prompt, "
-        "styles, steps, sampler_name, scheduler, cfg_scale, guidance, guidance_rescale, guidance_start, guidance_end, "
+        "styles, steps, sampler_name, scheduler, cfg_scale, distilled_cfg_scale, "
+        "guidance, guidance_rescale, guidance_start, guidance_end, "
         "apg_eta, apg_norm_threshold, apg_momentum, zero_init_steps, perturbed_scale, perturbed_layers, seed, "
         "width, height, sd_model_checkpoint, sd_vae, "
         "refiner_checkpoint, refiner_switch_at, subseed, "
