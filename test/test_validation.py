@@ -58,7 +58,8 @@ BAD_TXT2IMG = [
     (
         {"sd_model_checkpoint": "missing-model"},
         ValueError,
-        "sd_model_checkpoint: no model 'missing-model'; available: serena-default, serena-scenes (or a path)",
+        "sd_model_checkpoint: no model 'missing-model'; available: serena-default, serena-scenes, serena-flow "
+        "(or a path)",
     ),
     (
         {"override_settings": {"bogus": 1}},

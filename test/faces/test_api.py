@@ -88,10 +88,16 @@ def test_read_endpoints_answer_with_the_webui_shapes(client):
 def test_sd_models_lists_only_checkpoints_inside_the_models_folder(client):
     listed = client.get("/sdapi/v1/sd-models").json()
     # The embedded models, then the folder's ("linked" leads outside it)
-    assert [item["model_name"] for item in listed] == ["serena-default", "serena-scenes", "broken", "tiny"]
-    tiny = listed[3]
+    assert [item["model_name"] for item in listed] == [
+        "serena-default",
+        "serena-scenes",
+        "serena-flow",
+        "broken",
+        "tiny",
+    ]
+    tiny = listed[4]
     assert tiny["title"] == f"tiny [{tiny['hash']}]" and tiny["sha256"].startswith(tiny["hash"])
-    assert [item["architecture"] for item in listed] == ["sd", "sd", "unknown", "sd"]  # "broken" cannot be read
+    assert [item["architecture"] for item in listed] == ["sd", "sd", "sd3", "unknown", "sd"]  # "broken" cannot be read
 
 
 def test_txt2img_image_round_trips_through_png_info_with_the_same_parameters(client):
@@ -151,7 +157,7 @@ def test_save_images_writes_into_the_servers_output_folder(client, api_server):
 
 
 def test_checkpoints_are_chosen_by_name_from_the_models_folder(client):
-    tiny_title = client.get("/sdapi/v1/sd-models").json()[3]["title"]
+    tiny_title = client.get("/sdapi/v1/sd-models").json()[4]["title"]
     request = {"seed": 3, "steps": 3}
     once = post_ok(client, "/sdapi/v1/txt2img", request | {"override_settings": {"sd_model_checkpoint": tiny_title}})
     assert json.loads(once["info"])["sd_model_name"] == "tiny"

@@ -110,9 +110,15 @@ def test_samplers_and_models_print_one_entry_per_line(capsys, isolated_workdir):
     (model / "model_index.json").write_text("{}")
     (model / "unet" / "weights.safetensors").write_bytes(b"weights")
     code, lines, _ = run(capsys, "models", "--models-dir", "models")
-    assert code == 0 and [line.split(" [")[0] for line in lines] == ["serena-default", "serena-scenes", "mine"]
+    assert code == 0 and [line.split(" [")[0] for line in lines] == [
+        "serena-default",
+        "serena-scenes",
+        "serena-flow",
+        "mine",
+    ]
     assert lines[0].split("\t")[1] == lines[1].split("\t")[1] == "sd"  # the embedded models: SD, sizes of their own
-    assert lines[2].endswith(f"]\tunknown\t{model.resolve()}")  # no text encoder config to tell
+    assert lines[2].split("\t")[1] == "sd3"  # and the flow model
+    assert lines[3].endswith(f"]\tunknown\t{model.resolve()}")  # no text encoder config to tell
 
 
 COMMANDS = [
