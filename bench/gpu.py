@@ -18,7 +18,11 @@ keeps what it measured):
 5. SDXL (--no-sdxl skips it): a full SDXL base with random weights (bench/gpu_model.py), 1024x1024, the same steps
    and sampler, per --sdxl-batches: Serena's default path, raw diffusers' StableDiffusionXLPipeline and the fast path
    (pixel-checked against the default path), each model loaded fresh;
-6. an 8192^3 fp16 matmul, the peak this chip reaches in practice.
+6. the flow-matching transformers (--flow, issue 31): SD 3.5 Medium and FLUX.1 dev with random weights
+   (bench/gpu_model.py, the shipped configs), bf16, 1024x1024, the same steps with Euler (their own scheduler), per
+   --flow-batches: Serena's default path against the raw diffusers pipeline (StableDiffusion3Pipeline at CFG 7;
+   FluxPipeline at distilled guidance 3.5 and real CFG 1, Serena likewise);
+7. an 8192^3 fp16 matmul, the peak this chip reaches in practice.
 
 It then prints markdown tables (bench/gpu_report.py).
 
@@ -33,10 +37,13 @@ import contextlib
 import gc
 import json
 import math
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +60,9 @@ from bench.gpu_model import (  # noqa: E402
     PIXEL_MAX_DIFF,
     PIXEL_MEAN_DIFF,
     PROMPT,
+    build_random_flux_pipeline,
     build_random_pipeline,
+    build_random_sd3_pipeline,
     build_random_sdxl_pipeline,
     peak_fraction,
     serena_job,
@@ -71,6 +80,34 @@ PROFILE_S = 10
 WARM_START_S = 40
 SDXL_S = 150  # build, load and eager calls of raw diffusers and the default path at batch 1 and 4
 SDXL_COMPILE_S = 100  # per fast-path batch
+FLOW_S = 240  # per flow model: build and save the random weights (FLUX.1 with T5: ~33 GB in bf16), load, calls
+
+
+@dataclass(frozen=True)
+class FlowPart:
+    title: str
+    build: Callable
+    pipeline_class: str
+    serena_fields: dict  # the Serena job's sampler and guidance
+    raw_call: dict  # the same for the raw pipeline call
+
+
+FLOW_PARTS = {
+    "sd35": FlowPart(
+        "SD 3.5 Medium",
+        build_random_sd3_pipeline,
+        "StableDiffusion3Pipeline",
+        {"cfg_scale": 7.0},
+        {"guidance_scale": 7.0},
+    ),
+    "flux": FlowPart(
+        "FLUX.1 dev",
+        build_random_flux_pipeline,
+        "FluxPipeline",
+        {"cfg_scale": 1.0, "distilled_cfg_scale": 3.5},
+        {"guidance_scale": 3.5},
+    ),
+}
 
 
 def log(message: str) -> None:
@@ -129,13 +166,13 @@ def pixel_check(images, reference) -> dict:
     }
 
 
-def serena(folder: Path, size: int, batch: int, args, device, reference=None) -> tuple[dict, list]:
+def serena(folder: Path, size: int, batch: int, args, device, reference=None, **fields) -> tuple[dict, list]:
     """One path's figures at `batch` on the loaded model `folder`, and its images. The first call is the warm-up (it
-    compiles on the fast path); then the median of --repeats calls."""
+    compiles on the fast path); then the median of --repeats calls. `fields`: the job's own (serena_job)."""
 
     def call():
         start = time.perf_counter()
-        result = process_images(serena_job(folder, batch, size, args.steps))
+        result = process_images(serena_job(folder, batch, size, args.steps, **fields))
         return result, time.perf_counter() - start  # the last phase (decode) ends synchronized
 
     _, warm_up = call()
@@ -164,13 +201,17 @@ def serena(folder: Path, size: int, batch: int, args, device, reference=None) ->
     return entry, images
 
 
-def raw_diffusers(pipeline_class, folder: Path, size: int, batches: list[int], args, dtype, device) -> dict[int, dict]:
+def raw_diffusers(
+    pipeline_class, folder: Path, size: int, batches: list[int], args, dtype, device, call: dict | None = None
+) -> dict[int, dict]:
     """The pipeline call as users make it (its own @torch.no_grad), and wrapped in torch.inference_mode (as the
-    engine runs), to separate that effect from the engine's. The sampler is the engine's job's (DPM++ 2M)."""
+    engine runs), to separate that effect from the engine's. The sampler is the engine's job's (DPM++ 2M at CFG 7.5),
+    or with `call` (the flow models: their guidance) the pipeline's own scheduler."""
     from diffusers import DPMSolverMultistepScheduler
 
     pipeline = pipeline_class.from_pretrained(folder, dtype=dtype, local_files_only=True)
-    pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
+    if call is None:
+        pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
     pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
 
@@ -181,7 +222,7 @@ def raw_diffusers(pipeline_class, folder: Path, size: int, batches: list[int], a
             prompt=[PROMPT] * batch,
             negative_prompt=[""] * batch,
             num_inference_steps=steps,
-            guidance_scale=7.5,
+            **(call or {"guidance_scale": 7.5}),
             height=size,
             width=size,
             output_type="latent",
@@ -209,8 +250,8 @@ def raw_diffusers(pipeline_class, folder: Path, size: int, batches: list[int], a
     return figures
 
 
-def sdxl_figures(entry: dict) -> dict:
-    del entry["peak_fraction"]  # counted with SD 1.5's UNet FLOPs: meaningless for SDXL
+def other_model_figures(entry: dict) -> dict:
+    del entry["peak_fraction"]  # counted with SD 1.5's UNet FLOPs: meaningless for other models
     return entry
 
 
@@ -292,6 +333,13 @@ def parse_args(argv):
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--sdxl", action=argparse.BooleanOptionalAction, default=True, help="the SDXL part")
     parser.add_argument("--sdxl-batches", type=int, nargs="+", default=None, help="default: 1 4 (--tiny: 1 2)")
+    parser.add_argument(
+        "--flow",
+        nargs="*",
+        default=None,
+        help=f"the flow-matching models' parts: {', '.join(FLOW_PARTS)} (default: all; 'none': none)",
+    )
+    parser.add_argument("--flow-batches", type=int, nargs="+", default=None, help="default: 1 4 (--tiny: 1 2)")
     parser.add_argument("--budget-s", type=float, default=None, help="skip parts that would not end within this")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args(argv)
@@ -312,6 +360,11 @@ def parse_args(argv):
     args.size = 64 if args.tiny else 512
     args.sdxl_batches = args.sdxl_batches or ([1, 2] if args.tiny else [1, 4])
     args.sdxl_size = 64 if args.tiny else 1024
+    args.flow = [name for name in (list(FLOW_PARTS) if args.flow is None else args.flow) if name != "none"]
+    if unknown := set(args.flow) - set(FLOW_PARTS):
+        parser.error(f"--flow: unknown part {sorted(unknown)[0]!r}; allowed: {', '.join(FLOW_PARTS)}, none")
+    args.flow_batches = args.flow_batches or ([1, 2] if args.tiny else [1, 4])
+    args.flow_size = 64 if args.tiny else 1024
     return args
 
 
@@ -477,13 +530,13 @@ class Run:
         default_images = {}
         for batch in batches:
             entry, default_images[batch] = serena(folder, size, batch, args, device)
-            rows[batch]["default"] = sdxl_figures(entry)
+            rows[batch]["default"] = other_model_figures(entry)
         fresh_compile_state(device)
         log("sdxl default path done")
         self.save()
         figures = raw_diffusers(StableDiffusionXLPipeline, folder, size, batches, args, self.dtype, device)
         for batch, entry in figures.items():
-            rows[batch]["raw"] = sdxl_figures(entry)
+            rows[batch]["raw"] = other_model_figures(entry)
         fresh_compile_state(device)
         log("sdxl raw diffusers done")
         self.save()
@@ -494,10 +547,49 @@ class Run:
                 log(f"  batch {batch}: skipped, {reason}")
                 continue
             entry, _ = serena(folder, size, batch, args, device, default_images[batch])
-            rows[batch]["fast"] = sdxl_figures(entry)
+            rows[batch]["fast"] = other_model_figures(entry)
             self.save()
         fresh_compile_state(device)
         log("sdxl fast path done")
+
+    def flow_model(self, name: str, folder: Path) -> None:
+        """Issue 31's table for one flow model: random weights built in `folder` (bf16 on CUDA), Serena's default path
+        against the raw pipeline per --flow-batches; the folder is removed after (tens of GB at full size)."""
+        import diffusers
+
+        args, device, part = self.args, self.device, FLOW_PARTS[name]
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        size, batches = args.flow_size, args.flow_batches
+        entry = self.report.setdefault("flow", {})[name] = {
+            "title": part.title,
+            "size": size,
+            "dtype": str(dtype).removeprefix("torch."),
+            "rows": [{"batch": batch} for batch in batches],
+        }
+        rows = {row["batch"]: row for row in entry["rows"]}
+        if reason := self.budget.lacks(FLOW_S):
+            entry["skipped"] = reason
+            log(f"{name}: skipped, {reason}")
+            return
+        try:
+            part.build(folder, args.tiny, dtype, device)
+            self.load(folder, speedups=None, dtype=dtype)
+            fields = part.serena_fields | {"sampler_name": "Euler"}
+            for batch in batches:
+                figures, _ = serena(folder, size, batch, args, device, **fields)
+                rows[batch]["default"] = other_model_figures(figures)
+            sd_models.model_cache.clear()
+            fresh_compile_state(device)
+            self.save()
+            pipeline_class = getattr(diffusers, part.pipeline_class)
+            raw = raw_diffusers(pipeline_class, folder, size, batches, args, dtype, device, part.raw_call)
+            for batch, figures in raw.items():
+                rows[batch]["raw"] = other_model_figures(figures)
+        finally:
+            sd_models.model_cache.clear()
+            fresh_compile_state(device)
+            shutil.rmtree(folder, ignore_errors=True)
+        log(f"{name} done")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -533,6 +625,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.sdxl:
             with budget.part("sdxl"):
                 run.sdxl(Path(temp) / "sdxl-random")
+            run.save()
+        for name in args.flow:
+            with budget.part(name):
+                run.flow_model(name, Path(temp) / f"{name}-random")
             run.save()
     run.report["matmul_fp16_tflops"] = matmul_tflops(run.device)
     run.save()

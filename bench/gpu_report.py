@@ -139,6 +139,33 @@ def sdxl_table(report: dict) -> str:
     return lead + "\n\n" + table(header, rows) + "".join(skipped)
 
 
+def flow_tables(report: dict) -> list[str]:
+    tables = []
+    for entry in report["flow"].values():
+        lead = (
+            f"{entry['title']} (random weights), {entry['size']}x{entry['size']}, {entry['dtype']}, "
+            f"{report['steps']} steps Euler (the flow scheduler); raw diffusers is its pipeline with "
+            'output_type="latent".'
+        )
+        if "skipped" in entry:
+            tables.append(f"{lead} Skipped: {entry['skipped']}.")
+            continue
+        rows = [
+            [
+                str(row["batch"]),
+                number(row.get("raw"), "it_s", ".2f"),
+                number(row.get("default"), "it_s", ".2f"),
+                ratio(row.get("default"), row.get("raw"), "it_s", bold=False),
+                number(row.get("default"), "e2e_images_s", ".2f"),
+                number(row.get("default"), "peak_gib", ".1f"),
+            ]
+            for row in entry["rows"]
+        ]
+        header = ["batch", "raw it/s", "default it/s", "default/raw", "images/s end to end", "peak GiB"]
+        tables.append(lead + "\n\n" + table(header, rows))
+    return tables
+
+
 def variant_row(name: str, entry: dict, reference: dict | None, what: str) -> list[str]:
     return [
         name,
@@ -277,6 +304,8 @@ def markdown(report: dict) -> str:
     parts.append(targets_table(report))
     if "sdxl" in report:
         parts.append(sdxl_table(report))
+    if report.get("flow"):
+        parts.extend(flow_tables(report))
     if report.get("matmul_fp16_tflops"):
         parts.append(f"8192^3 fp16 matmul: {report['matmul_fp16_tflops']:.0f} TFLOP/s.")
     parts.append("Seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in report["sections_s"].items()) + ".")

@@ -81,6 +81,15 @@ def test_sdxl_raw_default_and_fast_paths_are_measured(tiny_run):
         assert row["fast"]["pixels_ok"]  # fused QKV only on CPU
 
 
+def test_the_flow_models_raw_and_default_paths_are_measured(tiny_run):
+    flow = tiny_run[0]["flow"]
+    assert list(flow) == ["sd35", "flux"]
+    for entry in flow.values():
+        assert entry["size"] == 64 and [row["batch"] for row in entry["rows"]] == [1, 2]
+        for row in entry["rows"]:
+            assert row["raw"]["it_s"] > 0 and row["default"]["it_s"] > 0 and row["default"]["e2e_images_s"] > 0
+
+
 def test_tables_log_and_json_are_written(tiny_run):
     report, out = tiny_run
     text = (out / "gpu.md").read_text()
@@ -88,6 +97,7 @@ def test_tables_log_and_json_are_written(tiny_run):
     assert "| 2 | " in text and "| channels-last | " in text and "skipped: needs CUDA" in text
     assert "warm start < 15 s" in text and "| convolution | " in text
     assert gpu_report.sdxl_table(report) in text and "| SDXL batch | raw it/s |" in text
+    assert "SD 3.5 Medium (random weights), 64x64" in text and "FLUX.1 dev (random weights), 64x64" in text
     assert "gpu_run.sh: " in (out / "gpu.log").read_text()
 
 
