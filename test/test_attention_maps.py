@@ -45,6 +45,18 @@ def test_capturing_changes_no_byte_and_gives_each_image_its_own_words():
     assert sk.txt2img(PROMPTS[0], seed=11, steps=6, **NO_FILES).attention_maps == []  # off by default
 
 
+def test_capturing_joint_attention_on_sd3_changes_no_byte():
+    job = dict(seed=11, batch_size=2, steps=6, sd_model_checkpoint="serena-flow", sampler_name="Euler", **NO_FILES)
+    plain = sk.txt2img(PROMPTS[:2], **job)
+    captured = sk.txt2img(PROMPTS[:2], attention=True, **job)
+    assert [np.asarray(image).tobytes() for image in captured.images] == [
+        np.asarray(image).tobytes() for image in plain.images
+    ]
+    first = captured.attention_maps[0]
+    assert [word for word, _ in first.words] == PROMPTS[0].split() and first.sums.shape == (77, 8, 8)
+    assert first.word_map("circle").max() == 1
+
+
 def test_words_join_their_byte_pair_tokens():
     assert words_of(["a</w>", "sun", "flower</w>", "field"]) == [("a", [0]), ("sunflower", [1, 2]), ("field", [3])]
 
@@ -69,12 +81,18 @@ def test_step_ranges_layers_and_per_step_maps():
         AttentionCapture(steps=(0.5, 0.2))
 
 
-def test_the_shape_words_map_lies_on_the_shape_and_the_background_colours_mostly_off_it():
-    """24 images (3 prompts x 8 seeds) at the model's defaults; the object mask is the scorer's shape region."""
+@pytest.mark.parametrize(
+    "model", [{}, {"sd_model_checkpoint": "serena-flow", "sampler_name": "Euler"}], ids=["unet", "sd3-flow"]
+)
+def test_the_shape_words_map_lies_on_the_shape_and_the_background_colours_mostly_off_it(model):
+    """24 images (3 prompts x 8 seeds) at each model's defaults; the object mask is the scorer's shape region. On the
+    flow model (SD 3's joint attention: each word's attention to the image's tokens) the shape word's map lies on the
+    shape too (0.58 measured), but the background colour word's does not stay off it (0.75 of its mass on the shape,
+    every block and step; docs/families.md): only the first holds there."""
     shape_iou, background_inside = [], []
     for prompt in PROMPTS:
         words = prompt.split()
-        result = sk.txt2img(prompt, seed=100, batch_size=8, attention=True, **NO_FILES)
+        result = sk.txt2img(prompt, seed=100, batch_size=8, attention=True, **NO_FILES, **model)
         for image, maps in zip(result.images, result.attention_maps):
             pixels = scoring.as_rgb_array(image)
             region = scoring.largest_foreground_region(pixels, scoring.border_median(pixels))
@@ -83,7 +101,8 @@ def test_the_shape_words_map_lies_on_the_shape_and_the_background_colours_mostly
             background = maps.word_map(words[5])
             background_inside.append(background[region].sum() / background.sum())
     assert np.mean(shape_iou) >= 0.5, np.round(shape_iou, 2)
-    assert np.mean(background_inside) < 0.5, np.round(background_inside, 2)
+    if not model:
+        assert np.mean(background_inside) < 0.5, np.round(background_inside, 2)
 
 
 def test_the_notebook_draws_each_words_map_over_its_image():
