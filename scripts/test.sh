@@ -20,7 +20,7 @@ part() {
 }
 
 start=$SECONDS
-part "${coverage[@]}" --cov-report= "${nbval[@]}" -n "$workers" --dist loadfile -m "not whole_machine" "$@" test notebooks
+part "${coverage[@]}" --cov-report= "${nbval[@]}" -n "$workers" --dist loadfile -m "not whole_machine" "$@" notebooks test
 parallel_s=$((SECONDS - start))
 part "${coverage[@]}" --cov-append --cov-report=term --cov-fail-under=80 -m whole_machine "$@" test
 echo "test.sh: ${parallel_s} s for the tests two at a time, $((SECONDS - start - parallel_s)) s for the whole-machine ones, $((SECONDS - start)) s in all"

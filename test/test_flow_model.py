@@ -37,5 +37,5 @@ def test_colour_background_and_shape_at_the_default_guidance(default_rates):
 def test_without_the_prompt_the_flow_model_does_not_follow_it(default_rates):
     """CFG 0 keeps the unconditional prediction alone. (At CFG 1, the prompt's prediction alone, this model already
     follows its prompt about as well as at 7: notebook 12.)"""
-    unconditional = rates(0.0, CASES[::2])  # seed 0's 48 images
+    unconditional = rates(0.0, CASES[::4])  # 24 images: seed 0, every shape and colour on one background
     assert unconditional["all"] < 0.5 * default_rates["all"], (unconditional, default_rates)
