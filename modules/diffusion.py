@@ -205,7 +205,9 @@ def denoise(
                 if guided.perturbs:
                     with guided.perturbed(unet):
                         text, kwargs = prompt_half(embeddings, unet_kwargs)
-                        perturbed = family.predict(unet, model_input.chunk(2)[1], timestep, text, kwargs)
+                        perturbed = family.predict(
+                            unet, model_input.chunk(2)[1], timestep, text, kwargs | guided.perturbed_kwargs
+                        )
                 noise_pred = guided.combine(step_index, timestep, noise_uncond, noise_text, perturbed)
         stepped = scheduler.step(noise_pred, timestep, latents, **extra)
         clean = predicted_clean(scheduler, stepped, latents, noise_pred, family.flow)

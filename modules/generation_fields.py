@@ -265,7 +265,7 @@ def hires_differs(name: str, first_pass: str) -> Callable[[Mapping], bool]:
 
 
 GUIDANCE_METHODS = ("CFG", "APG", "CFG-Zero*", "PAG", "SLG")  # modules.guidance runs them
-PERTURBED_LAYERS_PATTERN = r"(mid|(down|up)\.[0-9]+)(, ?(mid|(down|up)\.[0-9]+))*"
+PERTURBED_LAYERS_PATTERN = r"(mid|(down|up|block)\.[0-9]+)(, ?(mid|(down|up|block)\.[0-9]+))*"
 
 
 def method_is(*methods: str) -> Callable[[Mapping], bool]:
@@ -444,9 +444,12 @@ FIELDS: tuple[GenerationField, ...] = (
     ),
     GenerationField(
         "perturbed_layers",
-        PatternText("mid, down.N or up.N, comma-separated (UNet blocks with attention)", PERTURBED_LAYERS_PATTERN),
+        PatternText(
+            "mid, down.N or up.N (UNet blocks with attention) or block.N (SD 3's), comma-separated",
+            PERTURBED_LAYERS_PATTERN,
+        ),
         "mid",
-        "PAG/SLG: the UNet blocks perturbed (PAG: their self-attention is identity; SLG: they are skipped)",
+        "PAG/SLG: the blocks perturbed (PAG: their self-attention is identity; SLG: they are skipped)",
         label="Perturbed layers",
         infotext=Infotext("Perturbed layers", when=method_is("PAG", "SLG")),
         example="mid,up.1",

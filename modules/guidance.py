@@ -72,10 +72,13 @@ class GuidanceSettings:
 
 
 def layer_skip_configs(unet, layers: str, perturb_attention_scores: bool) -> list[LayerSkipConfig]:
-    """diffusers' layer-skip configurations for `layers` ("mid", "down.1", "up.0", comma-separated): every
-    transformer block of the named UNet blocks. PAG perturbs their self-attention scores; SLG skips the blocks."""
+    """diffusers' layer-skip configurations for `layers` ("mid", "down.1", "up.0" of a UNet, "block.N" of SD 3's
+    transformer; comma-separated): every transformer block of the named UNet blocks, or the numbered joint blocks.
+    PAG perturbs their self-attention scores; SLG skips the blocks."""
     if not hasattr(unet, "mid_block"):
-        raise ValueError("guidance: PAG and SLG perturb UNet blocks; not available for transformer models yet")
+        if perturb_attention_scores:  # diffusers' score-skip hook knows no joint-attention processor
+            raise ValueError("guidance: PAG is available for UNets so far; on SD 3 use SLG (skipped joint blocks)")
+        return transformer_skip_configs(unet, layers, perturb_attention_scores)
     available = unet_layer_names(unet)
     configs = []
     for name in (part.strip() for part in layers.split(",")):
@@ -95,6 +98,34 @@ def layer_skip_configs(unet, layers: str, perturb_attention_scores: bool) -> lis
                 )
             )
     return configs
+
+
+def transformer_block_indices(transformer, layers: str) -> list[int]:
+    """The joint blocks `layers` names ("block.7, block.8"), checked against the transformer's."""
+    if type(transformer).__name__ != "SD3Transformer2DModel":
+        raise ValueError(f"guidance: SLG is available for UNets and SD 3 so far, not {type(transformer).__name__}")
+    available = [f"block.{index}" for index in range(len(transformer.transformer_blocks))]
+    names = [part.strip() for part in layers.split(",")]
+    for name in names:
+        if name not in available:
+            raise ValueError(
+                f"perturbed_layers: {name!r} is not a block with attention in this model; "
+                f"allowed: {', '.join(available)}"
+            )
+    return sorted({int(name.removeprefix("block.")) for name in names})
+
+
+def transformer_skip_configs(transformer, layers: str, perturb_attention_scores: bool) -> list[LayerSkipConfig]:
+    indices = transformer_block_indices(transformer, layers)
+    return [
+        LayerSkipConfig(
+            indices=indices,
+            fqn="transformer_blocks",
+            skip_attention=not perturb_attention_scores,
+            skip_attention_scores=perturb_attention_scores,
+            skip_ff=not perturb_attention_scores,
+        )
+    ]
 
 
 def unet_layer_names(unet) -> dict[str, list[tuple[str, torch.nn.ModuleList]]]:
@@ -157,6 +188,12 @@ class BatchGuidance:
 
     def __init__(self, settings: GuidanceSettings, cfg_scales: list[float], total_steps: int, unet):
         self.settings, self.total_steps = settings, total_steps
+        # SD 3's SLG skips whole joint blocks through the transformer's own `skip_layers` argument, as diffusers'
+        # StableDiffusion3Pipeline does: diffusers 0.42's block-skip hook returns a joint block's two outputs in the
+        # wrong order. Every UNet perturbation uses the guider's hooks.
+        self.skip_layers: list[int] | None = None
+        if settings.method == "SLG" and not hasattr(unet, "mid_block"):
+            self.skip_layers = transformer_block_indices(unet, settings.perturbed_layers)
         skip_configs = None
         if settings.method in PERTURBING:
             skip_configs = layer_skip_configs(unet, settings.perturbed_layers, settings.method == "PAG")
@@ -172,9 +209,17 @@ class BatchGuidance:
         """Whether each step needs the prompt's prediction from the perturbed UNet too (PAG, SLG)."""
         return self.settings.method in PERTURBING
 
+    @property
+    def perturbed_kwargs(self) -> dict:
+        """What the perturbed evaluation passes the denoiser besides its inputs (SD 3's SLG: the blocks to skip)."""
+        return {} if self.skip_layers is None else {"skip_layers": self.skip_layers}
+
     @contextmanager
     def perturbed(self, unet):
         """The UNet perturbed for one evaluation: the guider's hooks for its third prediction, removed after."""
+        if self.skip_layers is not None:
+            yield
+            return
         guider = self.guiders[0]  # the hooks are the UNet's, shared by the batch's guiders
         for _ in range(3):  # diffusers' protocol: the prompt's, the negative prompt's, then the perturbed evaluation
             guider.prepare_models(unet)
