@@ -188,15 +188,14 @@ class BatchGuidance:
 
     def __init__(self, settings: GuidanceSettings, cfg_scales: list[float], total_steps: int, unet):
         self.settings, self.total_steps = settings, total_steps
-        # SD 3's SLG skips whole joint blocks through the transformer's own `skip_layers` argument, as diffusers'
-        # StableDiffusion3Pipeline does: diffusers 0.42's block-skip hook returns a joint block's two outputs in the
-        # wrong order. Every UNet perturbation uses the guider's hooks.
-        self.skip_layers: list[int] | None = None
-        if settings.method == "SLG" and not hasattr(unet, "mid_block"):
-            self.skip_layers = transformer_block_indices(unet, settings.perturbed_layers)
         skip_configs = None
         if settings.method in PERTURBING:
             skip_configs = layer_skip_configs(unet, settings.perturbed_layers, settings.method == "PAG")
+        # SD 3's SLG (the one perturbation of a transformer) skips whole joint blocks through the transformer's own
+        # `skip_layers` argument, as diffusers' StableDiffusion3Pipeline does: diffusers 0.42's block-skip hook
+        # returns a joint block's two outputs in the wrong order. Every UNet perturbation uses the guider's hooks.
+        transformer = skip_configs is not None and not hasattr(unet, "mid_block")
+        self.skip_layers: list[int] | None = skip_configs[0].indices if transformer else None
         quiet = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()  # each guider warns that guiders are experimental
         try:
