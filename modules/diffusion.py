@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import guidance, prompt_encoding, prompt_parser, rng, sd_samplers
+from modules import controlnet, guidance, prompt_encoding, prompt_parser, rng, sd_samplers
 from modules.runtime.state import GenerationState
 from modules.sd_models import LoadedModel
 
@@ -152,6 +152,7 @@ def denoise(
     after_step=None,
     refiner: RefinerSwitch | None = None,
     guidance_settings: guidance.GuidanceSettings | None = None,
+    controls: list | None = None,
 ) -> torch.Tensor:
     """The sampling loop. Per-image step noise comes from generators seeded from each image's seed; the text
     embeddings of each step come from `conditioning` (prompt editing changes them between steps).
@@ -161,6 +162,7 @@ def denoise(
     the scaled latents as diffusers' inpainting pipeline does. `after_step(latents, step_index)`: the latents to go
     on from (inpainting keeps the unmasked area on the init image's path). `refiner`: a model that takes over.
     `guidance_settings`: how the predictions combine (modules.guidance); None or plain CFG: the arithmetic above.
+    `controls`: ControlNet units acting in this pass (modules.controlnet); none acts after a refiner takes over.
     """
     family = model.family
     unet, sampling_model = family.denoiser(model.pipeline), model
@@ -184,7 +186,7 @@ def denoise(
     for step_index, timestep in enumerate(timesteps):
         state.raise_if_stopped()
         if step_index == switch_step:
-            sampling_model, family = refiner.model, refiner.model.family
+            sampling_model, family, controls = refiner.model, refiner.model.family, None
             unet, conditioning, refiner.taken_over = family.denoiser(refiner.model.pipeline), refiner.conditioning, True
             step_conditioning = family.step_conditioning(refiner.model, latents, distilled)
         embeddings = conditioning.at(step_index)
@@ -196,7 +198,12 @@ def denoise(
             model_input = scale_model_input(scheduler, torch.cat([latents] * 2), timestep)
             if image_conditioning is not None:
                 model_input = torch.cat([model_input, image_conditioning], dim=1)
-            noise_pred = family.predict(unet, model_input, timestep, embeddings, unet_kwargs)
+            residuals = {}
+            if controls:
+                residuals = controlnet.step_residuals(
+                    controls, step_index, len(timesteps), model_input, timestep, embeddings, unet_kwargs, prompt_half
+                )
+            noise_pred = family.predict(unet, model_input, timestep, embeddings, unet_kwargs | residuals)
             noise_uncond, noise_text = noise_pred.chunk(2)
             if guided is None:
                 noise_pred = noise_uncond + cfg_scale * (noise_text - noise_uncond)
@@ -206,7 +213,11 @@ def denoise(
                     with guided.perturbed(unet):
                         text, kwargs = prompt_half(embeddings, unet_kwargs)
                         perturbed = family.predict(
-                            unet, model_input.chunk(2)[1], timestep, text, kwargs | guided.perturbed_kwargs
+                            unet,
+                            model_input.chunk(2)[1],
+                            timestep,
+                            text,
+                            kwargs | guided.perturbed_kwargs | controlnet.prompt_rows(residuals),
                         )
                 noise_pred = guided.combine(step_index, timestep, noise_uncond, noise_text, perturbed)
         stepped = scheduler.step(noise_pred, timestep, latents, **extra)

@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modules import emphasis
+from PIL import Image
+
+from modules import control_units, emphasis
+from modules.control_units import ControlUnits
 from modules.determinism import KERNELS_KEY
 from modules.extra_networks import LORA_HASHES_KEY, TI_HASHES_KEY
 from modules.field_types import (
@@ -71,6 +74,7 @@ FAST_PATH_KEY = "Fast path"  # the loaded model's pixel-changing options (module
 # networks' hashes (the prompt's <lora:...> tags and embedding names bring the networks back).
 ENGINE_INFOTEXT_KEYS = ("Model hash", "VAE hash", FAST_PATH_KEY, KERNELS_KEY, LORA_HASHES_KEY, TI_HASHES_KEY)
 SAME_AS_ENGINE = object()
+EXAMPLE_PICTURE = Image.new("RGB", (32, 32), "white")  # an example control image (a white silhouette filling it)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,9 @@ class Infotext:
     write: the key/value pairs for a value, when not just {key: value}.
     read: the value from the key's text, when not the kind's `parse`.
     implies: other fields' values the key's presence stands for ("Hires upscaler" means enable_hr).
+    owns: the keys the field writes besides `key` ("ControlNet 0", "ControlNet 1", ...), which `gather` reads.
+    gather: the value from the whole parsed infotext (None when its keys are absent), for fields written as
+        several keys.
     """
 
     key: str
@@ -91,6 +98,8 @@ class Infotext:
     write: Callable[[Any], dict] | None = None
     read: Callable[[str], Any] | None = None
     implies: Mapping = field(default_factory=dict)
+    owns: Callable[[str], bool] | None = None
+    gather: Callable[[Mapping], Any] | None = None
 
     @property
     def parsed_key(self) -> str:
@@ -934,6 +943,26 @@ FIELDS: tuple[GenerationField, ...] = (
         modes=IMG2IMG,
     ),
     GenerationField(
+        "controlnet_units",
+        ControlUnits(),
+        [],
+        "ControlNet units (modules.control_units): each a model, its image and preprocessor (module), weight, "
+        "guidance start/end, resize and control mode; dicts of the webui extension's unit fields accepted",
+        label="ControlNet",
+        sweepable=False,  # a unit's weight, start, end and model are axes of their own (controlnet.weight, ...)
+        short_name="controlnet",
+        infotext=Infotext(
+            "ControlNet",
+            when=lambda values: any(unit.active for unit in values["controlnet_units"]),
+            write=control_units.infotext_pairs,
+            owns=control_units.is_unit_key,
+            gather=lambda parameters: control_units.units_from_infotext(parameters) or None,
+        ),
+        cli=Cli(repeatable=True, metavar="KEY=VALUE,..."),
+        api=None,  # the API takes units as the extension does: alwayson_scripts.controlnet.args
+        example=[control_units.ControlNetUnit(model="control_serena_shape_mask", image=EXAMPLE_PICTURE, weight=0.5)],
+    ),
+    GenerationField(
         "exact",
         Flag(),
         False,
@@ -1099,6 +1128,14 @@ def values_from_infotext(parameters: Mapping, mode: str, given: Collection[str] 
     values = {}
     for declaration in fields_for(mode):
         spec = declaration.infotext
+        if spec is not None and spec.gather is not None and declaration.name not in given:
+            try:
+                gathered = spec.gather(parameters)
+            except ValueError as error:
+                raise ValueError(f"{declaration.name}: cannot read {spec.key!r}: {error}") from None
+            if gathered is not None:
+                values[declaration.name] = gathered
+            continue
         if spec is None or spec.parsed_key not in parameters or declaration.name in given:
             continue
         text = parameters[spec.parsed_key]
@@ -1110,6 +1147,13 @@ def values_from_infotext(parameters: Mapping, mode: str, given: Collection[str] 
                 raise
             raise ValueError(f"{declaration.name}: cannot read {spec.key!r} value {text!r}: {error}") from None
     return values
+
+
+def reads_infotext_key(key: str) -> bool:
+    """Whether a declaration reads the infotext key `key` (what replay honours)."""
+    return key in infotext_keys_read() or any(
+        declaration.infotext.owns(key) for declaration in FIELDS if declaration.infotext and declaration.infotext.owns
+    )
 
 
 def infotext_keys_read() -> set[str]:

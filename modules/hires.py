@@ -101,7 +101,7 @@ def second_pass(p, model, job, indices, latents, state, timings, refiner_model=N
     `model` is the second pass's (hr_checkpoint_name, or the first pass's); `job` the ImageJob (seeds, prompts);
     `refiner_model` takes over within this pass. Returns the latents and the model that made them last.
     """
-    from modules import diffusion, extra_networks, guidance, masking, sd_samplers, upscalers
+    from modules import controlnet, diffusion, extra_networks, guidance, masking, sd_samplers, upscalers
 
     hires_target: HiresTarget = job.hires
     factor = model.vae_scale_factor
@@ -177,5 +177,6 @@ def second_pass(p, model, job, indices, latents, state, timings, refiner_model=N
             image_conditioning=image_conditioning,
             refiner=refiner,
             guidance_settings=guidance.GuidanceSettings.of(p),
+            controls=controlnet.prepare(p.controlnet_units, model, hires_target.width, hires_target.height, True),
         )
     return latents, refiner.model if refiner is not None and refiner.taken_over else model

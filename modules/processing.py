@@ -18,6 +18,8 @@ from PIL import Image
 
 from modules import (
     attention_maps,
+    control_units,
+    controlnet,
     determinism,
     diffusion,
     extra_networks,
@@ -102,6 +104,7 @@ class StableDiffusionProcessing:
     outpath_grids: str = declared("outpath_grids")
     exact: bool = declared("exact")  # one image at a time: bytes independent of batch size
     extra_generation_params: dict = declared("extra_generation_params")
+    controlnet_units: list = declared("controlnet_units")
     state: GenerationState = field(default_factory=GenerationState, compare=False, repr=False)
     # Cross-attention maps to capture (modules.attention_maps; True: the defaults); they do not change the image.
     attention: attention_maps.AttentionCapture | bool | None = field(default=None, compare=False, repr=False)
@@ -112,6 +115,7 @@ class StableDiffusionProcessing:
         self.sampler_name, self.scheduler = sd_samplers.canonical_names(self.sampler_name, self.scheduler)
         if self.refiner_checkpoint in ("", "None", "none"):  # what the webui's clients send for "no refiner"
             self.refiner_checkpoint = None
+        self.controlnet_units = control_units.as_units("controlnet_units", self.controlnet_units)
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad field; loads no model."""
@@ -138,6 +142,7 @@ class StableDiffusionProcessing:
                     sd_samplers.check_flow_sampler(
                         effective.hr_sampler_name, effective.hr_scheduler or effective.scheduler
                     )
+        check_controlnet_units(effective, checkpoint)
         if checkpoint.is_pickle and not sd_models.model_cache.holds(checkpoint):
             raise ValueError(
                 f"sd_model_checkpoint: {checkpoint.path.name} is a pickle checkpoint, which can run code when "
@@ -149,6 +154,21 @@ class StableDiffusionProcessing:
         return dataclasses.replace(
             self, override_settings={}, **generation_fields.fields_from_settings(self.override_settings)
         )
+
+
+def check_controlnet_units(p: StableDiffusionProcessing, checkpoint) -> None:
+    """Every active unit's model is here, and the model is of a family ControlNet runs on."""
+    active = [(index, unit) for index, unit in enumerate(p.controlnet_units) if unit.active]
+    if not active:
+        return
+    if checkpoint.architecture in families.FLOW_ARCHITECTURES:
+        raise ValueError(
+            f"controlnet_units: ControlNet runs on the UNet families (SD 1.x/2.x, SDXL); {checkpoint.name} is "
+            f"{checkpoint.architecture}"
+        )
+    available = controlnet.list_controlnets()
+    for index, unit in active:
+        controlnet.find_controlnet(unit.model, f"controlnet_units[{index}].model", available)
 
 
 @dataclass
@@ -403,6 +423,7 @@ def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model:
     resolved["sd_vae"] = job.vae
     resolved["inpainting_unet"] = diffusion.is_inpainting_model(model)
     resolved["guidance_distilled"] = model.family.guidance_distilled(model)
+    resolved["controlnet_units"] = controlnet.titled(p.controlnet_units)
     if job.hires is not None:
         resolved |= {"hr_resize_x": job.hires.resize_x, "hr_resize_y": job.hires.resize_y}
         if p.hr_checkpoint_name is not None:
@@ -484,6 +505,7 @@ def sample_batch(
     else:
         timesteps, latents = diffusion.txt2img_latents(model, scheduler, noise, p.steps)
         image_conditioning = txt2img_image_conditioning(model, latents)
+    controls = batch_controls(p, model, job, init)
     recording = attention_maps.recording(
         p.attention,
         model,
@@ -512,6 +534,7 @@ def sample_batch(
                     after_step=blend,
                     refiner=refiner,
                     guidance_settings=guidance.GuidanceSettings.of(p),
+                    controls=controls,
                 )
             if refiner is not None and refiner.taken_over:
                 model = refiner_model  # its VAE decodes, as when the webui switches models
@@ -532,6 +555,16 @@ def sample_batch(
             for position, image in enumerate(decoded)
         ]
     return decoded
+
+
+def batch_controls(p, model: sd_models.LoadedModel, job: ImageJob, init) -> list[controlnet.ControlInput]:
+    """The ControlNet units acting in the first pass, their images at the job's size (inpainting's "Only masked":
+    cut to the masked area, as the init image is)."""
+    if not any(unit.active for unit in p.controlnet_units):
+        return []
+    crop = init.inpaint.paste_to if init is not None and init.inpaint is not None else None
+    whole_size = p.init_images[0].size if crop is not None else None
+    return controlnet.prepare(p.controlnet_units, model, job.width, job.height, crop=crop, whole_size=whole_size)
 
 
 def check_refiner(model: sd_models.LoadedModel, refiner: sd_models.LoadedModel) -> None:

@@ -7,6 +7,7 @@ those that describe an image without changing it (`INERT_KEYS`), which are writt
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 from modules import determinism, devices, extra_networks, generation_fields, infotext, sd_models
@@ -23,8 +24,12 @@ class ReplayWarning(UserWarning):
 def unread_parameters(parameters: dict) -> dict:
     """The parsed infotext's pairs that no field declaration reads and the engine does not write (a webui's
     "Lora hashes", "Version", ...)."""
-    known = generation_fields.infotext_keys_read() | set(generation_fields.ENGINE_INFOTEXT_KEYS)
-    return {key: value for key, value in parameters.items() if key not in known}
+    engine = set(generation_fields.ENGINE_INFOTEXT_KEYS)
+    return {
+        key: value
+        for key, value in parameters.items()
+        if key not in engine and not generation_fields.reads_infotext_key(key)
+    }
 
 
 def replay_caveats(parameters: dict) -> list[str]:
@@ -62,7 +67,21 @@ def caller_checkpoint(fields: dict) -> tuple[bool, object]:
     return "sd_model_checkpoint" in overrides, overrides.get("sd_model_checkpoint")
 
 
-def processing_from_infotext(text: str, init_images: list | None = None, strict: bool = False, **fields):
+def with_control_images(units: list, control_images: list | None) -> list:
+    """The recorded units with their images, which the infotext cannot hold."""
+    models = ", ".join(f"ControlNet {index}: {unit.model}" for index, unit in enumerate(units))
+    if not control_images or len(control_images) != len(units):
+        given = len(control_images or [])
+        raise ValueError(
+            f"control_images: the image was made with {len(units)} ControlNet unit(s) ({models}), whose control "
+            f"images are not in the infotext; give {len(units)} (one per unit, in order), got {given}"
+        )
+    return [dataclasses.replace(unit, image=image) for unit, image in zip(units, control_images)]
+
+
+def processing_from_infotext(
+    text: str, init_images: list | None = None, strict: bool = False, control_images: list | None = None, **fields
+):
     """A txt2img processing (img2img when `init_images` are given) that regenerates the image `text` describes.
 
     Saving is off; pass `fields` to change anything (e.g. outpath_samples, do_not_save_samples=False): the caller's
@@ -71,6 +90,9 @@ def processing_from_infotext(text: str, init_images: list | None = None, strict:
     hashes"/"TI hashes" entry whose file is missing here or has another hash is a ValueError. What may make the new
     image differ (keys not honoured, other kernels, a model whose hash is not the recorded "Model hash") is a
     ReplayWarning, or a ValueError with `strict`.
+
+    An image made with ControlNet records its units ("ControlNet 0", ...) but not their images: `control_images`
+    gives them, one per unit in order (a ValueError says how many and which models when they are missing).
     """
     parameters = infotext.parse_infotext(text)
     extra_networks.check_recorded_hashes(parameters)
@@ -80,6 +102,10 @@ def processing_from_infotext(text: str, init_images: list | None = None, strict:
     if named:
         given.add("sd_model_checkpoint")
     values = generation_fields.values_from_infotext(parameters, mode, given)
+    if "controlnet_units" in values:
+        values["controlnet_units"] = with_control_images(values["controlnet_units"], control_images)
+    elif control_images:
+        raise ValueError("control_images: the infotext records no ControlNet unit; leave them out")
     checkpoint = sd_models.resolve_checkpoint(checkpoint_name if named else values.get("sd_model_checkpoint"))
     caveats = replay_caveats(parameters)
     if model_differs := model_caveat(parameters, checkpoint):

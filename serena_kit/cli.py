@@ -184,6 +184,7 @@ def replay_command(args) -> int:
     try:
         init_images = [images.open_image(path, "--init-image") for path in args.init_image or ()] or None
         mask = {"mask": images.open_image(args.mask, "--mask")} if args.mask else {}
+        control_images = [images.open_image(path, "--control-image") for path in args.control_image or ()] or None
     except (TypeError, ValueError) as error:
         raise UsageError(one_line(error)) from None
     if mask and not init_images:
@@ -198,6 +199,7 @@ def replay_command(args) -> int:
                 text,
                 init_images,
                 strict=args.strict,
+                control_images=control_images,
                 do_not_save_samples=not save,
                 exact=args.exact,
                 **output_folders(args.outdir, kind),
@@ -483,6 +485,12 @@ def build_parser() -> ArgumentParser:
     replay.add_argument("file", metavar="FILE.png")
     replay.add_argument("--init-image", action="append", metavar="FILE", help="for an img2img infotext")
     replay.add_argument("--mask", metavar="FILE", help="for an inpainting infotext: the mask it was made with")
+    replay.add_argument(
+        "--control-image",
+        action="append",
+        metavar="FILE",
+        help="for an infotext with ControlNet units: each unit's image, in order (repeatable)",
+    )
     replay.add_argument("--outdir", default="outputs")
     replay.add_argument(
         "--model",

@@ -18,8 +18,11 @@ from modules.replay import processing_from_infotext
 __all__ = ["png_hash", "read_infotext", "replay"]
 
 
-def replay(png_or_path, init_images: list | None = None, strict: bool = False, **fields) -> Processed:
-    """Generate again from an image's infotext. img2img images need their `init_images`; `fields` change anything
+def replay(
+    png_or_path, init_images: list | None = None, strict: bool = False, control_images: list | None = None, **fields
+) -> Processed:
+    """Generate again from an image's infotext. img2img images need their `init_images`, ControlNet images their
+    units' `control_images` (in order; the infotext cannot hold them); `fields` change anything
     else (e.g. sd_model_checkpoint to run on a model given by path, or do_not_save_samples=False to save).
 
     What may keep the new image from being the same (infotext keys Serena does not honour, other kernels than the
@@ -28,7 +31,9 @@ def replay(png_or_path, init_images: list | None = None, strict: bool = False, *
     img2img_key = generation_fields.declaration_of("denoising_strength").infotext.key
     if init_images is None and img2img_key in infotext.parse_infotext(text):
         raise ValueError("init_images: this image was made by img2img; pass its init image to replay it")
-    return process_images(processing_from_infotext(text, init_images, strict=strict, **fields))
+    return process_images(
+        processing_from_infotext(text, init_images, strict=strict, control_images=control_images, **fields)
+    )
 
 
 def png_hash(image_list: list[Image.Image] | Image.Image, length: int = 16) -> str:

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 
 from PIL import Image
 
-from modules import generation_fields, images, previews, sd_models, sd_samplers, upscalers
+from modules import controlnet, generation_fields, images, previews, sd_models, sd_samplers, upscalers
+from modules.control_units import CONTROL_MODES, NO_MODEL, RUNNABLE_PREPROCESSORS, ControlNetUnit
 from modules.field_types import Choice, OneOf, SamplerName, ScheduleType, UpscalerName
 from modules.grids import upscale_for_display
 from modules.processing import (
@@ -33,6 +34,7 @@ w = require("ipywidgets", "The widget form (GenerationForm)")
 
 INIT_IMAGE = "init_image"  # one image from the upload widget; present means img2img
 MASK = "mask"  # img2img's inpainting mask, also from an upload widget
+CONTROL_IMAGE = "control_image"  # the form's ControlNet unit's image
 CAPTION_STYLE = (
     "white-space: pre-wrap; word-break: normal; overflow-wrap: break-word; font-size: 10px; line-height: 1.3; margin: 0"
 )
@@ -246,6 +248,7 @@ class GenerationForm:
         self.clear_mask_button.on_click(lambda _: self.set_mask(None))
         img2img_row = rows[generation_fields.declaration_of("denoising_strength").widget.row]
         img2img_row[:0] = [self.init_image, self.clear_image_button, self.mask_image, self.clear_mask_button]
+        control_row = self._build_control_widgets()
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.add_class("serena-generate")
         self.generate_button.on_click(self.on_generate_clicked)
@@ -281,6 +284,7 @@ class GenerationForm:
         self.root = w.VBox(
             [w.HBox(row) if len(row) > 1 else row[0] for _, row in sorted(rows.items())]
             + [
+                control_row,
                 w.HBox([self.generate_button, self.interrupt_button, self.progress, self.progress_text]),
                 w.HBox([self.preview_every, self.attention_maps, self.attention_word]),
                 self.status,
@@ -288,6 +292,47 @@ class GenerationForm:
                 self.gallery,
             ]
         ).add_class("serena-form")
+
+    def _build_control_widgets(self) -> w.HBox:
+        """One ControlNet unit: its image, model, preprocessor, weight, start/end and control mode (a unit acts when
+        it has an image and a model; more units: pass `controlnet_units` to the form)."""
+        style = {"description_width": "initial"}
+        self.control_image = w.FileUpload(
+            accept="image/*", multiple=False, description="Control image", tooltip="The ControlNet unit's image"
+        ).add_class("serena-control-image")
+        self.control_model = w.Dropdown(
+            options=[NO_MODEL, *controlnet.list_controlnets()], value=NO_MODEL, description="ControlNet", style=style
+        ).add_class("serena-control-model")
+        self.control_module = w.Dropdown(
+            options=RUNNABLE_PREPROCESSORS, value="none", description="Preprocessor", style=style
+        ).add_class("serena-control-module")
+        self.control_weight = w.FloatSlider(1.0, min=0.0, max=2.0, step=0.05, description="Control weight", style=style)
+        self.control_steps = w.FloatRangeSlider(
+            value=(0.0, 1.0), min=0.0, max=1.0, step=0.05, description="Start / end", style=style
+        )
+        self.control_mode = w.Dropdown(options=CONTROL_MODES, value=CONTROL_MODES[0], description="Mode", style=style)
+        controls = [self.control_image, self.control_model, self.control_module, self.control_weight]
+        return w.HBox([*controls, self.control_steps, self.control_mode]).add_class("serena-controlnet")
+
+    def control_unit(self) -> ControlNetUnit | None:
+        """The form's ControlNet unit, or None while it has no image or no model."""
+        image = image_from(self.control_image.value, CONTROL_IMAGE)
+        if image is None or self.control_model.value == NO_MODEL:
+            return None
+        start, end = self.control_steps.value
+        return ControlNetUnit(
+            model=self.control_model.value,
+            image=image,
+            module=self.control_module.value,
+            weight=self.control_weight.value,
+            guidance_start=start,
+            guidance_end=end,
+            control_mode=self.control_mode.value,
+        )
+
+    def set_control_image(self, image: Image.Image | None) -> None:
+        """Put the ControlNet unit's image in its upload widget (None clears it), as if uploaded."""
+        self.control_image.value = upload_value_for(image) if image is not None else ()
 
     def _offer_schedules_of_sampler(self, change) -> None:
         supported = sd_samplers.supported_schedule_types(change["new"])
@@ -307,6 +352,8 @@ class GenerationForm:
         mask = image_from(self.mask_image.value, MASK)
         if mask is not None:
             values[MASK] = mask
+        if (unit := self.control_unit()) is not None:
+            values["controlnet_units"] = [*values.get("controlnet_units", []), unit]
         return values
 
     def set_init_image(self, image: Image.Image | None) -> None:

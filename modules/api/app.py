@@ -40,6 +40,7 @@ from modules import (
     trajectory,
 )
 from modules.api import lax, models, progress, requests, schema, scripts, server_routes
+from modules.api.controlnet_routes import controlnet_router
 from modules.api.extras import extras_router
 from modules.api.requests import ApiError, ApiLimits, ServerOptions
 from modules.api.security import BasicAuth, RequestSizeLimit
@@ -215,6 +216,7 @@ def create_app(
     app.openapi = lambda: schema.server_openapi(app, limits, options.models_dir)
 
     app.include_router(extras_router(limits))  # upscaling (modules.api.extras)
+    app.include_router(controlnet_router(limits))  # the ControlNet extension's endpoints
 
     @app.post("/sdapi/v1/txt2img", response_model=models.TextToImageResponse)
     async def txt2img(request: models.StableDiffusionTxt2ImgAPI, response: Response):
@@ -222,8 +224,9 @@ def create_app(
         p = await run_in_threadpool(requests.txt2img_processing, request, options, limits)
         script = scripts.script_runner(request.script_name, request.script_args, "txt2img", options.models_dir)
         processed = await jobs.run(p, request.force_task_id, script)
+        maps = await run_in_threadpool(requests.detected_maps, p, request, processed.width, processed.height)
         return models.TextToImageResponse(
-            images=[encode_png(image) for image in processed.images] if request.send_images else [],
+            images=[encode_png(image) for image in processed.images + maps] if request.send_images else [],
             parameters=request.model_dump(),
             info=processed.js(),
             **await run_in_threadpool(instrument_outputs, request, processed),
@@ -235,11 +238,12 @@ def create_app(
         p = await run_in_threadpool(requests.img2img_processing, request, options, limits)
         script = scripts.script_runner(request.script_name, request.script_args, "img2img", options.models_dir)
         processed = await jobs.run(p, request.force_task_id, script)
+        maps = await run_in_threadpool(requests.detected_maps, p, request, processed.width, processed.height)
         parameters = request.model_dump()
         if not request.include_init_images:
             parameters["init_images"] = None
         return models.ImageToImageResponse(
-            images=[encode_png(image) for image in processed.images] if request.send_images else [],
+            images=[encode_png(image) for image in processed.images + maps] if request.send_images else [],
             parameters=parameters,
             info=processed.js(),
             **await run_in_threadpool(instrument_outputs, request, processed),

@@ -41,7 +41,6 @@ IGNORED_FIELDS = (
 NO_OP_VALUES: dict[str, tuple] = {
     "restore_faces": (None, False),
     "tiling": (None, False),
-    "alwayson_scripts": ({},),
     "outpath_samples": (None,),  # the server decides where images are saved
     "outpath_grids": (None,),
 }

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules import generation_fields, hires, infotext, named_files, replay, sd_models
+from modules import control_units, generation_fields, hires, infotext, named_files, replay, sd_models
 from modules.api import lax, models
 from modules.api.webui_options import OUTDIR_OPTIONS, SERVER_OPTIONS, STORED_OPTIONS
 from modules.field_types import Flag, OrNone
@@ -30,7 +30,7 @@ from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusion
 
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,")
-_FIELD_MESSAGE = re.compile(r"^([\w.]+(?:\[\d+\])?): (.*)$", re.DOTALL)
+_FIELD_MESSAGE = re.compile(r"^([\w.]+(?:\[\d+\])?(?:\.\w+)?): (.*)$", re.DOTALL)
 _TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]$")
 
 
@@ -75,6 +75,8 @@ def engine_error(error: Exception, override_settings: dict | None) -> ApiError:
     if match is None:
         return invalid(None, str(error))
     field, detail = match.groups()
+    if field.startswith("controlnet_units"):  # the API's units are the extension's script args
+        field = "alwayson_scripts.controlnet.args" + field.removeprefix("controlnet_units")
     options = generation_fields.webui_options()
     for option in override_settings or {}:  # the engine names the processing field an option set
         if option in options and options[option].name == field:
@@ -282,6 +284,10 @@ def check_request(request: models.WebuiRequest, limits: ApiLimits) -> None:
         if field in type(request).model_fields and (value := getattr(request, field)) not in allowed:
             detail = f"{field}: {json.dumps(value)[:80]} is not supported by Serena; leave it out or send "
             raise ApiError(400, "not supported", field, detail + json.dumps(allowed[0]))
+    for name in request.alwayson_scripts or {}:
+        if str(name).lower() != CONTROLNET_SCRIPT:
+            detail = f"alwayson_scripts.{name}: the script is not in Serena; the always-on scripts it runs: controlnet"
+            raise ApiError(400, "not supported", f"alwayson_scripts.{name}", detail)
     for field in ("prompt", "negative_prompt"):
         texts = [getattr(request, field)] if isinstance(getattr(request, field), str) else getattr(request, field)
         if any(len(text) > limits.max_prompt_chars for text in texts):
@@ -403,9 +409,56 @@ def txt2img_processing(
     if request.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
         checkpoint = find_checkpoint(request.hr_checkpoint_name, options.models_dir, "hr_checkpoint_name")
         fields["hr_checkpoint_name"] = str(checkpoint.path) if checkpoint else None
+    fields["controlnet_units"] = controlnet_units(request, limits)
     p = validated(StableDiffusionProcessingTxt2Img(**fields), request)
     check_hires_size(p, limits)
     return p
+
+
+CONTROLNET_SCRIPT = "controlnet"
+CONTROLNET_ARGS = "alwayson_scripts.controlnet.args"
+
+
+def controlnet_args(request) -> list:
+    """The unit dicts of `alwayson_scripts: {"controlnet": {"args": [...]}}` (the script's name in any case, as the
+    webui matches it); [] without the script."""
+    scripts_args = {str(name).lower(): value for name, value in (request.alwayson_scripts or {}).items()}
+    if CONTROLNET_SCRIPT not in scripts_args:
+        return []
+    script = scripts_args[CONTROLNET_SCRIPT]
+    args = script.get("args") if isinstance(script, dict) else None
+    if not isinstance(args, list):
+        detail = f"{CONTROLNET_ARGS}: expected a list of ControlNet units (objects of the extension's fields)"
+        raise invalid(CONTROLNET_ARGS, detail)
+    return args
+
+
+def controlnet_units(request, limits: ApiLimits) -> list:
+    """The extension's units of a request; 400 naming the unit's field for what cannot be read."""
+
+    def decode(where: str, text: str):
+        return decode_image(text, where, limits)
+
+    try:
+        return [
+            control_units.unit_from_dict(f"{CONTROLNET_ARGS}[{index}]", unit, decode_image=decode)
+            for index, unit in enumerate(controlnet_args(request))
+        ]
+    except (TypeError, ValueError) as error:
+        raise invalid(CONTROLNET_ARGS, str(error)) from None
+
+
+def detected_maps(p, request, width: int, height: int) -> list[Image.Image]:
+    """The control images the active units used, for the units that ask for them (the extension's
+    `save_detected_map`, default true), which the extension appends to a response's images."""
+    from modules import control_preprocessors
+
+    maps = []
+    for unit, values in zip(p.controlnet_units, controlnet_args(request)):
+        wanted = values.get("save_detected_map", True) if isinstance(values, dict) else True
+        if unit.active and control_units.lax_flag("save_detected_map", True if wanted is None else wanted):
+            maps.append(control_preprocessors.control_image(unit, width, height))
+    return maps
 
 
 def check_hires_size(p: StableDiffusionProcessingTxt2Img, limits: ApiLimits) -> None:
@@ -438,4 +491,5 @@ def img2img_processing(
     for name in ("mask", "latent_mask"):  # an empty string is no mask, as in the webui
         if getattr(request, name):
             fields[name] = decode_image(getattr(request, name), name, limits)
+    fields["controlnet_units"] = controlnet_units(request, limits)
     return validated(StableDiffusionProcessingImg2Img(**fields, init_images=init_images), request)

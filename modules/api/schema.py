@@ -23,7 +23,8 @@ import typing
 from fastapi.openapi.utils import get_openapi
 
 from modules import generation_fields, sd_samplers, styles, upscalers
-from modules.api import extras, lax, models, number_text, requests, scripts
+from modules.api import controlnet_routes, extras, lax, models, number_text, requests, scripts
+from modules.control_units import RUNNABLE_PREPROCESSORS
 from modules.field_types import (
     MAX_SEED,
     MAX_SIZE,
@@ -302,6 +303,27 @@ def script_forms(mode: str) -> list[dict]:
     return [{"enum": ["", *(script.name for script in scripts.SCRIPTS if mode in script.modes)]}]
 
 
+# The one always-on script Serena runs: the ControlNet extension's units (their fields: docs/controlnet.md).
+ALWAYSON_SCRIPTS_FORM = {
+    "type": "object",
+    "propertyNames": {"pattern": "^[Cc][Oo][Nn][Tt][Rr][Oo][Ll][Nn][Ee][Tt]$"},
+    "additionalProperties": {
+        "type": "object",
+        "properties": {"args": {"type": "array", "items": {"type": "object"}}},
+        "required": ["args"],
+    },
+}
+
+
+def detect_forms(limits) -> dict:
+    """POST /controlnet/detect's images and modules: those Serena runs (modules.api.controlnet_routes)."""
+    return {
+        "controlnet_input_images": [{"type": "array", "items": IMAGE, "minItems": 1, "maxItems": limits.max_images}],
+        "controlnet_masks": [{"type": "array", "description": "accepted, unused (no preprocessor here takes one)"}],
+        "controlnet_module": [{"enum": list(RUNNABLE_PREPROCESSORS)}],
+    }
+
+
 def server_openapi(app, limits, models_dir) -> dict:
     """The app's OpenAPI schema with its request bodies described as this server reads them."""
 
@@ -309,6 +331,7 @@ def server_openapi(app, limits, models_dir) -> dict:
         # sampler_index is read only where sampler_name is missing or null (generation_rules says so)
         forms = {"sampler_index": [{"type": "string"}], "script_name": script_forms(mode)} | no_op_forms()
         forms["refiner_checkpoint"] = checkpoint_forms(models_dir, ("", "None"))
+        forms["alwayson_scripts"] = [ALWAYSON_SCRIPTS_FORM]
         if mode == "txt2img":
             forms["hr_checkpoint_name"] = checkpoint_forms(models_dir, ("", "Use same checkpoint"))
         else:
@@ -336,6 +359,7 @@ def server_openapi(app, limits, models_dir) -> dict:
         (extras.ExtrasSingleImageRequest, None, extras_forms(limits), extras_rules(limits)),
         (extras.ExtrasBatchImagesRequest, None, extras_forms(limits), extras_rules(limits)),
         (extras.FileData, None, extras_forms(limits), []),
+        (controlnet_routes.DetectRequest, None, detect_forms(limits), []),
     ]
     for model, mode, extra_forms, rules in bodies:
         body = components[model.__name__]

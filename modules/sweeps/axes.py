@@ -4,13 +4,16 @@ labelled (the fields' declared labels: "CFG scale: 7").
 An axis is `(name, values)`. The name is any processing field that changes the image ("cfg_scale", "steps", "seed",
 "denoising_strength", ...), a field's short name ("sampler" for sampler_name, "model" for sd_model_checkpoint, as on
 the CLI), "prompt_sr": the webui's Prompt S/R, whose first value is the text to search for and every value the
-text to put in its place in prompt and negative prompt, or "lora:NAME": that LoRA's weight, added to the prompt as
-the tag `<lora:NAME:weight>` (so it works wherever a prompt does: API, CLI, Ray workers, infotext replay).
+text to put in its place in prompt and negative prompt, "lora:NAME": that LoRA's weight, added to the prompt as
+the tag `<lora:NAME:weight>` (so it works wherever a prompt does: API, CLI, Ray workers, infotext replay), or
+"controlnet.weight" / "controlnet.guidance_start" / "controlnet.guidance_end" / "controlnet.model": that part of the
+job's first ControlNet unit ("controlnet[1].weight": of its second).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -22,6 +25,8 @@ from modules.processing import StableDiffusionProcessing, StableDiffusionProcess
 
 PROMPT_SR = "prompt_sr"
 LORA_PREFIX = "lora:"  # "lora:ring" sweeps the weight of LoRA "ring"
+CONTROLNET_PARTS = ("weight", "guidance_start", "guidance_end", "model")
+CONTROLNET_AXIS = re.compile(rf"controlnet(?:\[(\d+)\])?\.({'|'.join(CONTROLNET_PARTS)})")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,11 @@ class Axis:
         if self.field.startswith(LORA_PREFIX):
             tag = f" <{self.field}:{value:g}>"
             return {"prompt": [text + tag for text in p.prompt] if isinstance(p.prompt, list) else p.prompt + tag}
+        if unit_part := CONTROLNET_AXIS.fullmatch(self.field):
+            index, part = int(unit_part[1] or 0), unit_part[2]
+            units = list(p.controlnet_units)
+            units[index] = dataclasses.replace(units[index], **{part: value})
+            return {"controlnet_units": units}
         if self.field != PROMPT_SR:
             return {self.field: value}
         search = self.values[0]
@@ -50,6 +60,11 @@ class Axis:
             return str(value)  # the webui labels Prompt S/R cells with the replacement text alone
         if self.field.startswith(LORA_PREFIX):
             return f"LoRA {self.field[len(LORA_PREFIX) :]}: {value:g}"
+        if unit_part := CONTROLNET_AXIS.fullmatch(self.field):
+            from modules.control_units import display_name
+
+            shown = value if unit_part[2] == "model" else f"{value:g}"
+            return f"ControlNet {unit_part[1] or 0} {display_name(unit_part[2])}: {shown}"
         declaration = generation_fields.declaration_of(self.field)
         return f"{declaration.label}: {declaration.display(value)}"
 
@@ -86,9 +101,12 @@ def parse_axis(
         raise ValueError(f"{position}: {name!r} needs a non-empty list of values, got {spec[1]!r}")
     if name.startswith(LORA_PREFIX):
         return lora_axis(position, name, values)
+    if unit_part := CONTROLNET_AXIS.fullmatch(name):
+        return controlnet_axis(position, name, int(unit_part[1] or 0), unit_part[2], values, base)
     fields = sweepable_fields(base)
     if name != PROMPT_SR and name not in fields:
-        valid = ", ".join([PROMPT_SR, LORA_PREFIX + "NAME", *fields])
+        parts = [f"controlnet.{part}" for part in CONTROLNET_PARTS]
+        valid = ", ".join([PROMPT_SR, LORA_PREFIX + "NAME", *parts, *fields])
         raise ValueError(f"{position}: {name!r} cannot be swept; valid: {valid}")
     target = fields.get(name, name)
     if target == PROMPT_SR:
@@ -105,6 +123,23 @@ def lora_axis(position: str, name: str, values: list) -> Axis:
         raise ValueError(f"{position}: {str(error).removeprefix('prompt: ')}") from None
     if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
         raise TypeError(f"{position}: {name} values are LoRA weights (numbers), got {values!r}")
+    return Axis(name, name, tuple(values))
+
+
+def controlnet_axis(position: str, name: str, index: int, part: str, values: list, base) -> Axis:
+    """An axis over one part of the base job's unit `index`: each value checked as the unit checks it."""
+    from modules.control_units import check_unit
+
+    units = base.controlnet_units
+    if index >= len(units):
+        raise ValueError(f"{position}: {name} needs ControlNet unit {index} in the base job, which has {len(units)}")
+    for value in values:
+        if part == "model":
+            from modules.controlnet import find_controlnet
+
+            find_controlnet(value, f"{position}: {name}")
+        else:
+            check_unit(f"{position}: {name.rpartition('.')[0]}", dataclasses.replace(units[index], **{part: value}))
     return Axis(name, name, tuple(values))
 
 

@@ -54,12 +54,14 @@ class FrozenDict(dict):
 
 def plain(value):
     """A stand-in for a field value that is both hashable (cells are compared by it) and JSON-ready (the manifest):
-    lists as tuples, dicts as FrozenDicts, images by their size and pixels' hash."""
+    lists as tuples, dicts and dataclasses as FrozenDicts, images by their size and pixels' hash."""
     if isinstance(value, Image.Image):
         digest = hashlib.sha256(value.tobytes()).hexdigest()
         return f"image {value.mode} {value.width}x{value.height} sha256:{digest}"
     if isinstance(value, dict):
         return FrozenDict({str(key): plain(item) for key, item in value.items()})
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a ControlNet unit: its fields
+        return FrozenDict({f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)})
     if isinstance(value, (list, tuple)):
         return tuple(plain(item) for item in value)
     if value is None or isinstance(value, (str, int, float, bool)):

@@ -176,7 +176,8 @@ def test_invalid_axis_values_fail_before_anything_is_generated():
 
 def test_axes_name_what_cannot_be_swept():
     valid = (
-        "prompt_sr, lora:NAME, style, sampler, model, vae, refiner, hr_sampler, hr_model, prompt, negative_prompt, "
+        "prompt_sr, lora:NAME, controlnet.weight, controlnet.guidance_start, controlnet.guidance_end, "
+        "controlnet.model, style, sampler, model, vae, refiner, hr_sampler, hr_model, prompt, negative_prompt, "
         "styles, steps, sampler_name, scheduler, cfg_scale, distilled_cfg_scale, "
         "guidance, guidance_rescale, guidance_start, guidance_end, "
         "apg_eta, apg_norm_threshold, apg_momentum, zero_init_steps, perturbed_scale, perturbed_layers, seed, "
