@@ -234,6 +234,44 @@ def png_info_command(args) -> int:
     return EXIT_OK
 
 
+def upscale_command(args) -> int:
+    """Upscale image files (an upscaler's own scale, then fitted to --scale or --width/--height); prints each file."""
+    from modules import images, upscalers
+
+    try:
+        upscalers.check_name("--upscaler", args.upscaler)
+        if upscalers.is_latent(args.upscaler):
+            raise ValueError(f"--upscaler: {args.upscaler} is a latent mode (hires fix only); give an image upscaler")
+        if args.scale <= 0:
+            raise ValueError(f"--scale: {args.scale} is not allowed; allowed above 0")
+        if args.tile_overlap < 0 or (args.tile != 0 and args.tile <= args.tile_overlap):
+            raise ValueError("--tile: 0 (no tiles) or more than --tile-overlap, which is 0 or more")
+        sources = [images.open_image(path, path) for path in args.files]
+    except (TypeError, ValueError) as error:
+        raise UsageError(one_line(error)) from None
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for path, image in zip(args.files, sources):
+        width = args.width or round(image.width * args.scale)
+        height = args.height or round(image.height * args.scale)
+        model = upscalers.model_files().get(args.upscaler)
+        if model is not None:
+            image = upscalers.upscale_with_model(image, model, args.tile, args.tile_overlap)
+        upscaled = upscalers.upscale_image(image, width, height, "Lanczos" if model is not None else args.upscaler)
+        target = outdir / f"{Path(path).stem}-{args.upscaler}.png"
+        images.replace_file(target, images.png_bytes(upscaled, None))
+        print(target, flush=True)
+    return EXIT_OK
+
+
+def upscalers_command(args) -> int:
+    from modules import upscalers
+
+    for info in upscalers.image_upscalers():
+        print(f"{info.name}\t{info.scale:g}\t{info.model_path or ''}")
+    return EXIT_OK
+
+
 def samplers_command(args) -> int:
     from modules import sd_samplers
 
@@ -511,6 +549,22 @@ def build_parser() -> ArgumentParser:
     png_info.add_argument("file", metavar="FILE.png")
     png_info.add_argument("--json", action="store_true", help="parsed, as JSON")
     png_info.set_defaults(run=png_info_command)
+
+    upscale = commands.add_parser(
+        "upscale", parents=[common], help="upscale image files with an upscaler (models/ESRGAN, models/RealESRGAN)"
+    )
+    upscale.add_argument("files", nargs="+", metavar="FILE")
+    upscale.add_argument("--upscaler", default="Lanczos", help="an image upscaler or model name (serena upscalers)")
+    upscale.add_argument("--scale", type=float, default=2.0, help="the output size over the input's (default 2)")
+    upscale.add_argument("--width", type=int, help="the output width instead (with --height)")
+    upscale.add_argument("--height", type=int)
+    upscale.add_argument("--tile", type=int, default=192, help="model tiles in px (the webui's ESRGAN_tile; 0: none)")
+    upscale.add_argument("--tile-overlap", type=int, default=8, help="model tile overlap in px (ESRGAN_tile_overlap)")
+    upscale.add_argument("--outdir", default="outputs/extras-images")
+    upscale.set_defaults(run=upscale_command)
+
+    upscalers = commands.add_parser("upscalers", parents=[common], help="list upscalers (name, scale, path)")
+    upscalers.set_defaults(run=upscalers_command)
 
     samplers = commands.add_parser("samplers", parents=[common], help="list samplers and their schedule types")
     samplers.set_defaults(run=samplers_command)

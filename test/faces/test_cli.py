@@ -126,6 +126,8 @@ COMMANDS = [
     "img2img",
     "replay",
     "png-info",
+    "upscale",
+    "upscalers",
     "samplers",
     "models",
     "loras",
