@@ -120,7 +120,33 @@ class XyzPlot:
         ]
 
 
-SCRIPTS = (XyzPlot(),)
+@dataclass(frozen=True)
+class SdUpscale:
+    """The webui's "SD upscale" (img2img): script_args [info, tile overlap, upscaler (name or index), scale]."""
+
+    name: str = "sd upscale"
+    modes: tuple[str, ...] = ("img2img",)
+
+    def infos(self) -> list[dict]:
+        from modules import upscalers
+
+        choices = [info.name for info in upscalers.image_upscalers()]
+        return [
+            {
+                "name": self.name,
+                "is_alwayson": False,
+                "is_img2img": True,
+                "args": [
+                    {"label": "Usage", "value": "", "choices": None},
+                    {"label": "Tile overlap", "value": 64, "choices": None},
+                    {"label": "Upscaler", "value": "None", "choices": choices},
+                    {"label": "Scale Factor", "value": 2.0, "choices": None},
+                ],
+            }
+        ]
+
+
+SCRIPTS = (XyzPlot(), SdUpscale())
 
 
 def find_script(name: str, mode: str):
@@ -190,8 +216,45 @@ def script_runner(script_name: str | None, script_args: list, mode: str, models_
     """What runs a request's job when it names a script (None: the plain engine); 400 for an unknown script."""
     if not script_name:
         return None
-    find_script(script_name, mode)
+    if isinstance(find_script(script_name, mode), SdUpscale):
+        overlap, upscaler, scale = sd_upscale_arguments(script_args)
+        return lambda p: run_sd_upscale(p, overlap, upscaler, scale)
     return lambda p: run_xyz_plot(p, mode, script_args, models_dir)
+
+
+def sd_upscale_arguments(script_args: list) -> tuple[int, str, float]:
+    """[info, overlap, upscaler, scale] read laxly (numbers as text, the upscaler by name or by its index in
+    /sdapi/v1/upscalers, as the webui takes both); 400 naming script_args."""
+    from modules import sd_upscale, upscalers
+
+    if len(script_args) != 4:
+        detail = f"{FIELD}: SD upscale takes 4 arguments (info, overlap, upscaler, scale), got {len(script_args)}"
+        raise invalid(FIELD, detail)
+    _, overlap, upscaler, scale = script_args
+    try:
+        overlap = int(float(overlap)) if isinstance(overlap, (str, float)) and float(overlap).is_integer() else overlap
+        scale = float(scale) if isinstance(scale, (str, int)) and not isinstance(scale, bool) else scale
+    except ValueError:
+        raise invalid(FIELD, f"{FIELD}: overlap and scale must be numbers, got {overlap!r} and {scale!r}") from None
+    names = [info.name for info in upscalers.image_upscalers()]
+    if isinstance(upscaler, int) and not isinstance(upscaler, bool) and 0 <= upscaler < len(names):
+        upscaler = names[upscaler]
+    elif isinstance(upscaler, str):
+        upscaler = next((name for name in names if name.lower() == upscaler.strip().lower()), upscaler)
+    try:
+        sd_upscale.check_arguments(overlap, upscaler, scale, FIELD)
+    except (TypeError, ValueError) as error:
+        raise invalid(FIELD, str(error)) from None
+    return overlap, upscaler, scale
+
+
+def run_sd_upscale(p, overlap: int, upscaler: str, scale: float):
+    from modules import sd_upscale
+
+    try:
+        return sd_upscale.run(p, overlap, upscaler, scale)
+    except (TypeError, ValueError) as error:
+        raise invalid(FIELD, f"{FIELD}: {str(error).removeprefix(FIELD + ': ')}") from None
 
 
 def run_xyz_plot(p, mode: str, script_args: list, models_dir):
