@@ -146,12 +146,13 @@ def conditioning_channels_of(state: dict[str, torch.Tensor]) -> tuple[tuple[int,
     return tuple(channels), conv_in.shape[1]
 
 
-def from_single_file(path: Path, unet, field: str):
-    """A ControlNet file for `unet`, its config made from the UNet's."""
+def from_single_file(path: Path, unet, field: str, dtype=torch.float32):
+    """A ControlNet file for `unet`, its config made from the UNet's, its weights in `dtype`."""
     from accelerate import init_empty_weights
     from diffusers import ControlNetModel
 
     state = to_diffusers_layout(read_weights(path), unet.config.layers_per_block)
+    state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
     if "controlnet_cond_embedding.conv_in.weight" not in state:
         raise ValueError(f"{field}: {path.name} is not a ControlNet (no conditioning embedding in its weights)")
     channels, image_channels = conditioning_channels_of(state)
@@ -198,11 +199,11 @@ class ControlNetCache:
         if file.is_folder:
             from diffusers import ControlNetModel
 
-            net = ControlNetModel.from_pretrained(file.path, local_files_only=True, torch_dtype=torch.float32)
+            net = ControlNetModel.from_pretrained(file.path, local_files_only=True, torch_dtype=dtype)
         else:
-            net = from_single_file(file.path, unet, field)
+            net = from_single_file(file.path, unet, field, dtype)
         check_fits(net, unet, file.name, field)
-        net = net.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        net = net.to(device=device).eval().requires_grad_(False)  # the dtype is set when loading
         self.loaded[key] = net
         while len(self.loaded) > self.size:
             self.loaded.popitem(last=False)
