@@ -220,11 +220,14 @@ def check_unit(field: str, unit) -> None:
 # The lax forms the extension's API takes --------------------------------------------------------------------------
 
 
-def unit_from_dict(field: str, values: dict, decode_image=None, enabled_default: bool = False) -> ControlNetUnit:
+def unit_from_dict(
+    field: str, values: dict, decode_image=None, enabled_default: bool = False, ignore_unknown: bool = False
+) -> ControlNetUnit:
     """A unit from the extension's API dict: its field names and old aliases, resize and control modes as names or
     codes (0, 1, 2), numbers and flags as strings ("0.5", "true"), unknown keys ignored as the extension does.
     `decode_image(field, value)` turns a base64 string into a PIL image. The extension's API default for `enabled`
-    is false; a unit made in Python is enabled."""
+    is false; a unit made in Python is enabled. Unknown keys are refused, or dropped with `ignore_unknown` (the
+    extension's API drops them; its clients send keys of other versions)."""
     if not isinstance(values, dict):
         raise TypeError(f"{field}: expected an object of ControlNet unit fields, got {type(values).__name__}")
     values = dict(values)
@@ -236,7 +239,9 @@ def unit_from_dict(field: str, values: dict, decode_image=None, enabled_default:
             values.pop(alias, None)
     known = {f.name for f in dataclasses.fields(ControlNetUnit)}
     unknown = set(values) - known - IGNORED_FIELDS - set(REFUSED_FIELDS)
-    if unknown:
+    if unknown and ignore_unknown:
+        values = {name: value for name, value in values.items() if name not in unknown}
+    elif unknown:
         raise ValueError(
             f"{field}: unknown ControlNet unit field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
         )

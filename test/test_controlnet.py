@@ -262,7 +262,7 @@ def original_layout(state: dict, layers_per_block: int) -> dict:
 
 
 def test_a_controlnet_for_another_unet_is_refused_with_the_reason(controlnet_folder):
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, UNet2DConditionModel
 
     other = ControlNetModel(block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                             layers_per_block=1, cross_attention_dim=32, norm_num_groups=8, attention_head_dim=4,
@@ -270,6 +270,10 @@ def test_a_controlnet_for_another_unet_is_refused_with_the_reason(controlnet_fol
     other.save_pretrained(controlnet_folder / "other_family")
     with pytest.raises(ValueError, match=r"controlnet_units\[0\].model: ControlNet other_family is made for a UNet"):
         process_images(job([unit(model="other_family")]))
+    unet = UNet2DConditionModel.from_pretrained(DEFAULT_MODEL_DIR / "unet", local_files_only=True)
+    ControlNetModel.from_unet(unet).save_pretrained(controlnet_folder / "sd_vae_factor")  # reads images at 1/8
+    with pytest.raises(ValueError, match=r"sd_vae_factor reads control images at 1/8 of their size, the model's"):
+        process_images(job([unit(model="sd_vae_factor")]))
 
 
 def test_missing_models_and_flow_models_are_refused_before_sampling():
@@ -330,8 +334,16 @@ def test_the_extensions_api_gives_the_python_faces_image(tmp_path):
 
     app = create_app(outdir=tmp_path)
     control = unit(weight=0.8)
-    lax_unit = {"enabled": True, "image": b64_png(control.image), "model": controlnet.find_controlnet(EXAMPLE).title,
-                "module": "none", "weight": "0.8", "resize_mode": 1, "control_mode": "Balanced"}  # fmt: skip
+    lax_unit = {
+        "enabled": True,
+        "image": b64_png(control.image),
+        "model": controlnet.find_controlnet(EXAMPLE).title,
+        "module": "none",
+        "weight": "0.8",
+        "resize_mode": 1,
+        "control_mode": "Balanced",
+        "foo": True,  # unknown keys are dropped, as the extension's API drops them
+    }
     body = {"prompt": PROMPT, "seed": 3, "steps": STEPS, "sampler_name": "Euler a"}
     body["alwayson_scripts"] = {"ControlNet": {"args": [lax_unit]}}  # the name in any case, as the webui
     answer = api_request(app, "POST", "/sdapi/v1/txt2img", body)

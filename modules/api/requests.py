@@ -441,7 +441,7 @@ def controlnet_units(request, limits: ApiLimits) -> list:
 
     try:
         return [
-            control_units.unit_from_dict(f"{CONTROLNET_ARGS}[{index}]", unit, decode_image=decode)
+            control_units.unit_from_dict(f"{CONTROLNET_ARGS}[{index}]", unit, decode_image=decode, ignore_unknown=True)
             for index, unit in enumerate(controlnet_args(request))
         ]
     except (TypeError, ValueError) as error:
