@@ -269,6 +269,12 @@ def prepare(
         net = controlnet_cache.get(
             find_controlnet(unit.model, where, available), unet, model.device, model.dtype, where
         )
+        factor = 2 ** (len(net.config.conditioning_embedding_out_channels) - 1)
+        if factor != model.vae_scale_factor:
+            raise ValueError(
+                f"{where}: {unit.model} reads control images at 1/{factor} of their size, the model's latents are "
+                f"1/{model.vae_scale_factor} of the image's (a ControlNet for another VAE)"
+            )
         if crop is not None:
             x, y, w, h = crop
             image = control_preprocessors.control_image(unit, *whole_size).crop((x, y, x + w, y + h))

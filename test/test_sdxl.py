@@ -356,3 +356,27 @@ def test_text_encoder_lora_on_both_encoders_in_the_kohya_and_diffusers_layouts(s
         state = getattr(model.pipeline, component).state_dict()
         assert state.keys() == original.keys()
         assert all(torch.equal(state[name], original[name]) for name in original)
+
+
+def test_a_controlnet_on_sdxl_takes_the_micro_conditioning_and_changes_the_image(sdxl, tmp_path, monkeypatch):
+    from diffusers import ControlNetModel
+
+    from modules.control_units import ControlNetUnit
+
+    unet = StableDiffusionXLPipeline.from_pretrained(sdxl / "Stable-diffusion" / "tinyxl", local_files_only=True).unet
+    torch.manual_seed(0)
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))  # 8x, as the VAE
+    with torch.no_grad():  # ControlNet's zero convolutions made non-zero, so that it acts
+        for conv in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+            conv.weight.normal_(0, 0.05)
+    net.save_pretrained(tmp_path / "tinyxl_control")
+    monkeypatch.setenv("SERENA_CONTROLNET_DIR", str(tmp_path))
+    control = Image.new("RGB", (64, 64))
+    control.paste((255, 255, 255), (8, 8, 40, 40))
+    base = generate().images[0]
+    units = [ControlNetUnit(model="tinyxl_control", image=control)]
+    controlled = generate(controlnet_units=units)
+    assert np.abs(pixels(controlled.images[0]) - pixels(base)).mean() > 1
+    assert "ControlNet 0: " in controlled.infotexts[0]
+    weight_zero = generate(controlnet_units=[ControlNetUnit(model="tinyxl_control", image=control, weight=0.0)])
+    assert weight_zero.images[0].tobytes() == base.tobytes()
