@@ -132,6 +132,11 @@ def to_diffusers_layout(state: dict[str, torch.Tensor], layers_per_block: int) -
     for key, value in hint.items():
         index, parameter = key.split(".", 1)
         converted[f"controlnet_cond_embedding.{names[int(index)]}.{parameter}"] = value
+    for key, value in state.items():  # SDXL's size embedding, which the converter leaves out
+        for original, diffusers_name in (("label_emb.0.0.", "add_embedding.linear_1."),
+                                         ("label_emb.0.2.", "add_embedding.linear_2.")):  # fmt: skip
+            if key.removeprefix("control_model.").startswith(original):
+                converted[diffusers_name + key.rsplit(".", 1)[1]] = value
     return converted
 
 

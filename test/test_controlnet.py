@@ -4,6 +4,7 @@ and what the example ControlNet does on the default model (scored with its score
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,7 +222,8 @@ def original_layout(state: dict, layers_per_block: int) -> dict:
     resnet = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
               "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}  # fmt: skip
     fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "controlnet_mid_block": "middle_block_out.0"}  # fmt: skip
+             "conv_in": "input_blocks.0.0", "controlnet_mid_block": "middle_block_out.0",
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}  # fmt: skip
     hint_blocks = len({key.split(".")[2] for key in state if key.startswith("controlnet_cond_embedding.blocks")})
     renamed = {}
     for key, value in state.items():
@@ -434,3 +436,20 @@ def test_the_widget_forms_unit_gives_the_python_faces_image():
     assert dataclasses.replace(made, image=None) == dataclasses.replace(expected, image=None)
     assert made.image.tobytes() == expected.image.tobytes()
     assert png_hash(form.generate().images) == png_hash(process_images(job([unit(weight=0.8)])).images)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_full_size_original_layout_keys_map_onto_diffusers_controlnet(family):
+    """lllyasviel's SD 1.5 layout (and the SDXL ControlNets' of the same form) at full size, on the meta device:
+    every key of the original layout lands on a diffusers ControlNet parameter, as the loader's converter maps it."""
+    from accelerate import init_empty_weights
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    configs = Path(controlnet.__file__).parent / "model_configs"
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / family / "unet"))
+        net = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
+    state = net.state_dict()
+    original = original_layout(state, unet.config.layers_per_block)
+    assert "control_model.input_hint_block.14.weight" in original  # SD's 8-convolution hint block
+    assert set(controlnet.to_diffusers_layout(original, unet.config.layers_per_block)) == set(state)

@@ -127,6 +127,7 @@ def gone(pid: int) -> bool:
     return False
 
 
+@pytest.mark.faults
 def test_a_hung_actor_is_timed_out_and_replaced_and_every_cell_is_written_once(local_ray, local_files, tmp_path):
     # The 5th batch sent goes to an actor already running one (two actors, two queued each): that one hangs.
     # The timeout leaves a replacement actor time to load torch and the model within its first batch on a busy
@@ -141,6 +142,7 @@ def test_a_hung_actor_is_timed_out_and_replaced_and_every_cell_is_written_once(l
     assert_every_cell_once(tmp_path / "ray", local_files)
 
 
+@pytest.mark.faults
 def test_a_batch_that_always_hangs_stops_the_sweep_naming_its_cells_and_the_timeout(local_ray, tmp_path):
     hang = stop_actor_on(dispatch_number=1, again=True)
     executor = RayExecutor(

@@ -22,7 +22,7 @@ from modules import generation_fields
 
 pytestmark = pytest.mark.whole_machine  # a server under a stream of fuzzed requests
 
-FUZZ_EXAMPLES = int(os.environ.get("SERENA_FUZZ_EXAMPLES", "15"))
+FUZZ_EXAMPLES = int(os.environ.get("SERENA_FUZZ_EXAMPLES", "10"))
 REQUEST_TIMEOUT = 60
 LOWERED_LIMITS = ["--max-size", "64", "--max-steps", "3", "--max-images", "2", "--max-request-mb", "1"]
 

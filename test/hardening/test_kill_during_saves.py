@@ -20,7 +20,7 @@ from faces.face_helpers import single_thread_env
 from helpers import unmeasured
 from PIL import Image
 
-pytestmark = pytest.mark.whole_machine  # a server killed at chosen moments
+pytestmark = [pytest.mark.whole_machine, pytest.mark.faults]  # a server killed at chosen moments
 
 KILLS = int(os.environ.get("SERENA_FAULT_KILLS", "3"))
 BATCH = 16

@@ -1,4 +1,4 @@
-"""The soak (soak.py) for SERENA_SOAK_SECONDS (CI: 30 s): every request answered, every image with its seeds, the
+"""The soak (soak.py) for SERENA_SOAK_SECONDS (CI: 20 s): every request answered, every image with its seeds, the
 server alive, RSS growth after warm-up under 50 MB."""
 
 import json
@@ -9,7 +9,7 @@ from hardening.soak import run_soak
 
 pytestmark = pytest.mark.whole_machine  # a server and eight clients
 
-SOAK_SECONDS = float(os.environ.get("SERENA_SOAK_SECONDS", "30"))
+SOAK_SECONDS = float(os.environ.get("SERENA_SOAK_SECONDS", "20"))
 MAX_RSS_GROWTH_MB = 50
 
 
