@@ -21,8 +21,23 @@ part() {
   if [ "$status" -ne 0 ] && [ "$status" -ne "$no_tests" ]; then exit "$status"; fi
 }
 
+# A marker expression given here (-m "not browser") narrows both parts; pytest would otherwise take the last -m only,
+# and the first part would run the whole-machine tests two at a time.
+selection=""
+passed=()
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    -m) selection="$2"; shift 2 ;;
+    -m=*) selection="${1#-m=}"; shift ;;
+    *) passed+=("$1"); shift ;;
+  esac
+done
+narrowed() { if [ -n "$selection" ]; then echo "($1) and ($selection)"; else echo "$1"; fi; }
+
 start=$SECONDS
-part "${coverage[@]}" --cov-report= "${nbval[@]}" -n "$workers" --dist loadfile -m "not whole_machine" "$@" notebooks test
+part "${coverage[@]}" --cov-report= "${nbval[@]}" -n "$workers" --dist loadfile -m "$(narrowed "not whole_machine")" \
+  ${passed[@]+"${passed[@]}"} notebooks test
 parallel_s=$((SECONDS - start))
-part "${coverage[@]}" --cov-append --cov-report=term --cov-fail-under=80 -m "whole_machine and not faults" "$@" test
+part "${coverage[@]}" --cov-append --cov-report=term --cov-fail-under=80 -m "$(narrowed "whole_machine and not faults")" \
+  ${passed[@]+"${passed[@]}"} test
 echo "test.sh: ${parallel_s} s for the tests two at a time, $((SECONDS - start - parallel_s)) s for the whole-machine ones, $((SECONDS - start)) s in all"
