@@ -17,6 +17,7 @@ SDXL); the refiner samples without control, as its UNet differs from the one the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import OrderedDict
@@ -264,6 +265,8 @@ def prepare(
 ) -> list[ControlInput]:
     """The units acting in this pass, with their control images at width x height. `crop` (x, y, w, h) of a
     `whole_size` picture: inpainting's "Only masked" area, which the control image is cut to as the init image is."""
+    if not any(acts_in_pass(unit, hires_pass) for unit in units):
+        return []
     unet = model.family.denoiser(model.pipeline)
     available = list_controlnets()
     inputs = []
@@ -357,8 +360,8 @@ def prompt_rows(residuals: dict) -> dict:
 
 def titled(units: list[ControlNetUnit]) -> list[ControlNetUnit]:
     """The active units as the infotext records them: preprocessor parameters resolved, the model by its title."""
-    import dataclasses
-
+    if not any(unit.active for unit in units):
+        return []
     available = list_controlnets()
     return [
         dataclasses.replace(unit.resolved(), model=find_controlnet(unit.model, available=available).title)

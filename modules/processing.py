@@ -343,6 +343,7 @@ class ImageJob:
     hires: hires.HiresTarget | None = None
     hires_prompts: tuple[list[str], list[str]] | None = None  # the second pass's (prompts, negative prompts)
     vae: sd_vae.VaeFile | None = None  # the VAE override (None: the checkpoint's own)
+    controlnet_units: list = field(default_factory=list)  # the active units as the infotext records them
 
     def values(self, name: str, indices) -> list:
         return [self.per_image[name][index] for index in indices]
@@ -412,6 +413,7 @@ def plan_job(p: StableDiffusionProcessing, model: sd_models.LoadedModel) -> Imag
         loras=extra_networks.list_loras(),
         hires=hires_target,
         hires_prompts=hires_prompts,
+        controlnet_units=controlnet.titled(p.controlnet_units),
     )
 
 
@@ -423,7 +425,7 @@ def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model:
     resolved["sd_vae"] = job.vae
     resolved["inpainting_unet"] = diffusion.is_inpainting_model(model)
     resolved["guidance_distilled"] = model.family.guidance_distilled(model)
-    resolved["controlnet_units"] = controlnet.titled(p.controlnet_units)
+    resolved["controlnet_units"] = job.controlnet_units
     if job.hires is not None:
         resolved |= {"hr_resize_x": job.hires.resize_x, "hr_resize_y": job.hires.resize_y}
         if p.hr_checkpoint_name is not None:
@@ -560,8 +562,6 @@ def sample_batch(
 def batch_controls(p, model: sd_models.LoadedModel, job: ImageJob, init) -> list[controlnet.ControlInput]:
     """The ControlNet units acting in the first pass, their images at the job's size (inpainting's "Only masked":
     cut to the masked area, as the init image is)."""
-    if not any(unit.active for unit in p.controlnet_units):
-        return []
     crop = init.inpaint.paste_to if init is not None and init.inpaint is not None else None
     whole_size = p.init_images[0].size if crop is not None else None
     return controlnet.prepare(p.controlnet_units, model, job.width, job.height, crop=crop, whole_size=whole_size)
