@@ -111,9 +111,14 @@ def image_upscalers() -> list[UpscalerInfo]:
     return listed
 
 
+def image_upscaler_names() -> list[str]:
+    """The image upscalers' names in image_upscalers()'s order, without reading the model files for their scales."""
+    return [*IMAGE_UPSCALERS, *model_files()]
+
+
 def names() -> list[str]:
     """Every name `hr_upscaler` takes: the latent modes, then the image upscalers."""
-    return [*LATENT_MODES, *(info.name for info in image_upscalers())]
+    return [*LATENT_MODES, *image_upscaler_names()]
 
 
 def check_name(field: str, name: str) -> None:

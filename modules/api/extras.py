@@ -82,7 +82,7 @@ def check_extras(request: ExtrasRequest, limits: ApiLimits) -> None:
     for field in ("gfpgan_visibility", "codeformer_visibility"):
         if getattr(request, field) != 0:
             raise ApiError(400, "not supported", field, f"{field}: face restoration is not part of Serena; send 0")
-    image_upscalers = [info.name for info in upscalers.image_upscalers()]
+    image_upscalers = upscalers.image_upscaler_names()
     for field in ("upscaler_1", "upscaler_2"):
         if getattr(request, field) not in image_upscalers:
             valid = ", ".join(image_upscalers)

@@ -262,8 +262,8 @@ def extras_forms(limits) -> dict:
         "gfpgan_visibility": [{"const": 0}, {"type": "string", "pattern": number_text.number_pattern(0, 0)}],
         "codeformer_visibility": [{"const": 0}, {"type": "string", "pattern": number_text.number_pattern(0, 0)}],
         "extras_upscaler_2_visibility": numbers(0, 1),
-        "upscaler_1": [{"enum": [info.name for info in upscalers.image_upscalers()]}],
-        "upscaler_2": [{"enum": [info.name for info in upscalers.image_upscalers()]}],
+        "upscaler_1": [{"enum": upscalers.image_upscaler_names()}],
+        "upscaler_2": [{"enum": upscalers.image_upscaler_names()}],
         "image": [IMAGE],
         "imageList": [
             {"type": "array", "items": {"$ref": "#/components/schemas/FileData"}, "maxItems": limits.max_images}

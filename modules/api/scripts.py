@@ -130,7 +130,7 @@ class SdUpscale:
     def infos(self) -> list[dict]:
         from modules import upscalers
 
-        choices = [info.name for info in upscalers.image_upscalers()]
+        choices = upscalers.image_upscaler_names()
         return [
             {
                 "name": self.name,
@@ -236,7 +236,7 @@ def sd_upscale_arguments(script_args: list) -> tuple[int, str, float]:
         scale = float(scale) if isinstance(scale, (str, int)) and not isinstance(scale, bool) else scale
     except ValueError:
         raise invalid(FIELD, f"{FIELD}: overlap and scale must be numbers, got {overlap!r} and {scale!r}") from None
-    names = [info.name for info in upscalers.image_upscalers()]
+    names = upscalers.image_upscaler_names()
     if isinstance(upscaler, int) and not isinstance(upscaler, bool) and 0 <= upscaler < len(names):
         upscaler = names[upscaler]
     elif isinstance(upscaler, str):
