@@ -224,6 +224,16 @@ def show_checkpoint(value) -> str:
     return folders.get(Path(value).resolve(), Path(value).name)
 
 
+def is_module_key(key: str) -> bool:
+    """Forge's infotext keys for additional modules: "Module 1", "Module 2", ..."""
+    return key.startswith("Module ") and key.removeprefix("Module ").isdigit()
+
+
+def modules_from_infotext(parameters: Mapping) -> list[str] | None:
+    keys = sorted((key for key in parameters if is_module_key(key)), key=lambda key: int(key.split()[1]))
+    return [str(parameters[key]) for key in keys] or None
+
+
 def read_checkpoint(name: str) -> str | None:
     """The checkpoint an infotext's "Model" names: the default model (None), or that model in the models folder."""
     from modules import sd_models
@@ -519,6 +529,25 @@ FIELDS: tuple[GenerationField, ...] = (
         infotext=Infotext("VAE", write=lambda vae: {"VAE hash": vae.shorthash, "VAE": vae.name}),
         api=None,  # the webui API sets it with override_settings or /sdapi/v1/options
         option=WebuiOption("sd_vae"),
+    ),
+    GenerationField(
+        "additional_modules",
+        Names("a list of text-encoder or VAE file names"),
+        [],
+        "Forge's additional modules: text encoders (SERENA_TEXT_ENCODER_DIR, default models/text_encoder) and a VAE "
+        "(the VAE folder) that a single-file SD 3 or FLUX checkpoint is loaded with (modules.sd_modules)",
+        label="Modules",
+        sweepable=False,
+        short_name="module",
+        infotext=Infotext(
+            "Module 1",
+            write=lambda names: {f"Module {index}": Path(str(name)).stem for index, name in enumerate(names, 1)},
+            owns=is_module_key,
+            gather=modules_from_infotext,
+        ),
+        cli=Cli(repeatable=True, metavar="FILE"),
+        api=None,  # the API sets it with override_settings (Forge's forge_additional_modules)
+        option=WebuiOption("forge_additional_modules"),
     ),
     GenerationField(
         "refiner_checkpoint",

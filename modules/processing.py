@@ -34,6 +34,7 @@ from modules import (
     resize_modes,
     rng,
     sd_models,
+    sd_modules,
     sd_samplers,
     sd_vae,
     styles,
@@ -94,6 +95,7 @@ class StableDiffusionProcessing:
     emphasis: str = declared("emphasis")
     sd_model_checkpoint: str | None = declared("sd_model_checkpoint")
     sd_vae: str = declared("sd_vae")
+    additional_modules: list = declared("additional_modules")
     refiner_checkpoint: str | None = declared("refiner_checkpoint")
     refiner_switch_at: float = declared("refiner_switch_at")
     do_not_save_samples: bool = declared("do_not_save_samples")
@@ -134,7 +136,9 @@ class StableDiffusionProcessing:
         sd_vae.resolve(effective.sd_vae)
         if effective.refiner_checkpoint is not None:
             sd_models.resolve_checkpoint(effective.refiner_checkpoint, field="refiner_checkpoint")
-        checkpoint = sd_models.resolve_checkpoint(effective.sd_model_checkpoint)
+        checkpoint = sd_models.resolve_checkpoint(
+            effective.sd_model_checkpoint, modules=sd_modules.resolve(effective.additional_modules)
+        )
         if checkpoint.architecture in families.FLOW_ARCHITECTURES:  # read from its folder or keys, not loaded
             sd_samplers.check_flow_sampler(effective.sampler_name, effective.scheduler)
             if getattr(effective, "enable_hr", False) and effective.hr_sampler_name:
@@ -423,6 +427,7 @@ def image_values(p: StableDiffusionProcessing, job: ImageJob, index: int, model:
     values = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
     resolved = {"width": job.width, "height": job.height, "sd_model_checkpoint": model.checkpoint}
     resolved["sd_vae"] = job.vae
+    resolved["additional_modules"] = [path.name for path in model.checkpoint.modules]
     resolved["inpainting_unet"] = diffusion.is_inpainting_model(model)
     resolved["guidance_distilled"] = model.family.guidance_distilled(model)
     resolved["controlnet_units"] = job.controlnet_units
@@ -679,7 +684,9 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
     state = p.state
     timings = PhaseTimings()
     with timings.phase("load_model"):
-        model = sd_models.model_cache.get(sd_models.resolve_checkpoint(p.sd_model_checkpoint))
+        model = sd_models.model_cache.get(
+            sd_models.resolve_checkpoint(p.sd_model_checkpoint, modules=sd_modules.resolve(p.additional_modules))
+        )
     job = plan_job(p, model)
     hires_model = None
     if job.hires is not None and p.hr_checkpoint_name is not None:

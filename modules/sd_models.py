@@ -16,6 +16,7 @@ so the next job still runs.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import json
@@ -87,6 +88,11 @@ class CheckpointInfo:
     path: Path
     kind: str  # "diffusers" (a folder, the default model included) or "single_file"
     name: str
+    # Separate text encoders and VAE it is loaded with (modules.sd_modules): part of the model's identity.
+    modules: tuple[Path, ...] = ()
+
+    def same_model(self, other: CheckpointInfo) -> bool:
+        return self.path == other.path and self.modules == other.modules
 
     @property
     def embedded(self) -> bool:
@@ -199,10 +205,24 @@ def list_checkpoints(folder: Path | None = None) -> list[CheckpointInfo]:
 
 
 def resolve_checkpoint(
-    name: str | os.PathLike | None, folder: Path | None = None, field: str = "sd_model_checkpoint"
+    name: str | os.PathLike | None,
+    folder: Path | None = None,
+    field: str = "sd_model_checkpoint",
+    modules: tuple[Path, ...] = (),
 ) -> CheckpointInfo:
     """The checkpoint `name` refers to: None/"default", a path, a file or folder name in the models folder, or a
-    webui title "name [hash]". ValueError (naming `field`) lists what is available."""
+    webui title "name [hash]", loaded with `modules` (modules.sd_modules). ValueError (naming `field`) lists what is
+    available."""
+    info = _find_checkpoint(name, folder, field)
+    if modules and not (info.kind == "single_file" and info.architecture in ("sd3", "flux")):
+        raise ValueError(
+            f"additional_modules: text encoders and VAEs in files of their own load with single-file SD 3 and FLUX "
+            f"checkpoints; {info.name} is {info.architecture} (a VAE for it: sd_vae)"
+        )
+    return dataclasses.replace(info, modules=tuple(modules)) if modules else info
+
+
+def _find_checkpoint(name, folder: Path | None, field: str) -> CheckpointInfo:
     if name is None or str(name) in ("", "default", DEFAULT_MODEL_NAME):
         return default_checkpoint()
     text = _TITLE_HASH.sub("", str(name))
@@ -274,7 +294,9 @@ def load_pipeline(
     if checkpoint.kind == "single_file":
         from modules.sd_single_file import load_single_file_pipeline
 
-        pipeline = load_single_file_pipeline(checkpoint.path, allow_pickle=allow_pickle, torch_dtype=dtype)
+        pipeline = load_single_file_pipeline(
+            checkpoint.path, allow_pickle=allow_pickle, torch_dtype=dtype, modules=checkpoint.modules
+        )
     elif checkpoint.is_sdxl or checkpoint.architecture in PIPELINE_ARCHITECTURES.values():
         from diffusers import DiffusionPipeline
 
@@ -344,7 +366,7 @@ class ModelCache:
         return list(self._models)
 
     def holds(self, checkpoint: CheckpointInfo) -> bool:
-        return any(model.checkpoint.path == checkpoint.path for model in self._models)
+        return any(model.checkpoint.same_model(checkpoint) for model in self._models)
 
     def get(
         self,
@@ -361,7 +383,7 @@ class ModelCache:
             current = self.loaded
             for kept in self._models:
                 if (
-                    kept.checkpoint.path == checkpoint.path
+                    kept.checkpoint.same_model(checkpoint)
                     and (device is None or kept.device == device)
                     and (dtype is None or kept.dtype == dtype)
                     and (speedups == "unchanged" or kept.fast_path == speedups)

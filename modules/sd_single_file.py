@@ -78,6 +78,7 @@ def load_single_file_pipeline(
     config_dir: str | os.PathLike | None = None,
     allow_pickle: bool = False,
     torch_dtype: torch.dtype | None = None,
+    modules: tuple[Path, ...] = (),
 ) -> StableDiffusionPipeline:
     """Load an original-layout SD checkpoint as a ``StableDiffusionPipeline``, fully offline.
 
@@ -85,6 +86,8 @@ def load_single_file_pipeline(
     checkpoint; else the shipped SD 1.x or SD 2.x config whose shapes match the checkpoint. A sidecar
     ``<checkpoint stem>.yaml`` with ``parameterization: "v"`` (as the webui reads it) switches the scheduler to
     v-prediction. With ``torch_dtype`` None the models are float32, whatever the checkpoint's precision.
+    SD 3 and FLUX files (SAI's and BFL's layouts), with their separate text encoders and VAE (``modules``), load
+    through ``modules.transformer_single_file``.
     """
     path = Path(path)
     state_dict = read_checkpoint(path, allow_pickle=allow_pickle)
@@ -92,10 +95,11 @@ def load_single_file_pipeline(
     if config_dir is None and sidecar_config_dir.is_dir():
         config_dir = sidecar_config_dir
     if family := transformer_family(state_dict):
-        raise ValueError(
-            f"{path}: a single-file {family.upper()} checkpoint; Serena loads {family.upper()} from diffusers folders "
-            "so far (single files in SAI's and BFL's layouts are not read yet)"
-        )
+        from modules.transformer_single_file import load_transformer_file_pipeline
+
+        return load_transformer_file_pipeline(path, family, state_dict, tuple(modules), torch_dtype)
+    if modules:
+        raise ValueError(f"{path}: additional modules load with single-file SD 3 and FLUX checkpoints only")
     if any(key.startswith(SDXL_OPEN_CLIP_PREFIX) for key in state_dict):
         return _load_sdxl(path, state_dict, Path(config_dir or SDXL_CONFIG_DIR), torch_dtype)
     if any(key.startswith(SDXL_REFINER_OPEN_CLIP_PREFIX) for key in state_dict):
@@ -339,16 +343,27 @@ def _load_scheduler(config_dir: Path, **overrides: Any) -> diffusers.SchedulerMi
 
 def save_single_file(pipe: StableDiffusionPipeline, path: str | os.PathLike) -> None:
     """Write the pipeline's UNet, VAE and CLIP text encoder(s) to one original-layout ``.safetensors`` file (SDXL:
-    both encoders, the second in OpenCLIP's layout, as the released SDXL files).
+    both encoders, the second in OpenCLIP's layout, as the released SDXL files; SD 3 and FLUX: an all-in-one file as
+    ``modules.transformer_single_file.all_in_one_layout`` writes it).
 
     The text encoder is always written in the SD 1.x (Hugging Face CLIP) layout, which ``load_single_file_pipeline``
     reads back for SD 2.x too, but which the original SD 2.x code (OpenCLIP layout) does not.
     The file is written next to its destination and moved into place, so readers never see a partial file.
     """
+    if getattr(pipe, "transformer", None) is not None:
+        from modules.transformer_single_file import all_in_one_layout
+
+        save_tensors(all_in_one_layout(pipe), path)
+    else:
+        save_tensors(original_state_dict(pipe), path)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write `tensors` to a ``.safetensors`` file next to its destination, then move it into place."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise ValueError(f"{path}: single-file checkpoints are written as .safetensors only")
-    state_dict = {key: tensor.contiguous() for key, tensor in original_state_dict(pipe).items()}
+    state_dict = {key: tensor.contiguous() for key, tensor in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -389,13 +404,8 @@ def original_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
     unet_map = _unet_prefix_map(pipe.unet.config)
     for key, tensor in base_weights(pipe.unet).items():
         state_dict[UNET_PREFIX + _rename(key, unet_map, "unet")] = tensor
-    vae_map = _vae_prefix_map(pipe.vae.config)
-    for key, tensor in pipe.vae.state_dict().items():
-        original_key = _rename(key, vae_map, "vae")
-        if ".mid.attn_1." in original_key and tensor.ndim == 2:
-            # The original VAE attention uses 1x1 convolutions where diffusers uses linear layers.
-            tensor = tensor.reshape(*tensor.shape, 1, 1)
-        state_dict[VAE_PREFIX + original_key] = tensor
+    for key, tensor in original_vae_layout(pipe.vae).items():
+        state_dict[VAE_PREFIX + key] = tensor
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     for key, tensor in base_text_encoder_weights(pipe.text_encoder, getattr(pipe, "tokenizer", None)).items():
         # transformers >= 5.6 dropped the "text_model." level that the original layout keeps.
@@ -404,6 +414,19 @@ def original_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
         for key, tensor in open_clip_layout(pipe.text_encoder_2, getattr(pipe, "tokenizer_2", None)).items():
             state_dict[SDXL_OPEN_CLIP_PREFIX + key] = tensor
     return state_dict
+
+
+def original_vae_layout(vae) -> dict[str, torch.Tensor]:
+    """A diffusers VAE's weights in the LDM layout (no prefix), as SD's, SD 3's and FLUX's original files hold it."""
+    vae_map = _vae_prefix_map(vae.config)
+    layout = {}
+    for key, tensor in vae.state_dict().items():
+        original_key = _rename(key, vae_map, "vae")
+        if ".mid.attn_1." in original_key and tensor.ndim == 2:
+            # The original VAE attention uses 1x1 convolutions where diffusers uses linear layers.
+            tensor = tensor.reshape(*tensor.shape, 1, 1)
+        layout[original_key] = tensor
+    return layout
 
 
 OPEN_CLIP_RENAMES = (

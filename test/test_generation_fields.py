@@ -92,8 +92,9 @@ def test_every_written_infotext_field_has_an_example_to_round_trip():
 # Written only for models of a kind the default model is not (test_inpainting checks the first on a 9-channel UNet,
 # test_flux.py the second on a guidance-distilled FLUX).
 MODEL_KIND_KEYS = {"inpainting_mask_weight", "distilled_cfg_scale"}
-# Written only when a file is there to name (test_sd_vae.py round-trips "VAE" with the files it writes).
-FILE_KEYS = {"sd_vae"}
+# Written only when a file is there to name (test_sd_vae.py round-trips "VAE" with the files it writes,
+# test_transformer_single_file.py the "Module N" keys with single-file SD 3 / FLUX checkpoints).
+FILE_KEYS = {"sd_vae", "additional_modules"}
 # Written only with a refiner, an SDXL model (test_sdxl.py round-trips them on a tiny SDXL pair).
 REFINER_KEYS = {"refiner_checkpoint", "refiner_switch_at"}
 # Written only for the guidance method that uses them; the example method is APG (test_guidance.py round-trips these).

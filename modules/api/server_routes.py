@@ -1,5 +1,6 @@
 """The webui API's server endpoints beyond generation, in its response shapes: command-line flags, prompt styles,
-VAE list, checkpoint refresh/reload/unload, memory, scripts, and (only when the server allows it) stop/restart.
+VAE and module lists, checkpoint refresh/reload/unload, memory, scripts, and (only when the server allows it)
+stop/restart.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import signal
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel
 
-from modules import devices, sd_models, styles
+from modules import devices, sd_models, sd_modules, styles
 from modules.api import lax, models, scripts
 from modules.runtime.runner import generation_queue
 
@@ -78,6 +79,11 @@ def server_router(app: FastAPI, options, server_flags: dict, allow_server_stop: 
     @router.get("/sdapi/v1/sd-vae", response_model=list[VaeItem])
     def sd_vae():
         return [VaeItem(model_name=path.name, filename=str(path)) for path in sd_models.list_vaes()]
+
+    @router.get("/sdapi/v1/sd-modules", response_model=list[VaeItem])
+    def sd_modules_list():
+        """Forge's list of additional modules (text encoders, then VAEs), as `forge_additional_modules` takes them."""
+        return [VaeItem(model_name=path.name, filename=str(path)) for path in sd_modules.list_modules()]
 
     @router.post("/sdapi/v1/refresh-checkpoints")
     async def refresh_checkpoints() -> None:
