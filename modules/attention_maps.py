@@ -10,7 +10,9 @@ In SD 3's joint attention the image's and the text's tokens attend to both toget
 token's attention to the image's tokens (its query's softmax over every key, the image's columns kept), averaged
 over heads. (The other reading, the image queries' attention to the word, localises the shape word less on the
 embedded flow model: mean IoU 0.39 against 0.58.) Only the CLIP part of the sequence has word positions (T5's
-tokens, after it, are not mapped); FLUX is not captured yet.
+tokens, after it, are not mapped). FLUX's double-stream blocks are read the same way, with its text first and the
+rotary positions applied; its text is T5's alone, so its words are T5's (SentencePiece pieces, the prompt's words
+without syntax); its single-stream blocks are not captured.
 
 Defaults (DAAM's): every cross-attention layer of the UNet (every joint block of SD 3), every step, heads averaged,
 maps upsampled bicubically to the image; each map is then scaled to [0, 1] by its minimum and maximum (DAAM divides
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 END_OF_WORD = "</w>"
+WORD_START = "\u2581"  # SentencePiece's word-start mark
 
 
 @dataclass
@@ -113,9 +116,11 @@ class AttentionCapture:
 class _Batch:
     """What a capture gathers during one batch's sampling."""
 
-    def __init__(self, capture: AttentionCapture, state, latent_size: tuple[int, int], total_steps: int, images: int):
+    def __init__(self, capture: AttentionCapture, state, latent_size, total_steps: int, images: int, prompt_only: bool):
         self.capture, self.state, self.latent_size, self.total_steps = capture, state, latent_size, total_steps
-        self.guided_rows = 2 * images  # a perturbed evaluation (PAG, SLG) has the prompts' rows alone: not recorded
+        # The guided batch is [negative prompts, prompts]; a flow model at CFG 1 evaluates the prompts alone. Either
+        # way a perturbed evaluation (PAG, SLG: the prompts' rows alone beside a guided batch) is not recorded.
+        self.images, self.rows = images, images if prompt_only else 2 * images
         self.sums: torch.Tensor | None = None
         self.per_step: list[torch.Tensor] = []
 
@@ -125,7 +130,7 @@ class _Batch:
 
     @torch.no_grad()
     def record(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
-        half = hidden_states.shape[0] // 2  # the guided batch is [negative prompts, prompts]
+        half = hidden_states.shape[0] - self.images  # the prompts' rows come last
         query = attn.to_q(hidden_states[half:])
         context = encoder_hidden_states[half:]
         if attn.norm_cross:
@@ -146,7 +151,7 @@ class _Batch:
     def record_joint(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
         """SD 3's joint attention: each text token's probabilities over the image's and the text's keys, the image's
         columns, as (images, image positions, text tokens)."""
-        half = hidden_states.shape[0] // 2
+        half = hidden_states.shape[0] - self.images
         image, text = hidden_states[half:], encoder_hidden_states[half:]
         batch, heads = image.shape[0], attn.heads
 
@@ -161,6 +166,27 @@ class _Batch:
         keys = torch.cat([key, text_key], dim=2).float()
         probabilities = (text_query.float() @ keys.transpose(-1, -2) * attn.scale).softmax(dim=-1).mean(dim=1)
         self.add(probabilities[..., : key.shape[2]].transpose(1, 2))
+
+    @torch.no_grad()
+    def record_flux(self, attn, hidden_states, encoder_hidden_states, image_rotary_emb) -> None:
+        """FLUX's double-stream attention: as SD 3's, with the text's tokens first in the sequence and the rotary
+        position embedding applied to queries and keys (the text's positions are zeros: unrotated)."""
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        half = hidden_states.shape[0] - self.images
+        image, text = hidden_states[half:], encoder_hidden_states[half:]
+        key = attn.norm_k(attn.to_k(image).unflatten(-1, (-1, attn.head_dim)))
+        text_query = attn.norm_added_q(attn.add_q_proj(text).unflatten(-1, (-1, attn.head_dim)))
+        text_key = attn.norm_added_k(attn.add_k_proj(text).unflatten(-1, (-1, attn.head_dim)))
+        keys = torch.cat([text_key, key], dim=1)
+        if image_rotary_emb is not None:
+            padded = torch.cat([text_query, torch.zeros_like(key)], dim=1)  # rotated with its positions, then cut
+            text_query = apply_rotary_emb(padded, image_rotary_emb, sequence_dim=1)[:, : text.shape[1]]
+            keys = apply_rotary_emb(keys, image_rotary_emb, sequence_dim=1)
+        scale = attn.head_dim**-0.5
+        scores = text_query.transpose(1, 2).float() @ keys.transpose(1, 2).float().transpose(-1, -2) * scale
+        probabilities = scores.softmax(dim=-1).mean(dim=1)
+        self.add(probabilities[..., text.shape[1] :].transpose(1, 2))
 
     def add(self, probabilities: torch.Tensor) -> None:
         """(images, latent positions, text tokens) probabilities, summed onto the latent grid per token."""
@@ -180,18 +206,18 @@ class _Batch:
 class _RecordingProcessor:
     """Computes the attention exactly as the processor it wraps; records the maps on the side."""
 
-    def __init__(self, inner, batch: _Batch, joint: bool = False):
-        self.inner, self.batch, self.joint = inner, batch, joint
+    def __init__(self, inner, batch: _Batch, family: str):
+        self.inner, self.batch, self.family = inner, batch, family
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
         output = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
-        if (
-            encoder_hidden_states is not None
-            and hidden_states.shape[0] == self.batch.guided_rows
-            and self.batch.recording()
-        ):
-            record = self.batch.record_joint if self.joint else self.batch.record
-            record(attn, hidden_states, encoder_hidden_states)
+        if encoder_hidden_states is not None and hidden_states.shape[0] == self.batch.rows and self.batch.recording():
+            if self.family == "flux":
+                self.batch.record_flux(attn, hidden_states, encoder_hidden_states, kwargs.get("image_rotary_emb"))
+            elif self.family == "sd3":
+                self.batch.record_joint(attn, hidden_states, encoder_hidden_states)
+            else:
+                self.batch.record(attn, hidden_states, encoder_hidden_states)
         return output
 
 
@@ -200,6 +226,13 @@ def prompt_tokens(model, prompt: str, emphasis_mode: str) -> tuple[list[str], li
     tokens, end token and padding), laid out as modules.prompt_encoding lays them out."""
     from modules import prompt_encoding
 
+    if model.family.name == "flux":  # the sequence is T5's alone, read without the prompt's syntax
+        from modules.families import flux, sd3
+
+        tokenizer = model.pipeline.tokenizer_2
+        ids = tokenizer(sd3.words_of(prompt), add_special_tokens=False).input_ids[: flux.T5_SEQUENCE_LENGTH - 1]
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        return tokens, list(range(len(tokens)))
     tokenizer = prompt_encoding.text_encoders(model)[0][0]
     tokens, positions = [], []
     for chunk_number, chunk in enumerate(prompt_encoding.prompt_chunks(model, prompt, emphasis_mode, tokenizer)):
@@ -210,7 +243,15 @@ def prompt_tokens(model, prompt: str, emphasis_mode: str) -> tuple[list[str], li
 
 
 def words_of(tokens: list[str]) -> list[tuple[str, list[int]]]:
-    """Tokens grouped into words: a word ends at a token ending in "</w>" (CLIP's byte-pair tokens)."""
+    """Tokens grouped into words: a word ends at a token ending in "</w>" (CLIP's byte-pair tokens) or, for
+    SentencePiece tokens (T5's), starts at one beginning with "▁"."""
+    if any(token.startswith(WORD_START) for token in tokens):
+        starts = [index for index, token in enumerate(tokens) if index == 0 or token.startswith(WORD_START)]
+        bounds = [*starts, len(tokens)]
+        return [
+            ("".join(tokens[start:end]).removeprefix(WORD_START), list(range(start, end)))
+            for start, end in zip(bounds, bounds[1:])
+        ]
     words, current = [], []
     for index, token in enumerate(tokens):
         current.append(index)
@@ -233,24 +274,26 @@ def recording(
     latent_size: tuple[int, int],
     state,
     total_steps: int,
+    prompt_only: bool = False,
 ):
     """Around one batch's first-pass sampling: wraps the UNet's cross-attention processors, restores them after,
-    and keeps each image's maps in `capture.maps`. Without a capture, nothing is touched."""
+    and keeps each image's maps in `capture.maps`. Without a capture, nothing is touched. `prompt_only`: the pass
+    evaluates the prompts alone (a flow model at CFG 1: modules.diffusion.samples_prompt_only)."""
     if capture is None:
         yield
         return
-    if model.family.name not in ("sd", "sdxl", "sd3"):
-        raise ValueError(
-            f"attention_maps: available for the sd, sdxl and sd3 families; not yet for {model.family.name} models"
-        )
+    family = model.family.name
     unet = model.family.denoiser(model.pipeline)
-    joint = model.family.name == "sd3"
-    text_attention = ".attn.processor" if joint else "attn2.processor"  # SD 3's attn2: the image's own (MMDiT-X)
+    # The attentions that read the text: SD 3's joint ones (its attn2 is the image's own, MMDiT-X), FLUX's
+    # double-stream ones (transformer_blocks.N.attn; the single-stream blocks are not captured).
+    text_attention = {"sd3": ".attn.processor", "flux": ".attn.processor"}.get(family, "attn2.processor")
     originals = dict(unet.attn_processors)
-    batch = _Batch(capture, state, latent_size, total_steps, len(indices))
+    batch = _Batch(capture, state, latent_size, total_steps, len(indices), prompt_only)
     wrapped = {
-        name: _RecordingProcessor(processor, batch, joint)
-        if name.endswith(text_attention) and (not capture.layers or any(part in name for part in capture.layers))
+        name: _RecordingProcessor(processor, batch, family)
+        if name.endswith(text_attention)
+        and not name.startswith("single_transformer_blocks")
+        and (not capture.layers or any(part in name for part in capture.layers))
         else processor
         for name, processor in originals.items()
     }

@@ -179,8 +179,7 @@ def denoise(
     step_conditioning = family.step_conditioning(model, latents, distilled)  # SDXL: the size; FLUX dev: guidance
     switch_step = refiner.step(timesteps) if refiner is not None else None
     guided = guidance.for_batch(guidance_settings, cfg_scales, len(timesteps), unet)
-    # CFG 1 is the prompt's prediction: flow models skip the negative prompt's, as diffusers' SD 3 and FLUX do.
-    prompt_only = guided is None and family.flow and all(scale == 1 for scale in cfg_scales)
+    prompt_only = samples_prompt_only(family, guidance_settings, cfg_scales)
     if image_conditioning is not None:
         image_conditioning = torch.cat([image_conditioning] * 2).to(latents)
     for step_index, timestep in enumerate(timesteps):
@@ -217,7 +216,7 @@ def denoise(
                             model_input.chunk(2)[1],
                             timestep,
                             text,
-                            kwargs | guided.perturbed_kwargs | controlnet.prompt_rows(residuals),
+                            kwargs | controlnet.prompt_rows(residuals),
                         )
                 noise_pred = guided.combine(step_index, timestep, noise_uncond, noise_text, perturbed)
         stepped = scheduler.step(noise_pred, timestep, latents, **extra)
@@ -227,6 +226,13 @@ def denoise(
             latents = after_step(latents, step_index)
         state.step_done(latents, sampling_model, clean)
     return latents
+
+
+def samples_prompt_only(family, guidance_settings: guidance.GuidanceSettings | None, cfg_scales) -> bool:
+    """CFG 1 is the prompt's prediction: flow models skip the negative prompt's, as diffusers' SD 3 and FLUX do (with
+    plain CFG; the other methods combine both predictions)."""
+    plain = guidance_settings is None or guidance_settings.is_plain_cfg
+    return plain and family.flow and all(scale == 1 for scale in cfg_scales)
 
 
 def scale_model_input(scheduler, latents: torch.Tensor, timestep) -> torch.Tensor:

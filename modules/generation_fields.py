@@ -284,7 +284,7 @@ def hires_differs(name: str, first_pass: str) -> Callable[[Mapping], bool]:
 
 
 GUIDANCE_METHODS = ("CFG", "APG", "CFG-Zero*", "PAG", "SLG")  # modules.guidance runs them
-PERTURBED_LAYERS_PATTERN = r"(mid|(down|up|block)\.[0-9]+)(, ?(mid|(down|up|block)\.[0-9]+))*"
+PERTURBED_LAYERS_PATTERN = r"(mid|(down|up|block|single)\.[0-9]+)(, ?(mid|(down|up|block|single)\.[0-9]+))*"
 
 
 def method_is(*methods: str) -> Callable[[Mapping], bool]:
@@ -464,7 +464,8 @@ FIELDS: tuple[GenerationField, ...] = (
     GenerationField(
         "perturbed_layers",
         PatternText(
-            "mid, down.N or up.N (UNet blocks with attention) or block.N (SD 3's), comma-separated",
+            "mid, down.N or up.N (UNet blocks with attention), block.N (SD 3's joint, FLUX's double-stream blocks) or "
+            "single.N (FLUX's single-stream blocks), comma-separated",
             PERTURBED_LAYERS_PATTERN,
         ),
         "mid",

@@ -10,10 +10,11 @@ each with its own scale and state (APG's momentum), so an image's bytes do not d
 - APG: adaptive projected guidance (Sadat et al. 2024): the guidance update's part parallel to the prompt's
   prediction is scaled by `apg_eta`, its norm clipped at `apg_norm_threshold`, smoothed by `apg_momentum`.
 - CFG-Zero*: the unconditional prediction scaled by the optimised factor, the first `zero_init_steps` zeroed.
-- PAG / SLG: a third evaluation of the prompt with the UNet perturbed in `perturbed_layers` (PAG: self-attention
+- PAG / SLG: a third evaluation of the prompt with the denoiser perturbed in `perturbed_layers` (PAG: self-attention
   replaced by identity, Ahn et al. 2024; SLG: the layers' transformer blocks skipped), added at `perturbed_scale`.
-  The perturbation is diffusers' layer-skip hooks, applied for that evaluation only (diffusers counts the perturbed
-  steps from the one after the interval's first, as its guiders do).
+  A UNet is perturbed by diffusers' layer-skip hooks, a transformer (SD 3, FLUX) by `perturbed_transformer`, for
+  that evaluation only (diffusers counts the perturbed steps from the one after the interval's first, as its
+  guiders do).
 
 The rescale and the interval apply to every method.
 """
@@ -76,8 +77,6 @@ def layer_skip_configs(unet, layers: str, perturb_attention_scores: bool) -> lis
     transformer; comma-separated): every transformer block of the named UNet blocks, or the numbered joint blocks.
     PAG perturbs their self-attention scores; SLG skips the blocks."""
     if not hasattr(unet, "mid_block"):
-        if perturb_attention_scores:  # diffusers' score-skip hook knows no joint-attention processor
-            raise ValueError("guidance: PAG is available for UNets so far; on SD 3 use SLG (skipped joint blocks)")
         return transformer_skip_configs(unet, layers, perturb_attention_scores)
     available = unet_layer_names(unet)
     configs = []
@@ -100,11 +99,12 @@ def layer_skip_configs(unet, layers: str, perturb_attention_scores: bool) -> lis
     return configs
 
 
-def transformer_block_indices(transformer, layers: str) -> list[int]:
-    """The joint blocks `layers` names ("block.7, block.8"), checked against the transformer's."""
-    if type(transformer).__name__ != "SD3Transformer2DModel":
-        raise ValueError(f"guidance: SLG is available for UNets and SD 3 so far, not {type(transformer).__name__}")
-    available = [f"block.{index}" for index in range(len(transformer.transformer_blocks))]
+def transformer_blocks(transformer, layers: str) -> dict[str, torch.nn.Module]:
+    """The blocks `layers` names ("block.7, block.8": SD 3's joint blocks, FLUX's double-stream blocks; "single.N":
+    FLUX's single-stream blocks), checked against the transformer's."""
+    available = {f"block.{index}": block for index, block in enumerate(transformer.transformer_blocks)}
+    singles = getattr(transformer, "single_transformer_blocks", None) or []
+    available |= {f"single.{index}": block for index, block in enumerate(singles)}
     names = [part.strip() for part in layers.split(",")]
     for name in names:
         if name not in available:
@@ -112,11 +112,13 @@ def transformer_block_indices(transformer, layers: str) -> list[int]:
                 f"perturbed_layers: {name!r} is not a block with attention in this model; "
                 f"allowed: {', '.join(available)}"
             )
-    return sorted({int(name.removeprefix("block.")) for name in names})
+    return {name: available[name] for name in sorted(set(names), key=list(available).index)}
 
 
 def transformer_skip_configs(transformer, layers: str, perturb_attention_scores: bool) -> list[LayerSkipConfig]:
-    indices = transformer_block_indices(transformer, layers)
+    """The guider's configuration for the blocks (the guider combines predictions; the perturbation itself is
+    `perturbed_transformer`'s, not the configuration's hooks)."""
+    indices = [int(name.split(".")[1]) for name in transformer_blocks(transformer, layers)]
     return [
         LayerSkipConfig(
             indices=indices,
@@ -126,6 +128,60 @@ def transformer_skip_configs(transformer, layers: str, perturb_attention_scores:
             skip_ff=not perturb_attention_scores,
         )
     ]
+
+
+class _IdentityImageAttention(torch.overrides.TorchFunctionMode):
+    """PAG's perturbation of joint attention (as diffusers' PAG processors for SD 3 do it): in every attention of a
+    block, each image token attends to itself among the image's tokens (the image-image scores become an identity)
+    and to the text's tokens as before; text tokens attend as before. Injected as a mask into the block's own
+    attention calls, so the processors are diffusers' own."""
+
+    def __init__(self, image_tokens: int, text_first: bool):
+        super().__init__()
+        self.image_tokens, self.text_first = image_tokens, text_first
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            query = kwargs.get("query", args[0] if args else None)
+            length = query.shape[-2]
+            start = length - self.image_tokens if self.text_first else 0  # an image-only attention: the whole
+            mask = torch.zeros(length, length, dtype=query.dtype, device=query.device)
+            image = slice(start, start + self.image_tokens)
+            mask[image, image] = float("-inf")
+            mask[image, image].fill_diagonal_(0)
+            if len(args) > 3:
+                args, kwargs["attn_mask"] = args[:3], args[3]
+            given = kwargs.get("attn_mask")
+            kwargs["attn_mask"] = mask if given is None else given + mask
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def perturbed_transformer(blocks: dict[str, torch.nn.Module], method: str):
+    """The transformer's `blocks` perturbed while inside: SLG skips them (each returns its inputs), PAG makes their
+    image self-attention an identity. Written here: diffusers 0.42's block-skip hook returns a joint block's two
+    outputs in the wrong order, and its attention-score hook knows no joint-attention processor."""
+
+    def perturb(block):
+        forward = block.forward
+
+        def perturbed_forward(hidden_states, encoder_hidden_states, *args, **kwargs):
+            if method == "SLG":  # SD 3's and FLUX's blocks return (text, image)
+                return encoder_hidden_states, hidden_states
+            text_first = type(block).__name__ != "JointTransformerBlock"
+            with _IdentityImageAttention(hidden_states.shape[1], text_first):
+                return forward(hidden_states, encoder_hidden_states, *args, **kwargs)
+
+        return perturbed_forward
+
+    for block in blocks.values():
+        block.forward = perturb(block)
+    try:
+        yield
+    finally:
+        for block in blocks.values():
+            del block.forward
 
 
 def unet_layer_names(unet) -> dict[str, list[tuple[str, torch.nn.ModuleList]]]:
@@ -191,11 +247,9 @@ class BatchGuidance:
         skip_configs = None
         if settings.method in PERTURBING:
             skip_configs = layer_skip_configs(unet, settings.perturbed_layers, settings.method == "PAG")
-        # SD 3's SLG (the one perturbation of a transformer) skips whole joint blocks through the transformer's own
-        # `skip_layers` argument, as diffusers' StableDiffusion3Pipeline does: diffusers 0.42's block-skip hook
-        # returns a joint block's two outputs in the wrong order. Every UNet perturbation uses the guider's hooks.
+        # A UNet is perturbed by the guider's hooks; a transformer by perturbed_transformer.
         transformer = skip_configs is not None and not hasattr(unet, "mid_block")
-        self.skip_layers: list[int] | None = skip_configs[0].indices if transformer else None
+        self.blocks = transformer_blocks(unet, settings.perturbed_layers) if transformer else None
         quiet = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()  # each guider warns that guiders are experimental
         try:
@@ -208,16 +262,12 @@ class BatchGuidance:
         """Whether each step needs the prompt's prediction from the perturbed UNet too (PAG, SLG)."""
         return self.settings.method in PERTURBING
 
-    @property
-    def perturbed_kwargs(self) -> dict:
-        """What the perturbed evaluation passes the denoiser besides its inputs (SD 3's SLG: the blocks to skip)."""
-        return {} if self.skip_layers is None else {"skip_layers": self.skip_layers}
-
     @contextmanager
     def perturbed(self, unet):
         """The UNet perturbed for one evaluation: the guider's hooks for its third prediction, removed after."""
-        if self.skip_layers is not None:
-            yield
+        if self.blocks is not None:
+            with perturbed_transformer(self.blocks, self.settings.method):
+                yield
             return
         guider = self.guiders[0]  # the hooks are the UNet's, shared by the batch's guiders
         for _ in range(3):  # diffusers' protocol: the prompt's, the negative prompt's, then the perturbed evaluation

@@ -513,6 +513,7 @@ def sample_batch(
         timesteps, latents = diffusion.txt2img_latents(model, scheduler, noise, p.steps)
         image_conditioning = txt2img_image_conditioning(model, latents)
     controls = batch_controls(p, model, job, init)
+    guidance_settings = guidance.GuidanceSettings.of(p)
     recording = attention_maps.recording(
         p.attention,
         model,
@@ -523,6 +524,7 @@ def sample_batch(
         latent_shape[1:],
         p.state,
         len(timesteps),
+        diffusion.samples_prompt_only(model.family, guidance_settings, job.values("cfg_scale", indices)),
     )
     with timings.phase("sample"):
         try:
@@ -540,7 +542,7 @@ def sample_batch(
                     image_conditioning=image_conditioning,
                     after_step=blend,
                     refiner=refiner,
-                    guidance_settings=guidance.GuidanceSettings.of(p),
+                    guidance_settings=guidance_settings,
                     controls=controls,
                 )
             if refiner is not None and refiner.taken_over:

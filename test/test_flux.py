@@ -184,3 +184,34 @@ def test_lora_in_the_diffusers_and_bfl_kohya_layouts_and_weight_zero_is_the_base
     with pytest.raises(ValueError, match=r"^prompt: LoRA 'te' .*text-encoder layers on SD 3 and FLUX models"):
         generate(prompt=PROMPT + " <lora:te:1>")
     assert generate().images[0].tobytes() == base.tobytes()
+
+
+@pytest.mark.parametrize("method", ["SLG", "PAG"])
+def test_slg_and_pag_on_the_double_and_single_stream_blocks(tinyflux, method):
+    """SLG skips and PAG perturbs (image self-attention as identity, text attending as before) FLUX's blocks by the
+    names "block.N" (double-stream) and "single.N" (single-stream): the image changes, scale 0 gives the unperturbed
+    image, replay is byte-identical, and other names are refused with the transformer's."""
+    plain = generate().images[0]
+    made = generate(guidance=method, perturbed_layers="block.0, single.0", perturbed_scale=3)
+    assert png_of(made.images[0]) != png_of(plain) and "Perturbed layers: \"block.0, single.0\"" in made.infotexts[0]
+    neutral = generate(guidance=method, perturbed_layers="single.0", perturbed_scale=0)
+    assert np.abs(pixels(neutral.images[0]) - pixels(plain)).max() <= 1
+    replayed = processing_from_infotext(made.infotexts[0])
+    replayed.do_not_save_samples = True
+    assert png_of(process_images(replayed).images[0]) == png_of(made.images[0])
+    with pytest.raises(ValueError, match=r"^perturbed_layers: 'mid' is not a block .*; allowed: block.0, single.0$"):
+        generate(guidance=method)
+
+
+@pytest.mark.parametrize("cfg_scale", [1, 4])
+def test_attention_maps_of_t5_words_without_changing_the_image(tinyflux, cfg_scale):
+    """FLUX's maps: each T5 word's attention to the image's tokens in the double-stream blocks, at CFG 1 (the
+    prompts evaluated alone) and with real CFG; capturing does not change the image's bytes."""
+    plain = generate(cfg_scale=cfg_scale)
+    captured = generate(cfg_scale=cfg_scale, attention=True)
+    assert png_of(captured.images[0]) == png_of(plain.images[0])
+    maps = captured.attention_maps[0]
+    assert [word for word, _ in maps.words] == PROMPT.split()
+    circle = maps.word_map("circle")
+    assert circle.shape == (64, 64) and circle.max() == 1.0 and circle.min() == 0.0
+    assert not np.array_equal(circle, maps.word_map("background"))

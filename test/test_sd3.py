@@ -239,8 +239,22 @@ def test_single_sd3_and_flux_files_are_recognised_from_their_keys(tmp_path):
 
 def test_skip_layer_guidance_on_the_mmdits_blocks(tiny3):
     """SLG skips the transformer's numbered joint blocks ("block.N"; SD 3.5's reference SLG skips middle ones) in its
-    third evaluation, as diffusers' StableDiffusion3Pipeline does; at scale 0 it gives CFG's image; a UNet block name
-    is refused with the transformer's, and PAG with a clear error (not available for joint attention yet)."""
+    third evaluation: the same prediction as the transformer's own `skip_layers` (diffusers' SD 3 pipeline's SLG); at
+    scale 0 it gives CFG's image; a UNet block name is refused with the transformer's."""
+    from modules.guidance import perturbed_transformer, transformer_blocks
+
+    transformer = sd_models.load_model("tiny3").pipeline.transformer
+    inputs = {
+        "hidden_states": torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0)),
+        "encoder_hidden_states": torch.randn(1, 9, 96, generator=torch.Generator().manual_seed(1)),
+        "pooled_projections": torch.randn(1, 80, generator=torch.Generator().manual_seed(2)),
+        "timestep": torch.tensor([500.0]),
+    }
+    with torch.no_grad():
+        reference = transformer(**inputs, skip_layers=[1]).sample
+        with perturbed_transformer(transformer_blocks(transformer, "block.1"), "SLG"):
+            skipped = transformer(**inputs).sample
+        assert torch.equal(skipped, reference) and not torch.equal(transformer(**inputs).sample, reference)
     plain = generate(sampler_name="Euler").images[0]
     made = generate(sampler_name="Euler", guidance="SLG", perturbed_layers="block.1", perturbed_scale=3)
     assert png_of(made.images[0]) != png_of(plain) and "Perturbed layers: block.1" in made.infotexts[0]
@@ -253,5 +267,33 @@ def test_skip_layer_guidance_on_the_mmdits_blocks(tiny3):
         ValueError, match=r"^perturbed_layers: 'mid' is not a block with attention .*: block.0, block.1$"
     ):
         generate(sampler_name="Euler", guidance="SLG")
-    with pytest.raises(ValueError, match=r"^guidance: PAG is available for UNets so far; on SD 3 use SLG"):
-        generate(sampler_name="Euler", guidance="PAG", perturbed_layers="block.1")
+
+
+def test_perturbed_attention_guidance_on_joint_attention(tiny3):
+    """PAG on SD 3: in the perturbed blocks each image token attends to itself among the image's tokens and to the
+    text as before: the attention output equals diffusers' PAG joint-attention processor's perturbed half (on an
+    attention without q/k norms, which that processor predates); on the tiny model it changes the image, at scale 0
+    it gives CFG's, and replay is byte-identical."""
+    from diffusers.models.attention_processor import Attention, JointAttnProcessor2_0, PAGJointAttnProcessor2_0
+
+    from modules.guidance import _IdentityImageAttention
+
+    torch.manual_seed(0)
+    attention = Attention(query_dim=32, added_kv_proj_dim=32, dim_head=16, heads=2, out_dim=32, context_pre_only=False)
+    image, text = torch.randn(1, 12, 32), torch.randn(1, 5, 32)
+    with torch.no_grad():
+        with _IdentityImageAttention(image_tokens=12, text_first=False):
+            ours = JointAttnProcessor2_0()(attention, image, text)
+        theirs = PAGJointAttnProcessor2_0()(attention, torch.cat([image] * 2), torch.cat([text] * 2))
+        plain = JointAttnProcessor2_0()(attention, image, text)
+    assert all(torch.allclose(mine, reference[1:], atol=1e-6) for mine, reference in zip(ours, theirs))
+    assert not torch.allclose(ours[0], plain[0], atol=1e-3)  # the image's tokens attend otherwise
+    assert torch.allclose(ours[1], plain[1], atol=1e-6)  # the text's as before
+    cfg = generate(sampler_name="Euler").images[0]
+    made = generate(sampler_name="Euler", guidance="PAG", perturbed_layers="block.0, block.1", perturbed_scale=3)
+    assert png_of(made.images[0]) != png_of(cfg)
+    neutral = generate(sampler_name="Euler", guidance="PAG", perturbed_layers="block.0", perturbed_scale=0)
+    assert np.abs(pixels(neutral.images[0]) - pixels(cfg)).max() <= 1
+    replayed = processing_from_infotext(made.infotexts[0])
+    replayed.do_not_save_samples = True
+    assert png_of(process_images(replayed).images[0]) == png_of(made.images[0])
