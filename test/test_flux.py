@@ -193,7 +193,7 @@ def test_slg_and_pag_on_the_double_and_single_stream_blocks(tinyflux, method):
     image, replay is byte-identical, and other names are refused with the transformer's."""
     plain = generate().images[0]
     made = generate(guidance=method, perturbed_layers="block.0, single.0", perturbed_scale=3)
-    assert png_of(made.images[0]) != png_of(plain) and "Perturbed layers: \"block.0, single.0\"" in made.infotexts[0]
+    assert png_of(made.images[0]) != png_of(plain) and 'Perturbed layers: "block.0, single.0"' in made.infotexts[0]
     neutral = generate(guidance=method, perturbed_layers="single.0", perturbed_scale=0)
     assert np.abs(pixels(neutral.images[0]) - pixels(plain)).max() <= 1
     replayed = processing_from_infotext(made.infotexts[0])
