@@ -17,8 +17,9 @@ diffusers' functions that work on any module holding PEFT layers. While text-enc
 `LoadedModel.text_encoder_loras` names them with their weights: the prompt cache keys on it.
 
 On the flow-matching transformers (SD 3, FLUX) a file's transformer layers go to diffusers' own SD 3 / FLUX loaders,
-which read the diffusers/PEFT layout and convert the kohya and BFL/ComfyUI ones themselves; text-encoder layers on
-those models are refused with a clear error (not applied yet).
+which read the diffusers/PEFT layout and convert the kohya and BFL/ComfyUI ones themselves; their CLIP encoders'
+layers (kohya `lora_te1_` / `lora_te2_`, diffusers `text_encoder.` / `text_encoder_2.`) go in as SDXL's do. Layers
+for T5 are refused with a clear error.
 
 A LoRA applies to a whole batch; `split_batches` cuts a batch into consecutive runs of images that ask for the same
 LoRAs (a sweep over a LoRA weight thus never mixes weights in one UNet call).
@@ -70,12 +71,12 @@ def read_state_dict(network: NetworkFile, pipeline, flow: bool = False) -> LoraL
     text_encoder_tensors = {key: value for key, value in state_dict.items() if key.startswith(_TEXT_ENCODER_PREFIXES)}
     unet_tensors = {key: value for key, value in state_dict.items() if key not in text_encoder_tensors}
     if flow:
-        if text_encoder_tensors:
-            raise ValueError(
-                f"prompt: LoRA {network.name!r} ({network.path}): text-encoder layers on SD 3 and FLUX models are not "
-                f"applied yet ({next(iter(text_encoder_tensors))}, ...)"
-            )
-        return LoraLayers(unet_tensors)
+        from diffusers import StableDiffusionXLPipeline
+
+        # Their CLIP encoders are named as SDXL's (kohya lora_te1_/lora_te2_, diffusers text_encoder./text_encoder_2.):
+        # SDXL's converter reads those layers; diffusers' SD 3 / FLUX converters read the transformer's.
+        encoders = text_encoder_layers(network, pipeline, text_encoder_tensors, StableDiffusionXLPipeline)
+        return LoraLayers(unet_tensors, encoders)
     # diffusers reads a whole file in the layout of its first key. Files saved as diffusers' training scripts do
     # (`convert_state_dict_to_diffusers`) rename only the attention projections (`to_q.lora.down`), and the keys in
     # the other layout were dropped without a word. So all keys to PEFT's first (kohya keys match no pattern).
@@ -94,8 +95,9 @@ def _to_peft_keys(state_dict: dict) -> dict:
     return convert_state_dict_to_peft(state_dict, original_type=StateDictType.DIFFUSERS)
 
 
-def text_encoder_layers(network: NetworkFile, pipeline, tensors: dict) -> dict[str, tuple[dict, dict]]:
-    """text encoder attribute -> (PEFT state dict, PEFT module name -> alpha), by diffusers' converters."""
+def text_encoder_layers(network: NetworkFile, pipeline, tensors: dict, converter=None) -> dict[str, tuple[dict, dict]]:
+    """text encoder attribute -> (PEFT state dict, PEFT module name -> alpha), by diffusers' converters (those of
+    `converter`, a pipeline class; default: the pipeline's own)."""
     if not tensors:
         return {}
     import torch
@@ -105,7 +107,7 @@ def text_encoder_layers(network: NetworkFile, pipeline, tensors: dict) -> dict[s
 
     try:
         with _quiet_diffusers():
-            converted, alphas = type(pipeline).lora_state_dict(dict(tensors))[:2]
+            converted, alphas = (converter or type(pipeline)).lora_state_dict(dict(tensors))[:2]
     except Exception as error:  # diffusers' converters raise assorted errors on layouts they do not know
         raise refused(f"in a key layout diffusers cannot convert ({next(iter(tensors))}, ...): {error}") from error
     alphas = alphas or {}
@@ -121,6 +123,8 @@ def text_encoder_layers(network: NetworkFile, pipeline, tensors: dict) -> dict[s
         encoder = getattr(pipeline, component, None)
         if encoder is None:
             raise refused(f"for {component}, which this model has not")
+        if "CLIP" not in type(encoder).__name__:  # FLUX's text_encoder_2 is T5
+            raise refused(f"for {component}, a {type(encoder).__name__}: LoRA layers apply to CLIP text encoders")
         # The alphas' keys name a LoRA layer's down weight in diffusers' naming: to PEFT's module names.
         module_alphas = {}
         for key, alpha in alphas.items():

@@ -66,13 +66,30 @@ def read_vectors(network: NetworkFile, encoder_key: str | None = None):
 
 
 def encoder_slots(pipeline) -> list[tuple[str | None, object, object]]:
-    """(SDXL vector key, tokenizer, text encoder) for each text encoder of the pipeline."""
-    if getattr(pipeline, "text_encoder_2", None) is None:
-        return [(None, pipeline.tokenizer, pipeline.text_encoder)]
+    """(SDXL vector key, tokenizer, text encoder) for each CLIP text encoder of the pipeline (SD 3's are SDXL's pair;
+    FLUX's one is CLIP-L: an SDXL embedding's `clip_l` vectors, or an SD 1.x embedding's)."""
+    second = getattr(pipeline, "text_encoder_2", None)
+    if second is None or "CLIP" not in type(second).__name__:  # FLUX's second encoder is T5
+        return [(None if second is None else "clip_l", pipeline.tokenizer, pipeline.text_encoder)]
     slots = [("clip_g", pipeline.tokenizer_2, pipeline.text_encoder_2)]
     if getattr(pipeline, "text_encoder", None) is not None:
         slots.insert(0, ("clip_l", pipeline.tokenizer, pipeline.text_encoder))
     return slots
+
+
+def loader(pipeline):
+    """The pipeline with diffusers' textual-inversion loader: its own, or (SD 3's pipeline has none; its CLIP
+    encoders take embeddings as SDXL's) the loader's methods over it."""
+    from diffusers.loaders import TextualInversionLoaderMixin
+
+    if isinstance(pipeline, TextualInversionLoaderMixin):
+        return pipeline
+
+    class Loader(TextualInversionLoaderMixin):
+        def __getattr__(self, name):
+            return getattr(pipeline, name)
+
+    return Loader()
 
 
 def vector_tokens(tokenizer, name: str) -> list[str]:
@@ -97,10 +114,10 @@ def prepare(model, prompts: list[str]) -> list[NetworkFile]:
                     f"encoder takes {width} (an embedding for another model)"
                 )
             if current is not None:
-                pipeline.unload_textual_inversion(
+                loader(pipeline).unload_textual_inversion(
                     vector_tokens(tokenizer, network.name), tokenizer=tokenizer, text_encoder=text_encoder
                 )
-            pipeline.load_textual_inversion(
+            loader(pipeline).load_textual_inversion(
                 vectors.to(model.dtype), token=network.name, tokenizer=tokenizer, text_encoder=text_encoder
             )
         loaded[network.name] = network
@@ -112,14 +129,14 @@ def expand(model, text: str, tokenizer=None) -> str:
     """A fragment's text with each loaded multi-vector embedding name written as its tokens (`name name_1 ...`)."""
     if not loaded_embeddings(model):
         return text
-    return model.pipeline.maybe_convert_prompt(text, tokenizer or encoder_slots(model.pipeline)[0][1])
+    return loader(model.pipeline).maybe_convert_prompt(text, tokenizer or encoder_slots(model.pipeline)[0][1])
 
 
 def unload_all(model) -> None:
     """Drop every loaded embedding (the tokenizers and text encoders return to the base vocabulary)."""
     if loaded_embeddings(model):
         for _, tokenizer, text_encoder in encoder_slots(model.pipeline):
-            model.pipeline.unload_textual_inversion(tokenizer=tokenizer, text_encoder=text_encoder)
+            loader(model.pipeline).unload_textual_inversion(tokenizer=tokenizer, text_encoder=text_encoder)
         loaded_embeddings(model).clear()
         model.prompt_cache.clear()
 

@@ -153,7 +153,7 @@ def test_the_shipped_flux_configs_build_the_published_architecture():
 def test_lora_in_the_diffusers_and_bfl_kohya_layouts_and_weight_zero_is_the_base(tinyflux, tmp_path, monkeypatch):
     """The same update to the first double block's image attention (q, k, v), written as diffusers/PEFT keys and as
     the kohya keys of BFL's module names (`double_blocks_0_img_attn_qkv`, one fused qkv layer), gives the same image;
-    weight 0 is the base's bytes; text-encoder layers are refused on FLUX."""
+    weight 0 is the base's bytes; CLIP-L's layers apply in both layouts, T5's are refused."""
     import safetensors.torch
 
     torch.manual_seed(0)
@@ -171,8 +171,25 @@ def test_lora_in_the_diffusers_and_bfl_kohya_layouts_and_weight_zero_is_the_base
         diffusers_layout[f"{prefix}.lora_B.weight"] = up[index * width : (index + 1) * width].clone()
     safetensors.torch.save_file(bfl, str(tmp_path / "bfl.safetensors"))
     safetensors.torch.save_file(diffusers_layout, str(tmp_path / "peft.safetensors"))
+    te_down, te_up = torch.randn(rank, width) * 2, torch.randn(2 * width, rank) * 2  # CLIP-L's mlp.fc1: 32 -> 64
+    kohya_te = "lora_te1_text_model_encoder_layers_0_mlp_fc1"
     safetensors.torch.save_file(
-        {"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": down}, str(tmp_path / "te.safetensors")
+        {
+            f"{kohya_te}.lora_down.weight": te_down,
+            f"{kohya_te}.lora_up.weight": te_up,
+            f"{kohya_te}.alpha": torch.tensor(4.0),
+        },
+        str(tmp_path / "te.safetensors"),
+    )
+    peft_te = "text_encoder.text_model.encoder.layers.0.mlp.fc1"
+    safetensors.torch.save_file(
+        {f"{peft_te}.lora_A.weight": te_down.clone(), f"{peft_te}.lora_B.weight": te_up.clone()},
+        str(tmp_path / "te_peft.safetensors"),
+    )
+    t5 = "text_encoder_2.encoder.block.0.layer.0.SelfAttention.q"
+    safetensors.torch.save_file(
+        {f"{t5}.lora_A.weight": torch.randn(rank, 64), f"{t5}.lora_B.weight": torch.randn(64, rank)},
+        str(tmp_path / "t5.safetensors"),
     )
     monkeypatch.setenv("SERENA_LORA_DIR", str(tmp_path))
     base = generate().images[0]
@@ -181,8 +198,13 @@ def test_lora_in_the_diffusers_and_bfl_kohya_layouts_and_weight_zero_is_the_base
     assert np.abs(pixels(full) - pixels(base)).mean() > 0.5
     from_bfl = generate(prompt=PROMPT + " <lora:bfl:1>").images[0]
     assert np.abs(pixels(from_bfl) - pixels(full)).max() <= 1
-    with pytest.raises(ValueError, match=r"^prompt: LoRA 'te' .*text-encoder layers on SD 3 and FLUX models"):
-        generate(prompt=PROMPT + " <lora:te:1>")
+    # CLIP-L's layers (its pooled output conditions FLUX), kohya's layout and diffusers': the same image.
+    with_te = generate(prompt=PROMPT + " <lora:te:1>").images[0]
+    assert np.abs(pixels(with_te) - pixels(base)).mean() > 0.5
+    assert np.abs(pixels(generate(prompt=PROMPT + " <lora:te_peft:1>").images[0]) - pixels(with_te)).max() <= 1
+    assert generate(prompt=PROMPT + " <lora:te:0>").images[0].tobytes() == base.tobytes()
+    with pytest.raises(ValueError, match=r"^prompt: LoRA 't5' .*text_encoder_2, a T5EncoderModel: LoRA layers apply"):
+        generate(prompt=PROMPT + " <lora:t5:1>")
     assert generate().images[0].tobytes() == base.tobytes()
 
 
@@ -215,3 +237,22 @@ def test_attention_maps_of_t5_words_without_changing_the_image(tinyflux, cfg_sca
     circle = maps.word_map("circle")
     assert circle.shape == (64, 64) and circle.max() == 1.0 and circle.min() == 0.0
     assert not np.array_equal(circle, maps.word_map("background"))
+
+
+def test_textual_inversion_on_clip_l(tinyflux, tmp_path, monkeypatch):
+    """An embedding acts on FLUX's CLIP-L (an SDXL embedding's `clip_l` vectors, or an SD 1.x one's): its pooled
+    output changes; T5 reads the name as a word. Recorded and replayed."""
+    import safetensors.torch
+
+    width = sd_models.load_model("tinyflux").pipeline.text_encoder.get_input_embeddings().weight.shape[1]
+    safetensors.torch.save_file({"emb_params": torch.randn(2, width) * 3}, str(tmp_path / "glyph.safetensors"))
+    monkeypatch.setenv("SERENA_EMBEDDINGS_DIR", str(tmp_path))
+    prompt = PROMPT.replace("red", "glyph")
+    made = generate(prompt=prompt)
+    assert 'TI hashes: "glyph: ' in made.infotexts[0]
+    replayed = processing_from_infotext(made.infotexts[0])
+    replayed.do_not_save_samples = True
+    assert png_of(process_images(replayed).images[0]) == png_of(made.images[0])
+    monkeypatch.setenv("SERENA_EMBEDDINGS_DIR", str(tmp_path / "none"))
+    sd_models.model_cache.clear()
+    assert generate(prompt=prompt).images[0].tobytes() != made.images[0].tobytes()

@@ -297,3 +297,28 @@ def test_perturbed_attention_guidance_on_joint_attention(tiny3):
     replayed = processing_from_infotext(made.infotexts[0])
     replayed.do_not_save_samples = True
     assert png_of(process_images(replayed).images[0]) == png_of(made.images[0])
+
+
+def test_textual_inversion_on_both_clip_encoders(tiny3, tmp_path, monkeypatch):
+    """An SDXL-format embedding (`clip_l`, `clip_g` vectors) acts on SD 3's two CLIP encoders: one whose vectors are
+    each encoder's own token embedding of "red" draws what "red" draws (the model without T5, whose sequence is the
+    CLIP part alone); the infotext records its hash and replay finds it."""
+    import safetensors.torch
+
+    pipeline = sd_models.load_model("tiny3-no-t5").pipeline
+    vectors = {}
+    for key, tokenizer, encoder in (
+        ("clip_l", pipeline.tokenizer, pipeline.text_encoder),
+        ("clip_g", pipeline.tokenizer_2, pipeline.text_encoder_2),
+    ):
+        token = tokenizer("red", add_special_tokens=False).input_ids
+        vectors[key] = encoder.get_input_embeddings().weight[token].detach().clone()
+    safetensors.torch.save_file(vectors, str(tmp_path / "crimson.safetensors"))
+    monkeypatch.setenv("SERENA_EMBEDDINGS_DIR", str(tmp_path))
+    red = generate(sd_model_checkpoint="tiny3-no-t5", sampler_name="Euler")
+    made = generate(sd_model_checkpoint="tiny3-no-t5", sampler_name="Euler", prompt=PROMPT.replace("red", "crimson"))
+    assert made.images[0].tobytes() == red.images[0].tobytes()
+    assert 'TI hashes: "crimson: ' in made.infotexts[0]
+    replayed = processing_from_infotext(made.infotexts[0])
+    replayed.do_not_save_samples = True
+    assert png_of(process_images(replayed).images[0]) == png_of(made.images[0])
