@@ -291,12 +291,14 @@ def load_pipeline(
 
     diffusers_logging.disable_progress_bar()  # the engine reports progress through GenerationState
     transformers_logging.disable_progress_bar()
-    if checkpoint.kind == "single_file":
+    if checkpoint.kind == "single_file" and checkpoint.architecture in ("sd3", "flux"):
+        from modules.transformer_single_file import load_transformer_file_pipeline
+
+        pipeline = load_transformer_file_pipeline(checkpoint.path, checkpoint.modules, dtype)
+    elif checkpoint.kind == "single_file":
         from modules.sd_single_file import load_single_file_pipeline
 
-        pipeline = load_single_file_pipeline(
-            checkpoint.path, allow_pickle=allow_pickle, torch_dtype=dtype, modules=checkpoint.modules
-        )
+        pipeline = load_single_file_pipeline(checkpoint.path, allow_pickle=allow_pickle, torch_dtype=dtype)
     elif checkpoint.is_sdxl or checkpoint.architecture in PIPELINE_ARCHITECTURES.values():
         from diffusers import DiffusionPipeline
 

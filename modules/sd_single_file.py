@@ -78,7 +78,6 @@ def load_single_file_pipeline(
     config_dir: str | os.PathLike | None = None,
     allow_pickle: bool = False,
     torch_dtype: torch.dtype | None = None,
-    modules: tuple[Path, ...] = (),
 ) -> StableDiffusionPipeline:
     """Load an original-layout SD checkpoint as a ``StableDiffusionPipeline``, fully offline.
 
@@ -86,20 +85,15 @@ def load_single_file_pipeline(
     checkpoint; else the shipped SD 1.x or SD 2.x config whose shapes match the checkpoint. A sidecar
     ``<checkpoint stem>.yaml`` with ``parameterization: "v"`` (as the webui reads it) switches the scheduler to
     v-prediction. With ``torch_dtype`` None the models are float32, whatever the checkpoint's precision.
-    SD 3 and FLUX files (SAI's and BFL's layouts), with their separate text encoders and VAE (``modules``), load
-    through ``modules.transformer_single_file``.
+    SD 3 and FLUX files (SAI's and BFL's layouts) load through ``modules.transformer_single_file``.
     """
     path = Path(path)
     state_dict = read_checkpoint(path, allow_pickle=allow_pickle)
     sidecar_config_dir = path.parent / f"{path.stem}.config"
     if config_dir is None and sidecar_config_dir.is_dir():
         config_dir = sidecar_config_dir
-    if family := transformer_family(state_dict):
-        from modules.transformer_single_file import load_transformer_file_pipeline
-
-        return load_transformer_file_pipeline(path, family, state_dict, tuple(modules), torch_dtype)
-    if modules:
-        raise ValueError(f"{path}: additional modules load with single-file SD 3 and FLUX checkpoints only")
+    if family := transformer_family(state_dict):  # a .safetensors one is dispatched before (modules.sd_models)
+        raise ValueError(f"{path}: a single-file {family.upper()} checkpoint is read as .safetensors only; convert it")
     if any(key.startswith(SDXL_OPEN_CLIP_PREFIX) for key in state_dict):
         return _load_sdxl(path, state_dict, Path(config_dir or SDXL_CONFIG_DIR), torch_dtype)
     if any(key.startswith(SDXL_REFINER_OPEN_CLIP_PREFIX) for key in state_dict):
@@ -343,19 +337,14 @@ def _load_scheduler(config_dir: Path, **overrides: Any) -> diffusers.SchedulerMi
 
 def save_single_file(pipe: StableDiffusionPipeline, path: str | os.PathLike) -> None:
     """Write the pipeline's UNet, VAE and CLIP text encoder(s) to one original-layout ``.safetensors`` file (SDXL:
-    both encoders, the second in OpenCLIP's layout, as the released SDXL files; SD 3 and FLUX: an all-in-one file as
-    ``modules.transformer_single_file.all_in_one_layout`` writes it).
+    both encoders, the second in OpenCLIP's layout, as the released SDXL files; SD 3 and FLUX:
+    ``modules.transformer_single_file.save_all_in_one``).
 
     The text encoder is always written in the SD 1.x (Hugging Face CLIP) layout, which ``load_single_file_pipeline``
     reads back for SD 2.x too, but which the original SD 2.x code (OpenCLIP layout) does not.
     The file is written next to its destination and moved into place, so readers never see a partial file.
     """
-    if getattr(pipe, "transformer", None) is not None:
-        from modules.transformer_single_file import all_in_one_layout
-
-        save_tensors(all_in_one_layout(pipe), path)
-    else:
-        save_tensors(original_state_dict(pipe), path)
+    save_tensors(original_state_dict(pipe), path)
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:

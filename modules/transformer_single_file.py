@@ -218,6 +218,13 @@ def original_transformer_layout(transformer) -> dict[str, torch.Tensor]:
     return original
 
 
+def save_all_in_one(pipe, path) -> None:
+    """Write an SD 3 or FLUX pipeline to one all-in-one `.safetensors` file (`all_in_one_layout`)."""
+    from modules.sd_single_file import save_tensors
+
+    save_tensors(all_in_one_layout(pipe), path)
+
+
 def all_in_one_layout(pipe) -> dict[str, torch.Tensor]:
     """An SD 3 or FLUX pipeline's weights as one all-in-one file holds them: the transformer under
     `model.diffusion_model.`, the VAE in the LDM layout (SD 3: `first_stage_model.`, FLUX: `vae.`, as ComfyUI saves
@@ -326,15 +333,14 @@ def _renamed(model, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return renamed
 
 
-def load_transformer_file_pipeline(
-    path: Path,
-    family: str,
-    state_dict: dict[str, torch.Tensor],
-    modules: tuple[Path, ...] = (),
-    torch_dtype: torch.dtype | None = None,
-):
-    """An SD 3 or FLUX pipeline from an original-layout file and the separate module files, fully offline."""
+def load_transformer_file_pipeline(path: Path, modules: tuple[Path, ...] = (), torch_dtype: torch.dtype | None = None):
+    """An SD 3 or FLUX pipeline from an original-layout .safetensors file and the separate module files, offline."""
     import safetensors.torch
+
+    from modules.sd_single_file import transformer_family
+
+    state_dict = safetensors.torch.load_file(str(path))
+    family = transformer_family(state_dict)
     from diffusers import (
         AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,

@@ -16,12 +16,13 @@ from modules import sd_models
 from modules.api import create_app
 from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 from modules.replay import processing_from_infotext
-from modules.sd_single_file import base_weights, original_vae_layout, save_single_file, save_tensors
+from modules.sd_single_file import base_weights, original_vae_layout, save_tensors
 from modules.transformer_single_file import (
     MODEL_CONFIGS,
     _first_fit,
     flux_to_diffusers,
     original_transformer_layout,
+    save_all_in_one,
 )
 
 JOB = {"prompt": "a red circle on a blue background", "seed": 3, "steps": 4, "do_not_save_samples": True}
@@ -51,7 +52,7 @@ def root(tmp_path_factory):
     sd3 = DiffusionPipeline.from_pretrained(checkpoints / "tiny3", local_files_only=True)
     flux = DiffusionPipeline.from_pretrained(checkpoints / "tinyflux", local_files_only=True)
     # SAI's SD 3 all-in-one file; SAI's SD 3.5 file (transformer and VAE) with the text encoders beside it.
-    save_single_file(sd3, checkpoints / "sd3-aio.safetensors")
+    save_all_in_one(sd3, checkpoints / "sd3-aio.safetensors")
     sidecar(checkpoints / "tiny3", checkpoints / "sd3-aio.safetensors")
     transformer = {f"model.diffusion_model.{k}": v for k, v in original_transformer_layout(sd3.transformer).items()}
     vae = {f"first_stage_model.{k}": v for k, v in original_vae_layout(sd3.vae).items()}
@@ -66,7 +67,7 @@ def root(tmp_path_factory):
     save_tensors(original_vae_layout(flux.vae), vaes / "tiny_ae.safetensors")
     save_tensors(hf_weights(flux.text_encoder), encoders / "flux_clip_l.safetensors")
     save_tensors(hf_weights(flux.text_encoder_2), encoders / "flux_t5.safetensors")
-    save_single_file(flux, checkpoints / "flux-aio.safetensors")
+    save_all_in_one(flux, checkpoints / "flux-aio.safetensors")
     sidecar(checkpoints / "tinyflux", checkpoints / "flux-aio.safetensors")
     yield root
     sd_models.model_cache.clear()

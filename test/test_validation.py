@@ -11,8 +11,8 @@ from modules.processing import StableDiffusionProcessingImg2Img, StableDiffusion
 SAMPLERS = "Euler, Euler a, Heun, LMS, DPM2, DPM2 a, DPM++ 2M, DPM++ 2M SDE, DPM++ SDE, DDIM, PLMS, UniPC, LCM"
 SIZES = "allowed multiples of 8 from 8 to 4096"
 OPTIONS = (
-    "sd_model_checkpoint, sd_vae, inpainting_mask_weight, CLIP_stop_at_last_layers, emphasis, eta_ddim, "
-    "eta_noise_seed_delta, samples_save, grid_save, samples_format"
+    "sd_model_checkpoint, sd_vae, forge_additional_modules, inpainting_mask_weight, CLIP_stop_at_last_layers, "
+    "emphasis, eta_ddim, eta_noise_seed_delta, samples_save, grid_save, samples_format"
 )
 
 BAD_TXT2IMG = [
