@@ -336,11 +336,6 @@ def _renamed(model, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def load_transformer_file_pipeline(path: Path, modules: tuple[Path, ...] = (), torch_dtype: torch.dtype | None = None):
     """An SD 3 or FLUX pipeline from an original-layout .safetensors file and the separate module files, offline."""
     import safetensors.torch
-
-    from modules.sd_single_file import transformer_family
-
-    state_dict = safetensors.torch.load_file(str(path))
-    family = transformer_family(state_dict)
     from diffusers import (
         AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
@@ -353,15 +348,70 @@ def load_transformer_file_pipeline(path: Path, modules: tuple[Path, ...] = (), t
         convert_ldm_vae_checkpoint,
         convert_sd3_transformer_checkpoint_to_diffusers,
     )
-    from transformers import AutoTokenizer, CLIPTokenizer
+
+    from modules.sd_single_file import transformer_family
 
     dtype = torch_dtype or torch.float32
+    state_dict = safetensors.torch.load_file(str(path))
+    family = transformer_family(state_dict)
     sidecar = path.parent / f"{path.stem}.config"
     candidates = ([sidecar] if sidecar.is_dir() else []) + [MODEL_CONFIGS / name for name in SHIPPED[family]]
     parts = split_checkpoint(state_dict)
     slots = SLOTS[family]
     text_weights = {slot.component: parts[slot.name] for slot in slots if slot.name in parts}
-    vae_weights = parts.get("vae")
+    vae_weights = _add_modules(modules, family, candidates, text_weights) or parts.get("vae")
+
+    if family == "sd3":
+        transformer_class = SD3Transformer2DModel
+        transformer_weights = convert_sd3_transformer_checkpoint_to_diffusers(dict(parts.get("transformer", {})))
+    else:
+        transformer_class = FluxTransformer2DModel
+        transformer_weights = flux_to_diffusers(parts.get("transformer", {}))
+    home = _first_fit(transformer_class, candidates, "transformer", transformer_weights)
+    if home is None:
+        raise ValueError(f"{path.name}: its transformer's shapes fit none of the configs ({_names(candidates)})")
+    missing = [slot.label for slot in slots if slot.component not in text_weights and slot.component not in OPTIONAL]
+    if vae_weights is None:
+        missing.append("VAE")
+    if missing:
+        raise ValueError(
+            f"{path.name}: a single-file {family.upper()} checkpoint without its {', '.join(missing)}; add them as "
+            f"additional_modules (Forge's forge_additional_modules): files in {text_encoder_dir()} and the VAE folder"
+        )
+    if any(key.startswith("encoder.down.") for key in vae_weights):  # the LDM layout (SAI's, BFL's ae.safetensors)
+        vae_config_home = next(folder for folder in candidates if (folder / "vae" / "config.json").is_file())
+        vae_weights = convert_ldm_vae_checkpoint(vae_weights, AutoencoderKL.load_config(vae_config_home / "vae"))
+    vae_home = _first_fit(AutoencoderKL, candidates, "vae", vae_weights)
+    if vae_home is None:
+        raise ValueError(f"{path.name}: its VAE's shapes fit none of the configs ({_names(candidates)})")
+
+    components = {
+        "transformer": _load_into(_build(transformer_class, home / "transformer"), transformer_weights, dtype),
+        "vae": _load_into(_build(AutoencoderKL, vae_home / "vae"), vae_weights, dtype),
+        "scheduler": FlowMatchEulerDiscreteScheduler.from_pretrained(home / "scheduler", local_files_only=True),
+    }
+    for slot in slots:
+        weights = text_weights.get(slot.component)
+        if weights is None:  # SD 3 without T5
+            components[slot.component] = components[slot.tokenizer] = None
+            continue
+        model_class = _text_encoder_class(slot, family)
+        encoder_home = _first_fit(model_class, candidates, slot.component, weights)
+        if encoder_home is None:
+            raise ValueError(
+                f"{path.name}: the {slot.label} text encoder's shapes fit none of the configs ({_names(candidates)})"
+            )
+        components[slot.component] = _load_into(_build(model_class, encoder_home / slot.component), weights, dtype)
+        components[slot.tokenizer] = _tokenizer(slot, candidates)
+    pipeline_class = StableDiffusion3Pipeline if family == "sd3" else FluxPipeline
+    return pipeline_class(**components)
+
+
+def _add_modules(modules: tuple[Path, ...], family: str, candidates: list[Path], text_weights: dict) -> dict | None:
+    """Put each module file's text encoder into `text_weights` (by component); return a module VAE's weights."""
+    import safetensors.torch
+
+    vae_weights = None
     for module in modules:
         try:
             kind, weights = module_kind(safetensors.torch.load_file(str(module)))
@@ -371,7 +421,9 @@ def load_transformer_file_pipeline(path: Path, modules: tuple[Path, ...] = (), t
             vae_weights = weights
             continue
         wanted = [
-            slot for slot in slots if (slot.name == "t5xxl") == (kind == "t5") and slot.component not in text_weights
+            slot
+            for slot in SLOTS[family]
+            if (slot.name == "t5xxl") == (kind == "t5") and slot.component not in text_weights
         ]
         if not wanted:
             raise ValueError(
@@ -384,53 +436,7 @@ def load_transformer_file_pipeline(path: Path, modules: tuple[Path, ...] = (), t
             if _first_fit(_text_encoder_class(slot, family), candidates, slot.component, weights)
         ]
         text_weights[(fits or wanted)[0].component] = weights
-
-    transformer_weights = parts.get("transformer", {})
-    if family == "sd3":
-        transformer_weights = convert_sd3_transformer_checkpoint_to_diffusers(dict(transformer_weights))
-        transformer_class = SD3Transformer2DModel
-    else:
-        transformer_weights = flux_to_diffusers(transformer_weights)
-        transformer_class = FluxTransformer2DModel
-    home = _first_fit(transformer_class, candidates, "transformer", transformer_weights)
-    if home is None:
-        raise ValueError(f"{path.name}: its transformer's shapes fit none of the configs ({_names(candidates)})")
-
-    missing = [slot.label for slot in slots if slot.component not in text_weights and slot.component not in OPTIONAL]
-    if vae_weights is None:
-        missing.append("VAE")
-    if missing:
-        raise ValueError(
-            f"{path.name}: a single-file {family.upper()} checkpoint without its {', '.join(missing)}; add them as "
-            f"additional_modules (Forge's forge_additional_modules): files in {text_encoder_dir()} and the VAE folder"
-        )
-    if any(key.startswith("encoder.down.") for key in vae_weights):  # the LDM layout (SAI's, BFL's ae.safetensors)
-        vae_config_home = next((folder for folder in candidates if (folder / "vae" / "config.json").is_file()), None)
-        vae_weights = convert_ldm_vae_checkpoint(vae_weights, AutoencoderKL.load_config(vae_config_home / "vae"))
-    vae_home = _first_fit(AutoencoderKL, candidates, "vae", vae_weights)
-    if vae_home is None:
-        raise ValueError(f"{path.name}: its VAE's shapes fit none of the configs ({_names(candidates)})")
-
-    components = {
-        "transformer": _load_into(_build(transformer_class, home / "transformer"), transformer_weights, dtype),
-        "vae": _load_into(_build(AutoencoderKL, vae_home / "vae"), vae_weights, dtype),
-        "scheduler": FlowMatchEulerDiscreteScheduler.from_pretrained(home / "scheduler", local_files_only=True),
-    }
-    for index, slot in enumerate(slots):
-        weights = text_weights.get(slot.component)
-        if weights is None:
-            components[slot.component] = components[slot.tokenizer] = None
-            continue
-        model_class = _text_encoder_class(slot, family)
-        encoder_home = _first_fit(model_class, candidates, slot.component, weights)
-        if encoder_home is None:
-            raise ValueError(
-                f"{path.name}: the {slot.label} text encoder's shapes fit none of the configs ({_names(candidates)})"
-            )
-        components[slot.component] = _load_into(_build(model_class, encoder_home / slot.component), weights, dtype)
-        components[slot.tokenizer] = _tokenizer(slot, index, candidates, AutoTokenizer, CLIPTokenizer)
-    pipeline_class = StableDiffusion3Pipeline if family == "sd3" else FluxPipeline
-    return pipeline_class(**components)
+    return vae_weights
 
 
 def _first_fit(model_class, candidates: list[Path], component: str, weights) -> Path | None:
@@ -446,17 +452,19 @@ def _text_encoder_class(slot: TextEncoderSlot, family: str):
     return CLIPTextModelWithProjection if family == "sd3" else CLIPTextModel
 
 
-def _tokenizer(slot: TextEncoderSlot, index: int, candidates: list[Path], auto_tokenizer, clip_tokenizer):
+def _tokenizer(slot: TextEncoderSlot, candidates: list[Path]):
+    from transformers import AutoTokenizer, CLIPTokenizer
+
     for folder in candidates:
         if (folder / slot.tokenizer).is_dir():
-            return auto_tokenizer.from_pretrained(folder / slot.tokenizer, local_files_only=True)
+            return AutoTokenizer.from_pretrained(folder / slot.tokenizer, local_files_only=True)
     if slot.name != "t5xxl":  # CLIP-L's and CLIP-G's (padded with "!") vocabularies ship with the SDXL configs
-        return clip_tokenizer.from_pretrained(
+        return CLIPTokenizer.from_pretrained(
             MODEL_CONFIGS / "sdxl" / ("tokenizer_2" if slot.name == "clip_g" else "tokenizer"), local_files_only=True
         )
     folder = text_encoder_dir() / T5_TOKENIZER_FOLDER
     if folder.is_dir():
-        return auto_tokenizer.from_pretrained(folder, local_files_only=True)
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     raise ValueError(
         f"the T5 text encoder needs its tokenizer (google/t5-v1_1-xxl's spiece.model and tokenizer files), which "
         f"Serena cannot download: put them in {folder}/ or in the checkpoint's sidecar folder's {slot.tokenizer}/"

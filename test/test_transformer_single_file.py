@@ -28,6 +28,7 @@ from modules.transformer_single_file import (
 JOB = {"prompt": "a red circle on a blue background", "seed": 3, "steps": 4, "do_not_save_samples": True}
 SD3_MODULES = ["tiny_clip_l", "tiny_clip_g.safetensors", "/elsewhere/tiny_t5.safetensors"]
 FLUX_MODULES = ["tiny_ae", "flux_clip_l", "flux_t5"]
+BFLOAT16_MEAN_LEVELS = 4  # of 255
 
 
 def sidecar(folder, checkpoint):
@@ -188,3 +189,26 @@ def test_flux_keys_convert_as_diffusers_converter_does_at_flux_width():
     theirs = convert_flux_transformer_checkpoint_to_diffusers(dict(original))
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+
+
+def test_bfloat16_folders_and_files_load_and_generate_close_to_float32(models):
+    """bfloat16, the precision these models are shared and run in on CUDA (checked here on the CPU; the GPU run is
+    bench/gpu.py's): a diffusers folder and a single file (with its modules) load in it and draw the float32 image
+    within a few levels (1.5 levels of 255 on average on these tiny models)."""
+    import numpy as np
+
+    from modules import sd_modules
+
+    cases = (("tiny3", "sd3-aio", []), ("tinyflux", "flux-bfl", FLUX_MODULES))
+    references = {folder: np.frombuffer(folder_image(folder), np.uint8).astype(float) for folder, _, _ in cases}
+    try:
+        for folder, file, modules in cases:
+            for checkpoint, named in ((folder, []), (file, modules)):
+                info = sd_models.resolve_checkpoint(checkpoint, modules=sd_modules.resolve(named))
+                loaded = sd_models.model_cache.get(info, dtype=torch.bfloat16)
+                assert loaded.pipeline.transformer.dtype == torch.bfloat16
+                image = generate(checkpoint, additional_modules=named).images[0]
+                difference = np.abs(np.frombuffer(image.tobytes(), np.uint8) - references[folder])
+                assert 0 < difference.mean() < BFLOAT16_MEAN_LEVELS, (checkpoint, difference.mean())
+    finally:
+        sd_models.model_cache.clear()  # later tests load float32 again
