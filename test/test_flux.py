@@ -213,6 +213,26 @@ def test_slg_and_pag_on_the_double_and_single_stream_blocks(tinyflux, method):
     """SLG skips and PAG perturbs (image self-attention as identity, text attending as before) FLUX's blocks by the
     names "block.N" (double-stream) and "single.N" (single-stream): the image changes, scale 0 gives the unperturbed
     image, replay is byte-identical, and other names are refused with the transformer's."""
+    from modules.guidance import perturbed_transformer, transformer_blocks
+
+    transformer = sd_models.load_model("tinyflux").pipeline.transformer
+    generator = torch.Generator().manual_seed(0)
+    positions = torch.stack([torch.zeros(16), torch.arange(16) // 4, torch.arange(16) % 4], dim=1)
+    inputs = {
+        "hidden_states": torch.randn(1, 16, 64, generator=generator),
+        "encoder_hidden_states": torch.randn(1, 512, 64, generator=generator),
+        "pooled_projections": torch.randn(1, 32, generator=generator),
+        "timestep": torch.tensor([0.5]),
+        "img_ids": positions,
+        "txt_ids": torch.zeros(512, 3),
+        "guidance": torch.tensor([3.5]),
+    }
+    with torch.no_grad():
+        unperturbed = transformer(**inputs).sample
+        with perturbed_transformer(transformer_blocks(transformer, "block.0, single.0"), method):
+            perturbed = transformer(**inputs).sample
+    # PAG's change is small on this random model, whose 64 image tokens sit beside 512 text tokens; SLG's is larger.
+    assert (perturbed - unperturbed).abs().mean() > 1e-4 * unperturbed.abs().mean()
     plain = generate().images[0]
     made = generate(guidance=method, perturbed_layers="block.0, single.0", perturbed_scale=3)
     assert png_of(made.images[0]) != png_of(plain) and 'Perturbed layers: "block.0, single.0"' in made.infotexts[0]

@@ -257,7 +257,9 @@ def test_skip_layer_guidance_on_the_mmdits_blocks(tiny3):
         assert torch.equal(skipped, reference) and not torch.equal(transformer(**inputs).sample, reference)
     plain = generate(sampler_name="Euler").images[0]
     made = generate(sampler_name="Euler", guidance="SLG", perturbed_layers="block.1", perturbed_scale=3)
-    assert png_of(made.images[0]) != png_of(plain) and "Perturbed layers: block.1" in made.infotexts[0]
+    assert (
+        np.abs(pixels(made.images[0]) - pixels(plain)).mean() > 2 and "Perturbed layers: block.1" in made.infotexts[0]
+    )
     neutral = generate(sampler_name="Euler", guidance="SLG", perturbed_layers="block.0", perturbed_scale=0)
     assert np.abs(pixels(neutral.images[0]) - pixels(plain)).max() <= 1
     replayed = processing_from_infotext(made.infotexts[0])
@@ -291,7 +293,7 @@ def test_perturbed_attention_guidance_on_joint_attention(tiny3):
     assert torch.allclose(ours[1], plain[1], atol=1e-6)  # the text's as before
     cfg = generate(sampler_name="Euler").images[0]
     made = generate(sampler_name="Euler", guidance="PAG", perturbed_layers="block.0, block.1", perturbed_scale=3)
-    assert png_of(made.images[0]) != png_of(cfg)
+    assert np.abs(pixels(made.images[0]) - pixels(cfg)).mean() > 2  # not only the guided arithmetic
     neutral = generate(sampler_name="Euler", guidance="PAG", perturbed_layers="block.0", perturbed_scale=0)
     assert np.abs(pixels(neutral.images[0]) - pixels(cfg)).max() <= 1
     replayed = processing_from_infotext(made.infotexts[0])
