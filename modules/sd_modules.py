@@ -26,6 +26,8 @@ def list_modules() -> list[Path]:
 
 def resolve(names) -> tuple[Path, ...]:
     """The files `names` select (a path, a file name or its stem); ValueError naming the field and the choices."""
+    if not names:
+        return ()  # most jobs: no folder is read
     files = list_modules()
     chosen = []
     for index, name in enumerate(names or ()):
