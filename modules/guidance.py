@@ -73,11 +73,8 @@ class GuidanceSettings:
 
 
 def layer_skip_configs(unet, layers: str, perturb_attention_scores: bool) -> list[LayerSkipConfig]:
-    """diffusers' layer-skip configurations for `layers` ("mid", "down.1", "up.0" of a UNet, "block.N" of SD 3's
-    transformer; comma-separated): every transformer block of the named UNet blocks, or the numbered joint blocks.
-    PAG perturbs their self-attention scores; SLG skips the blocks."""
-    if not hasattr(unet, "mid_block"):
-        return transformer_skip_configs(unet, layers, perturb_attention_scores)
+    """diffusers' layer-skip configurations for a UNet's `layers` ("mid", "down.1", "up.0"; comma-separated): every
+    transformer block of the named UNet blocks. PAG perturbs their self-attention scores; SLG skips the blocks."""
     available = unet_layer_names(unet)
     configs = []
     for name in (part.strip() for part in layers.split(",")):
@@ -115,10 +112,12 @@ def transformer_blocks(transformer, layers: str) -> dict[str, torch.nn.Module]:
     return {name: available[name] for name in sorted(set(names), key=list(available).index)}
 
 
-def transformer_skip_configs(transformer, layers: str, perturb_attention_scores: bool) -> list[LayerSkipConfig]:
-    """The guider's configuration for the blocks (the guider combines predictions; the perturbation itself is
-    `perturbed_transformer`'s, not the configuration's hooks)."""
-    indices = [int(name.split(".")[1]) for name in transformer_blocks(transformer, layers)]
+def transformer_skip_configs(
+    blocks: dict[str, torch.nn.Module], perturb_attention_scores: bool
+) -> list[LayerSkipConfig]:
+    """The guider's configuration for a transformer's `blocks` (the guider combines predictions; the perturbation
+    itself is `perturbed_transformer`'s, not the configuration's hooks)."""
+    indices = [int(name.split(".")[1]) for name in blocks]
     return [
         LayerSkipConfig(
             indices=indices,
@@ -244,12 +243,15 @@ class BatchGuidance:
 
     def __init__(self, settings: GuidanceSettings, cfg_scales: list[float], total_steps: int, unet):
         self.settings, self.total_steps = settings, total_steps
-        skip_configs = None
+        # A UNet is perturbed by the guider's hooks; a transformer's blocks by perturbed_transformer.
+        skip_configs, self.blocks = None, None
         if settings.method in PERTURBING:
-            skip_configs = layer_skip_configs(unet, settings.perturbed_layers, settings.method == "PAG")
-        # A UNet is perturbed by the guider's hooks; a transformer by perturbed_transformer.
-        transformer = skip_configs is not None and not hasattr(unet, "mid_block")
-        self.blocks = transformer_blocks(unet, settings.perturbed_layers) if transformer else None
+            attention_scores = settings.method == "PAG"
+            if hasattr(unet, "mid_block"):
+                skip_configs = layer_skip_configs(unet, settings.perturbed_layers, attention_scores)
+            else:
+                self.blocks = transformer_blocks(unet, settings.perturbed_layers)
+                skip_configs = transformer_skip_configs(self.blocks, attention_scores)
         quiet = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()  # each guider warns that guiders are experimental
         try:
