@@ -12,6 +12,7 @@ embeddings stay for later jobs; loading one clears the model's prompt cache, who
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -84,12 +85,21 @@ def loader(pipeline):
 
     if isinstance(pipeline, TextualInversionLoaderMixin):
         return pipeline
+    return _loader_class(TextualInversionLoaderMixin)(pipeline)
 
-    class Loader(TextualInversionLoaderMixin):
-        def __getattr__(self, name):
-            return getattr(pipeline, name)
 
-    return Loader()
+@functools.cache
+def _loader_class(mixin):
+    class Loader(mixin):
+        """diffusers' textual-inversion methods over a pipeline whose class lacks them."""
+
+        def __init__(self, pipeline):
+            self._pipeline = pipeline
+
+        def __getattr__(self, name):  # only for what the loader itself has not
+            return getattr(self._pipeline, name)
+
+    return Loader
 
 
 def vector_tokens(tokenizer, name: str) -> list[str]:
