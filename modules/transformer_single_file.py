@@ -429,13 +429,15 @@ def _add_modules(modules: tuple[Path, ...], family: str, candidates: list[Path],
             raise ValueError(
                 f"additional_modules: {module.name} is a {kind.upper()} text encoder this model already has"
             )
-        # Two CLIP files (SD 3): each goes where its shapes fit, CLIP-L first.
-        fits = [
-            slot
-            for slot in wanted
-            if _first_fit(_text_encoder_class(slot, family), candidates, slot.component, weights)
-        ]
-        text_weights[(fits or wanted)[0].component] = weights
+        slot = wanted[0]
+        if len(wanted) > 1:  # two CLIP files (SD 3): each goes where its shapes fit, CLIP-L first
+            fits = (
+                option
+                for option in wanted
+                if _first_fit(_text_encoder_class(option, family), candidates, option.component, weights)
+            )
+            slot = next(fits, slot)
+        text_weights[slot.component] = weights
     return vae_weights
 
 
